@@ -1,0 +1,72 @@
+"""IRGAN's training configuration. The defaults are the IRGAN authors' protocol for MovieLens
+(their released ``cf_gan.py``), except model selection, which uses a validation split by default."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from irgan.baselines.bpr import BPRConfig
+
+REWARDS = ("code", "paper")
+D_NEGATIVES = ("first", "refresh")
+SELECT_ON = ("validation", "test")
+
+
+def _f(default, help: str):
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class IRGANConfig:
+    """Every choice of IRGAN's item-recommendation game; the CLI's flags map 1:1 onto these fields."""
+
+    dim: int = _f(5, "embedding size of G and D")
+    init_scale: float = _f(0.05, "random embeddings start uniform(-init_scale, init_scale), biases at 0")
+    init: str = _f("dns", "G's start: 'dns' or 'bpr' (pretrained here), 'random', or the path of a model file (.pkl as the authors ship, .npz, .pt)")
+    pretrain: BPRConfig = field(default_factory=BPRConfig, metadata={"help": "the pretraining of G when init is 'dns' or 'bpr'"})
+
+    epochs: int = _f(15, "outer epochs, each d_epochs of D then g_epochs of G")
+    d_epochs: int = _f(100, "D-epochs per outer epoch (one pass over the positives and as many G samples)")
+    g_epochs: int = _f(50, "G-epochs per outer epoch (one policy-gradient step per user)")
+    optimizer: str = _f("sgd", "'sgd' (the authors') or 'adam', for both players")
+
+    d_lr: float = _f(0.001, "D's learning rate per sample")
+    d_l2: float = _f(0.2, "D's L2 per sample on the rows it touches (the authors' lamda 0.1/16 on a 32-sample summed batch)")
+    d_batch_size: int = _f(2048, "(pos, neg) pairs per D update; the authors used 16, equivalent at this learning rate (RESULTS.md)")
+    d_sample_every: int = _f(5, "D-epochs between new draws of G samples")
+    d_temperature: float = _f(0.2, "temperature of G's softmax when it proposes negatives to D")
+    d_negatives: str = _f("first", "'first': D keeps the first draw all run, as the authors' code does (its linecache never re-reads the file); 'refresh': new draws every d_sample_every D-epochs, as the paper describes")
+    d_exclude_positives: bool = _f(False, "draw D's negatives only from items the user has not interacted with (the authors' code can draw positives)")
+
+    g_lr: float = _f(0.001, "G's learning rate (per user: each user's loss is a mean over its samples)")
+    g_l2: float = _f(0.0, "G's L2 on the user rows of a step")
+    g_temperature: float = _f(1.0, "temperature of G's softmax in the policy-gradient step")
+    g_sample_factor: int = _f(2, "G samples per training positive of the user, per G-epoch")
+    g_mix: float = _f(0.2, "importance sampling: propose from (1 - g_mix) G + g_mix uniform over the user's positives")
+    g_batch_users: int = _f(128, "users per G update; the authors used 1, equivalent at this learning rate (RESULTS.md)")
+    reward: str = _f("code", "'code': 2 (sigmoid(f) - 1/2), the authors' code; 'paper': log(1 + exp(f)), the paper's")
+
+    select_on: str = _f("validation", "choose the best G/D on 'validation' (carved from train) or on 'test' (the authors' protocol: optimistic)")
+    select_metric: str = _f("P@5", "metric that picks the best G and D (the authors: P@5)")
+    validation_fraction: float = _f(0.1, "share of each user's train positives held out for selection")
+    eval_every: int = _f(1, "G-epochs between evaluations of G for selection (the authors: 1)")
+
+    def __post_init__(self) -> None:
+        choices = {"reward": REWARDS, "d_negatives": D_NEGATIVES, "select_on": SELECT_ON, "optimizer": ("sgd", "adam")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        positive = ("dim", "epochs", "d_batch_size", "d_sample_every", "g_sample_factor", "g_batch_users", "eval_every")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("d_epochs", "g_epochs"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.g_mix < 1:
+            raise ValueError(f"g_mix must be in [0, 1), got {self.g_mix}")
+        if not 0 < self.validation_fraction < 1:
+            raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction}")
+        if min(self.d_temperature, self.g_temperature, self.d_lr, self.g_lr) <= 0:
+            raise ValueError("temperatures and learning rates must be positive")
+        if isinstance(self.pretrain, dict):
+            object.__setattr__(self, "pretrain", BPRConfig(**self.pretrain))

@@ -1,0 +1,201 @@
+"""Named data sets (MovieLens) and rating files, loaded into a train/test Split.
+
+Files are looked for under ``data_dir``, else ``$IRGAN_DATA``, else ``~/.cache/irgan``; a
+folder holding ``ml-100k/u.data`` is read as is. Missing MovieLens data is downloaded from
+GroupLens, checked against its published checksum and unpacked there; existing files are
+never overwritten.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from irgan.data.readers import read_ratings
+from irgan.data.splits import (
+    Split,
+    interactions_from_dataframe,
+    leave_one_out,
+    random_holdout,
+    sorted_unique,
+    temporal_split,
+)
+from irgan.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Remote:
+    url: str  # the official GroupLens zip
+    md5: str  # its published md5
+    ratings: str  # the ratings file inside the unpacked folder
+    sep: str
+    header: bool
+
+
+DATASETS = {
+    "ml-100k": _Remote("https://files.grouplens.org/datasets/movielens/ml-100k.zip",
+                       "0e33842e24a9c977be4e0107933c0723", "u.data", "\t", False),
+    "ml-1m": _Remote("https://files.grouplens.org/datasets/movielens/ml-1m.zip",
+                     "c4d9eecfca2ab87c1945afe126590906", "ratings.dat", "::", False),
+    "ml-20m": _Remote("https://files.grouplens.org/datasets/movielens/ml-20m.zip",
+                      "cd245b17a1ae2cc31bb14903e1204af3", "ratings.csv", ",", True),
+}
+ML100K_SPLITS = ("u1", "u2", "u3", "u4", "u5", "ua", "ub")  # GroupLens's own .base/.test pairs
+SPLITS = ("random", "loo", "temporal")
+
+
+def data_home(data_dir: str | os.PathLike | None = None) -> Path:
+    """The data root: ``data_dir``, else ``$IRGAN_DATA``, else ``~/.cache/irgan``."""
+    if data_dir is not None:
+        return Path(data_dir).expanduser()
+    env = os.environ.get("IRGAN_DATA")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "irgan"
+
+
+def load_dataset(
+    name: str | os.PathLike,
+    data_dir: str | os.PathLike | None = None,
+    min_rating: float | None = 4.0,
+    split: str | None = None,
+    test_fraction: float = 0.2,
+    validation_fraction: float = 0.0,
+    seed: int = 0,
+    download: bool = True,
+) -> Split:
+    """Load a data set as a Split of (n_users, n_items) Interactions over all its users and items.
+
+    ``name`` is ``ml-100k``, ``ml-1m``, ``ml-20m`` or the path of a ratings file. Ratings
+    >= ``min_rating`` are positives (None keeps every row). ``split`` is one of ``u1``-``u5``,
+    ``ua``, ``ub`` (ml-100k only; default ``u1`` there), ``random`` (default elsewhere),
+    ``loo`` or ``temporal``. ``validation_fraction > 0`` carves a validation set from train.
+    """
+    name = os.fspath(name)
+    if name in DATASETS:
+        remote = DATASETS[name]
+        folder = _locate(name, data_home(data_dir), download)
+        ratings = read_ratings(folder / remote.ratings, sep=remote.sep, header=remote.header)
+        default_split = "u1" if name == "ml-100k" else "random"
+    elif Path(name).expanduser().is_file():
+        folder, remote = None, None
+        ratings = read_ratings(Path(name).expanduser(), columns=None)
+        default_split = "random"
+    else:
+        raise DataError(
+            f"unknown data set {name!r}: known names are {', '.join(DATASETS)}, or give the path of a ratings file"
+        )
+    split = split or default_split
+    users, items = sorted_unique(ratings["user"]), sorted_unique(ratings["item"])
+    maps = {"user_ids": users, "item_ids": items}
+    if split in ML100K_SPLITS and name == "ml-100k":
+        train = _positives(read_ratings(folder / f"{split}.base", sep="\t", header=False), min_rating)
+        test = _positives(read_ratings(folder / f"{split}.test", sep="\t", header=False), min_rating)
+        result = Split(interactions_from_dataframe(train, users, items),
+                       interactions_from_dataframe(test, users, items))
+    elif split == "random":
+        result = random_holdout(_positives(ratings, min_rating), test_fraction, seed, **maps)
+    elif split == "loo":
+        result = leave_one_out(_positives(ratings, min_rating), **maps)
+    elif split == "temporal":
+        result = temporal_split(_positives(ratings, min_rating), test_fraction, **maps)
+    else:
+        known = (ML100K_SPLITS if name == "ml-100k" else ()) + SPLITS
+        raise DataError(f"unknown split {split!r} for {name}: choose one of {', '.join(known)}")
+    if validation_fraction > 0:
+        result = result.with_validation(validation_fraction, seed)
+    logger.info("loaded %s (split %s): %r", name, split, result)
+    return result
+
+
+def _positives(df: pd.DataFrame, min_rating: float | None) -> pd.DataFrame:
+    """Rows with rating >= min_rating (all rows when min_rating is None)."""
+    if min_rating is None:
+        return df
+    if "rating" not in df.columns:
+        raise DataError("the ratings have no rating column: pass min_rating=None to use every row")
+    return df[df["rating"].to_numpy() >= min_rating]
+
+
+def _locate(name: str, root: Path, download: bool) -> Path:
+    """The folder holding ``name``'s files under ``root``, downloading and unpacking it if needed."""
+    remote = DATASETS[name]
+    for folder in [root / name] + ([root] if root.name == name else []):  # root may be the folder itself
+        if (folder / remote.ratings).is_file():
+            return folder
+    where = (
+        f"put the unpacked {name} folder at {root / name} (so that {root / name / remote.ratings} "
+        f"exists; it comes from {remote.url}), or pass data_dir=... or set IRGAN_DATA"
+    )
+    if not download:
+        raise DataError(f"{name} not found and download=False: {where}")
+    archive = root / f"{name}.zip"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        if not archive.exists():
+            _download(remote.url, archive, remote.md5)
+        elif _md5(archive) != remote.md5:
+            raise DataError(f"{archive} exists but its md5 is not {remote.md5}: delete or move it and retry")
+        _safe_extract(archive, root)
+    except DataError as err:
+        raise DataError(f"{err}; or {where}") from err
+    except OSError as err:  # includes urllib's URLError and timeouts
+        raise DataError(f"could not download {name} from {remote.url} ({err}): {where}") from err
+    if not (root / name / remote.ratings).is_file():
+        raise DataError(f"{archive} unpacked but {root / name / remote.ratings} is missing: {where}")
+    return root / name
+
+
+def _download(url: str, dest: Path, md5: str) -> None:
+    """Fetch ``url`` to a temporary file beside ``dest``, check its md5, then rename it to ``dest``."""
+    logger.info("downloading %s to %s", url, dest)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+            shutil.copyfileobj(response, out, length=1 << 20)
+        got = _md5(tmp)
+        if got != md5:
+            raise DataError(f"checksum mismatch for {url}: md5 {got}, expected {md5}; the download was removed")
+        if dest.exists():  # appeared meanwhile (another process): keep theirs
+            return
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _safe_extract(archive: Path, dest: Path) -> None:
+    """Unpack ``archive`` into ``dest``, refusing any member that would land outside it; never overwrites."""
+    dest = dest.resolve()
+    with zipfile.ZipFile(archive) as zf:
+        members = zf.infolist()
+        for member in members:  # check everything before writing anything
+            target = (dest / member.filename).resolve()
+            if not target.is_relative_to(dest):
+                raise DataError(f"{archive}: refusing member {member.filename!r}, which escapes {dest}")
+        for member in members:
+            target = (dest / member.filename).resolve()
+            if member.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+            elif target.exists():
+                logger.debug("keeping existing %s", target)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(member) as src, open(target, "wb") as out:
+                    shutil.copyfileobj(src, out)

@@ -1,0 +1,224 @@
+"""Read and check rating tables: delimited files and DataFrames into one validated layout.
+
+Every reader returns a DataFrame with columns ``user``, ``item`` and, when present, ``rating``
+(float64) and ``timestamp``. Ids stay as the file spells them: int64 when every id is an
+integer, strings otherwise. Bad input raises one :class:`DataError` naming the file and line.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from irgan.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_COLUMNS = ("user", "item", "rating", "timestamp")
+_BY_WIDTH = {2: ("user", "item"), 3: ("user", "item", "rating"), 4: DEFAULT_COLUMNS}
+# Header cells we recognise (lower case, without '_' or spaces); a first line made of
+# anything else is data, so a typo in line 1 is reported instead of silently skipped.
+_HEADER_WORDS = {
+    "user", "userid", "users", "item", "itemid", "items", "movie", "movieid", "rating",
+    "ratings", "score", "timestamp", "time", "date", "datetime",
+}
+_NUMERIC = ("rating", "timestamp")
+
+
+def read_ratings(
+    path: str | os.PathLike,
+    sep: str | None = None,
+    columns: Sequence[str] | None = DEFAULT_COLUMNS,
+    header: bool | None = None,
+    encoding: str = "utf-8",
+) -> pd.DataFrame:
+    """Read a delimited ratings file into a DataFrame of shape (n_rows, len(columns)).
+
+    ``sep`` is detected from the first non-blank line when None ("::", tab, comma, or
+    whitespace); ``header`` is detected from column names such as ``userId`` when None;
+    ``columns=None`` names the fields by their count (2: user, item; 3: + rating; 4: +
+    timestamp). Blank lines are skipped. Raises DataError naming the file and 1-based line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    first_no, first = _first_line(path, encoding)
+    if first is None:
+        raise DataError(f"{path}: file is empty (no ratings)")
+    sep = sep or _sniff_sep(first)
+    fields = _split(first, sep)
+    if columns is None:
+        if len(fields) not in _BY_WIDTH:
+            raise DataError(f"{path}, line {first_no}: expected 2-4 fields, found {len(fields)}")
+        columns = _BY_WIDTH[len(fields)]
+    columns = tuple(columns)
+    if header is None:
+        header = all(re.sub(r"[\s_]", "", f.lower()) in _HEADER_WORDS for f in fields)
+    skip = first_no if header else first_no - 1  # header row and blank lines before it
+    if not header and len(fields) > len(columns):
+        # pandas would silently drop extra fields of the first row; catch it here.
+        raise DataError(_bad_line(path, first_no, first, f"expected {len(columns)} fields, found {len(fields)}"))
+
+    names = list(columns) + ["_extra"]
+    source: str | io.StringIO = str(path)
+    parse_sep = sep
+    if sep == "::":  # the C parser takes one-character separators only
+        source = io.StringIO(path.read_text(encoding=encoding).replace("::", "\t"))
+        parse_sep = "\t"
+    try:
+        df = pd.read_csv(
+            source, sep=parse_sep, header=None, names=names, skiprows=skip, index_col=False,
+            skip_blank_lines=False, quoting=csv.QUOTE_NONE, encoding=encoding, engine="c",
+        )
+    except pd.errors.ParserError as err:
+        match = re.search(r"line (\d+), saw (\d+)", str(err))
+        if match is None:
+            raise DataError(f"{path}: cannot parse: {err}") from err
+        line_no = int(match.group(1))
+        reason = f"expected {len(columns)} fields, found {match.group(2)}"
+        raise DataError(_bad_line(path, line_no, _line_at(path, line_no, encoding), reason)) from err
+    except (UnicodeDecodeError, ValueError) as err:
+        raise DataError(f"{path}: cannot parse: {err}") from err
+
+    blank = np.logical_and.reduce([df[col].isna().to_numpy() for col in names])  # blank lines
+    kept = np.flatnonzero(~blank) if blank.any() else None
+    if blank.all():
+        raise DataError(f"{path}: file is empty (no ratings)")
+    cols = {col: (df[col] if kept is None else df[col].iloc[kept]) for col in names}
+
+    def fail(row: int, reason: str) -> DataError:
+        line_no = int(row if kept is None else kept[row]) + skip + 1
+        text = _line_at(path, line_no, encoding)
+        n = len(_split(text, sep))
+        if n != len(columns):  # a too-short row reads as NaN fields; say what really happened
+            reason = f"expected {len(columns)} fields, found {n}"
+        return DataError(_bad_line(path, line_no, text, reason))
+
+    out = _check(cols, columns, fail)
+    logger.debug("read %d ratings from %s (sep=%r, header=%s)", len(out), path, sep, header)
+    return out
+
+
+def from_dataframe(
+    df: pd.DataFrame,
+    user_col: str = "user",
+    item_col: str = "item",
+    rating_col: str | None = "rating",
+    timestamp_col: str | None = None,
+) -> pd.DataFrame:
+    """Validate a user DataFrame and return it renamed to columns user, item[, rating][, timestamp].
+
+    ``rating_col`` may be None (or absent when left at its default) for pure implicit data.
+    Raises DataError naming the first bad row (0-based position and index label).
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise DataError(f"expected a pandas DataFrame, got {type(df).__name__}")
+    if rating_col == "rating" and "rating" not in df.columns:
+        rating_col = None
+    wanted = {"user": user_col, "item": item_col, "rating": rating_col, "timestamp": timestamp_col}
+    wanted = {std: col for std, col in wanted.items() if col is not None}
+    missing = [col for col in wanted.values() if col not in df.columns]
+    if missing:
+        raise DataError(f"DataFrame has no column(s) {missing}; it has {list(df.columns)}")
+    if df.empty:
+        raise DataError("DataFrame is empty (no ratings)")
+    labels = df.index
+
+    def fail(pos: int, reason: str) -> DataError:
+        return DataError(f"DataFrame row {pos} (index {labels[pos]!r}): {reason}")
+
+    return _check({std: df[col] for std, col in wanted.items()}, tuple(wanted), fail)
+
+
+def kcore(df: pd.DataFrame, k: int, user_col: str = "user", item_col: str = "item") -> pd.DataFrame:
+    """Rows of ``df`` left once every user and every item has at least ``k`` rows (repeated to a fixed point)."""
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    for round_ in itertools.count(1):
+        user_n = df[user_col].map(df[user_col].value_counts())
+        item_n = df[item_col].map(df[item_col].value_counts())
+        keep = (user_n >= k) & (item_n >= k)
+        if keep.all():
+            logger.debug("%d-core: %d rows after %d rounds", k, len(df), round_)
+            return df
+        df = df[keep.to_numpy()]
+
+
+def _check(cols: dict[str, pd.Series], columns: tuple[str, ...], fail) -> pd.DataFrame:
+    """Find the first bad row (0-based) with vectorized checks; raise ``fail(row, reason)`` for it."""
+    problems: list[tuple[np.ndarray, str]] = []
+    if "_extra" in cols:
+        problems.append((cols["_extra"].notna().to_numpy(), f"expected {len(columns)} fields, found more"))
+    changed: dict[str, np.ndarray] = {}  # converted columns; the rest are reused as parsed
+    for col in columns:
+        raw = cols[col].to_numpy()
+        isna = cols[col].isna().to_numpy()
+        problems.append((isna, f"empty or NaN {col}"))
+        values = raw
+        if col in _NUMERIC and raw.dtype.kind not in "iuf":  # text in a numeric column: find it
+            values = pd.to_numeric(cols[col], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+            not_number = np.isnan(values) & ~isna
+            if not_number.any():
+                problems.append((not_number, f"{col} is not a number: {raw[not_number.argmax()]!r}"))
+        if col in _NUMERIC and values.dtype.kind == "f":
+            problems.append((np.isinf(values), f"{col} is infinite"))
+        values = values.astype(np.float64, copy=False) if col == "rating" else _tidy(values)
+        if values is not raw:
+            changed[col] = values
+    first = [(int(mask.argmax()), reason) for mask, reason in problems if mask.any()]
+    if first:
+        raise fail(*min(first, key=lambda p: p[0]))
+    # pd.concat of Series shares memory; DataFrame(dict of arrays) would copy every column.
+    series = [
+        pd.Series(changed[col], name=col) if col in changed else cols[col].reset_index(drop=True).rename(col)
+        for col in columns
+    ]
+    return pd.concat(series, axis=1)
+
+
+def _tidy(values: np.ndarray) -> np.ndarray:
+    """Integral float ids and timestamps (floats because of blank lines) back to int64."""
+    if values.dtype.kind == "f" and np.all(np.abs(values) < 2**53) and np.all(values == np.round(values)):
+        return values.astype(np.int64)
+    return values
+
+
+def _first_line(path: Path, encoding: str) -> tuple[int, str | None]:
+    """1-based number and text of the first non-blank line, or (0, None) for an empty file."""
+    try:
+        with open(path, encoding=encoding) as f:
+            for line_no, line in enumerate(f, 1):
+                if line.strip():
+                    return line_no, line.rstrip("\r\n")
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not {encoding} text: {err}") from err
+    return 0, None
+
+
+def _line_at(path: Path, line_no: int, encoding: str) -> str:
+    with open(path, encoding=encoding, errors="replace") as f:
+        return next(itertools.islice(f, line_no - 1, None), "").rstrip("\r\n")
+
+
+def _sniff_sep(line: str) -> str:
+    for sep in ("::", "\t", ","):
+        if sep in line:
+            return sep
+    return r"\s+"
+
+
+def _split(line: str, sep: str) -> list[str]:
+    return re.split(sep, line.strip()) if sep == r"\s+" else line.split(sep)
+
+
+def _bad_line(path: Path, line_no: int, text: str, reason: str) -> str:
+    shown = text if len(text) <= 80 else text[:77] + "..."
+    return f"{path}, line {line_no}: {reason}: {shown!r}"

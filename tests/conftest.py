@@ -1,0 +1,26 @@
+"""Shared fixtures: the real data folder (skipped when absent) and a seeded generator."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Folder holding ml-100k/u.data: $IRGAN_DATA, else <repo>/../shared/data; skips otherwise."""
+    candidates = [Path(os.environ["IRGAN_DATA"])] if os.environ.get("IRGAN_DATA") else []
+    candidates.append(REPO.parent / "shared" / "data")
+    for folder in candidates:
+        if (folder / "ml-100k" / "u.data").is_file():
+            return folder
+    pytest.skip("real data not found: set IRGAN_DATA to a folder holding ml-100k/u.data")
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
