@@ -51,11 +51,13 @@ class MatrixFactorization(nn.Module):
 
     def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Scores of (user, item) pairs: two LongTensors of shape (n,) give a float tensor (n,)."""
-        return (self.user_emb[users] * self.item_emb[items]).sum(-1) + self.item_bias[items]
+        return (self.user_emb.index_select(0, users.flatten()).view(*users.shape, -1)
+                * self.item_emb.index_select(0, items.flatten()).view(*items.shape, -1)).sum(-1) \
+            + self.item_bias.index_select(0, items.flatten()).view(items.shape)
 
     def score_users(self, users: torch.Tensor) -> torch.Tensor:
         """Scores of a batch of users against the whole catalog: (len(users), n_items)."""
-        return torch.addmm(self.item_bias, self.user_emb[users], self.item_emb.T)
+        return torch.addmm(self.item_bias, self.user_emb.index_select(0, users), self.item_emb.T)
 
     forward = score_users
 
@@ -122,22 +124,15 @@ class Generator(MatrixFactorization):
 
 
 def sample_rows(probs: torch.Tensor, counts: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Draw counts[r] column indices from each row distribution ``probs[r]`` in one vectorized pass.
+    """Draw counts[r] column indices, with replacement, from each row distribution ``probs[r]``.
 
-    The rows are laid end to end: row r's normalised CDF occupies [r, r + 1) of one global
-    float64 CDF, so a single ``searchsorted`` of r + U(0, 1) draws from row r for every sample.
+    Inverse-CDF sampling for all rows at once: one batched ``searchsorted`` of uniform draws
+    into the rows' cumulative sums. Returns a LongTensor (counts.sum(),), row 0's draws first.
     """
     n_rows, n_cols = probs.shape
-    probs = probs.double()
-    cdf = (probs / probs.sum(1, keepdim=True)).cumsum(1)
-    cdf = (cdf + torch.arange(n_rows, dtype=torch.float64, device=probs.device)[:, None]).flatten()
-    rows = torch.repeat_interleave(torch.arange(n_rows, device=probs.device), counts.to(probs.device))
-    u = torch.rand(rows.shape[0], dtype=torch.float64, device=probs.device, generator=generator)
-    flat = torch.searchsorted(cdf, rows + u, right=True)
-    cols = flat - rows * n_cols
-    # Guard float round-off at a row's end: never step outside the row or onto a zero-probability item.
-    cols = cols.clamp_(0, n_cols - 1)
-    bad = probs[rows, cols] <= 0
-    if bad.any():
-        cols[bad] = probs[rows[bad]].argmax(1)
-    return cols
+    counts = counts.to(probs.device)
+    width = int(counts.max()) if n_rows else 0
+    cdf = probs.double().cumsum(1)
+    u = torch.rand(n_rows, width, dtype=torch.float64, device=probs.device, generator=generator) * cdf[:, -1:]
+    cols = torch.searchsorted(cdf, u, right=True).clamp_(max=n_cols - 1)
+    return cols[torch.arange(width, device=probs.device) < counts[:, None]]

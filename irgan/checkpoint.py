@@ -1,0 +1,77 @@
+"""Save and load a trained IRGAN run: a plain dict of tensors, config and id maps, written
+atomically and read back with ``torch.load(weights_only=True)`` so no code runs on load."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from irgan.config import IRGANConfig
+from irgan.models import Discriminator, Generator
+
+FORMAT = "irgan-checkpoint-v1"
+
+
+@dataclass
+class Checkpoint:
+    """What a run leaves behind: both players, the config, and the raw ids of rows and columns."""
+
+    generator: Generator
+    discriminator: Discriminator
+    config: IRGANConfig
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    extra: dict
+
+
+def save_checkpoint(path: str | Path, generator: Generator, discriminator: Discriminator, config: IRGANConfig,
+                    user_ids: np.ndarray, item_ids: np.ndarray, **extra) -> None:
+    """Write the checkpoint to ``path`` through a temporary file and an atomic rename."""
+    state = {
+        "format": FORMAT,
+        "generator": {k: v.detach().cpu() for k, v in generator.state_dict().items()},
+        "discriminator": {k: v.detach().cpu() for k, v in discriminator.state_dict().items()},
+        "config": dataclasses.asdict(config),
+        "user_ids": np.asarray(user_ids).tolist(),
+        "item_ids": np.asarray(item_ids).tolist(),
+        "extra": extra,
+    }
+    atomic_write(Path(path), lambda f: torch.save(state, f))
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
+    """Read a checkpoint written by ``save_checkpoint``; anything else raises ValueError."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError... for foreign files
+        raise ValueError(f"{path} is not a loadable irgan checkpoint: {str(err).splitlines()[0]}") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise ValueError(f"{path} is not an irgan checkpoint (expected format {FORMAT!r})")
+    config = IRGANConfig(**state["config"])
+    players = []
+    for cls, key in ((Generator, "generator"), (Discriminator, "discriminator")):
+        weights = state[key]
+        model = cls.from_arrays(weights["user_emb"], weights["item_emb"], weights["item_bias"])
+        players.append(model)
+    return Checkpoint(*players, config, np.asarray(state["user_ids"]), np.asarray(state["item_ids"]), state["extra"])
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call ``write(file)`` on a temporary file beside ``path``, then rename it over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

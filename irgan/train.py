@@ -1,0 +1,160 @@
+"""Command line: train IRGAN on a data set and write metrics, history and a checkpoint.
+
+    python -m irgan.train --dataset ml-100k
+
+Every field of ``IRGANConfig`` is a flag (``--d-lr``, ``--pretrain-epochs``...).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+from irgan.baselines.bpr import BPRConfig
+from irgan.checkpoint import atomic_write, save_checkpoint
+from irgan.config import IRGANConfig
+from irgan.data import DataError, load_dataset, validation_split
+from irgan.device import resolve_device
+from irgan.metrics import evaluate
+from irgan.trainer import fit_irgan, initial_generator
+
+log = logging.getLogger("irgan.train")
+DERIVED_PRETRAIN_FIELDS = ("negatives", "dim")  # set from --init and --dim
+TABLE_METRICS = ("P@3", "P@5", "P@10", "NDCG@3", "NDCG@5", "NDCG@10")
+
+
+def run(
+    dataset: str = "ml-100k",
+    config: IRGANConfig = IRGANConfig(),
+    out: str | Path | None = None,
+    data_dir: str | None = None,
+    split: str | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    show_progress: bool = True,
+) -> dict:
+    """Load data, pretrain G, play IRGAN, evaluate the selected G and D on test, write ``out``.
+
+    Returns the dict written to ``out/metrics.json``.
+    """
+    start = time.perf_counter()
+    out = Path(out) if out is not None else Path("runs") / f"{Path(dataset).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"output directory {out} is not empty: choose another --out (nothing was overwritten)")
+    device = resolve_device(device)
+    data = load_dataset(dataset, data_dir=data_dir, split=split, seed=seed)
+    train, test = data.train, data.test
+    if config.select_on == "validation":
+        fit_train, selection = validation_split(train, config.validation_fraction, seed)
+    else:
+        log.warning("selecting G and D on the TEST set, as the IRGAN authors did: test figures are optimistic")
+        fit_train, selection = train, test
+
+    init = initial_generator(config, fit_train.matrix, train.user_ids, train.item_ids, seed, device, show_progress)
+    result = fit_irgan(fit_train.matrix, selection.matrix, config, init=init, seed=seed, device=device,
+                       show_progress=show_progress)
+    seen = train.matrix  # train + validation: every pair known before test
+    report = {
+        "dataset": dataset,
+        "split": split,
+        "select_on": config.select_on,
+        "protocol": ("model selection on a validation split carved from train" if config.select_on == "validation"
+                     else "model selection on the TEST set (the IRGAN authors' protocol): test figures are optimistic"),
+        "test": evaluate(result.generator, seen, test.matrix),
+        "test_discriminator": evaluate(result.discriminator, seen, test.matrix),
+        "test_init": evaluate(init, seen, test.matrix) if init is not None else None,
+        "validation" if config.select_on == "validation" else "selection_test": result.best_generator["metrics"],
+        "best_generator": {k: v for k, v in result.best_generator.items() if k != "metrics"},
+        "best_discriminator": {k: v for k, v in result.best_discriminator.items() if k != "metrics"},
+        "config": dataclasses.asdict(config),
+        "seed": seed,
+        "device": str(device),
+        "data": {"n_users": train.n_users, "n_items": train.n_items, "train": int(fit_train.nnz),
+                 "selection": int(selection.nnz), "test": int(test.nnz)},
+        "seconds": time.perf_counter() - start,
+        "history": result.history,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(out / "model.pt", result.generator, result.discriminator, config, train.user_ids, train.item_ids,
+                    seed=seed, dataset=dataset)
+    atomic_write(out / "metrics.json", lambda f: f.write(json.dumps(report, indent=2, default=float).encode()))
+    return report
+
+
+def config_parser(parser: argparse.ArgumentParser) -> None:
+    """Add one flag per IRGANConfig field (and --pretrain-* per BPRConfig field), help from the field."""
+    def add(group, f: dataclasses.Field, prefix: str = "") -> None:
+        flag = "--" + prefix + f.name.replace("_", "-")
+        kind = {"int": int, "float": float, "str": str, "bool": bool}[str(f.type)]
+        help_text = f"{f.metadata.get('help', '')} (default: {f.default})"
+        if kind is bool:
+            group.add_argument(flag, dest=prefix.replace("-", "_") + f.name, action=argparse.BooleanOptionalAction,
+                               default=None, help=help_text)
+        else:
+            group.add_argument(flag, dest=prefix.replace("-", "_") + f.name, type=kind, default=None, help=help_text)
+
+    irgan = parser.add_argument_group("IRGAN (IRGANConfig)")
+    for f in dataclasses.fields(IRGANConfig):
+        if f.name != "pretrain":
+            add(irgan, f)
+    pretrain = parser.add_argument_group("pretraining of G (BPRConfig; its negatives and dim follow --init and --dim)")
+    for f in dataclasses.fields(BPRConfig):
+        if f.name not in DERIVED_PRETRAIN_FIELDS:
+            add(pretrain, f, "pretrain-")
+
+
+def config_from_args(args: argparse.Namespace) -> IRGANConfig:
+    """The IRGANConfig the flags describe: defaults for every flag not given."""
+    values = vars(args)
+    pretrain = {f.name: values[f"pretrain_{f.name}"] for f in dataclasses.fields(BPRConfig)
+                if f.name not in DERIVED_PRETRAIN_FIELDS and values.get(f"pretrain_{f.name}") is not None}
+    top = {f.name: values[f.name] for f in dataclasses.fields(IRGANConfig)
+           if f.name != "pretrain" and values.get(f.name) is not None}
+    return IRGANConfig(**top, pretrain=BPRConfig(**pretrain))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m irgan.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="ml-100k", help="ml-100k, ml-1m, ml-20m, or the path of a ratings file (user, item, rating[, timestamp])")
+    parser.add_argument("--data-dir", default=None, help="folder holding the data sets (default: $IRGAN_DATA or ~/.cache/irgan)")
+    parser.add_argument("--split", default=None, help="u1 (ml-100k default, the paper's), random, loo, temporal")
+    parser.add_argument("--seed", type=int, default=0, help="seed of every random draw")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--out", default=None, help="run directory to create (default: runs/DATASET-TIME)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    config_parser(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        config = config_from_args(args)
+        report = run(args.dataset, config, args.out, args.data_dir, args.split, args.seed, args.device,
+                     show_progress=not args.quiet)
+    except (DataError, ValueError, FileNotFoundError, FileExistsError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(format_table(report))
+    return 0
+
+
+def format_table(report: dict) -> str:
+    """The final test metrics of the run's models as a fixed-width table."""
+    rows = [("IRGAN G", report["test"]), ("IRGAN D", report["test_discriminator"])]
+    if report.get("test_init"):
+        rows.insert(0, (f"init ({report['config']['init']})", report["test_init"]))
+    lines = [f"{'test (' + report['select_on'] + '-selected)':28s}" + "".join(f"{m:>9s}" for m in TABLE_METRICS)]
+    lines += [f"{name:28s}" + "".join(f"{metrics[m]:9.4f}" for m in TABLE_METRICS) for name, metrics in rows]
+    lines.append(f"{report['seconds']:.1f} s; {report['protocol']}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

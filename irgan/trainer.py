@@ -1,0 +1,221 @@
+"""IRGAN's adversarial training loop for item recommendation (Wang et al., SIGIR 2017).
+
+Read top to bottom: ``fit_irgan`` alternates ``d_epoch`` (D learns to tell real positives from
+G's samples) and ``g_epoch`` (G moves toward items D scores as real, by policy gradient), and
+keeps the G and D that score best on the selection set. Every step is batched over users.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from tqdm.auto import tqdm
+
+from irgan.baselines.bpr import fit_bpr
+from irgan.config import IRGANConfig
+from irgan.device import resolve_device
+from irgan.losses import pointwise_loss, policy_gradient_loss
+from irgan.metrics import evaluate
+from irgan.model_files import load_model_file
+from irgan.models import Discriminator, Generator, MatrixFactorization, sample_rows
+from irgan.optim import RowOptimizer
+from irgan.sampling import PositiveSet, positive_pairs
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IRGANResult:
+    """The selected generator and discriminator, their selection scores, and the history."""
+
+    generator: Generator
+    discriminator: Discriminator
+    best_generator: dict = field(default_factory=dict)  # {"epoch", "g_epoch", "metrics"} of the kept G
+    best_discriminator: dict = field(default_factory=dict)  # {"epoch", "metrics"} of the kept D
+    history: list[dict] = field(default_factory=list)  # one row per evaluation of G
+
+
+class _Best:
+    """Keeps a copy of the model with the highest selection metric seen so far."""
+
+    def __init__(self, metric: str) -> None:
+        self.metric, self.score, self.model, self.info = metric, -np.inf, None, {}
+
+    def offer(self, model: torch.nn.Module, metrics: dict[str, float], **info) -> None:
+        if metrics[self.metric] > self.score:
+            self.score, self.model = metrics[self.metric], copy.deepcopy(model)
+            self.info = {**info, "metrics": metrics}
+
+
+def initial_generator(
+    config: IRGANConfig,
+    train: sp.csr_matrix,
+    user_ids: np.ndarray | None = None,
+    item_ids: np.ndarray | None = None,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    show_progress: bool = False,
+) -> MatrixFactorization | None:
+    """G's starting point as ``config.init`` says: pretrained here, read from a file, or None (random)."""
+    if config.init == "random":
+        return None
+    if config.init in ("dns", "bpr"):
+        negatives = "dns" if config.init == "dns" else "uniform"
+        pretrain = dataclasses.replace(config.pretrain, negatives=negatives, dim=config.dim)
+        log.info("pretraining G with %s-BPR for %d epochs", config.init.upper(), pretrain.epochs)
+        return fit_bpr(train, pretrain, seed=seed, device=device, show_progress=show_progress)
+    if user_ids is None or item_ids is None:
+        raise ValueError("loading G from a model file needs the data's user_ids and item_ids")
+    return load_model_file(config.init, user_ids, item_ids).to(device)
+
+
+def fit_irgan(
+    train: sp.csr_matrix,
+    selection: sp.csr_matrix,
+    config: IRGANConfig = IRGANConfig(),
+    init: MatrixFactorization | None = None,
+    seed: int = 0,
+    device: torch.device | str = "auto",
+    show_progress: bool = False,
+    on_evaluate: Callable[[dict], None] | None = None,
+) -> IRGANResult:
+    """Play IRGAN's game on ``train`` (csr (n_users, n_items) of positives) and keep the G and D
+    with the best ``config.select_metric`` on ``selection`` (same shape; validation or test).
+
+    ``init`` is G's starting model (see ``initial_generator``); None starts G at random.
+    """
+    device = resolve_device(device)
+    train = sp.csr_matrix(train)
+    n_users, n_items = train.shape
+    if train.nnz == 0:
+        raise ValueError("cannot train IRGAN on a matrix with no positives")
+    rng = torch.Generator(device).manual_seed(seed)
+    init_rng = torch.Generator().manual_seed(seed)
+    G = Generator(n_users, n_items, config.dim, config.init_scale, generator=init_rng).to(device)
+    D = Discriminator(n_users, n_items, config.dim, config.init_scale, generator=init_rng).to(device)
+    if init is not None:
+        G.copy_from(init.to(device))
+    g_opt = RowOptimizer(config.optimizer, list(G.parameters()), config.g_lr)
+    d_opt = RowOptimizer(config.optimizer, list(D.parameters()), config.d_lr)
+
+    positives = PositiveSet(train, device)
+    real_users, real_items = positive_pairs(train, device)  # D's real pairs, row-major
+    active = torch.nonzero(positives.counts).squeeze(1)  # users with >= 1 positive
+    best_g, best_d = _Best(config.select_metric), _Best(config.select_metric)
+    score = lambda model: evaluate(model, train, selection)  # noqa: E731
+    best_g.offer(G, score(G), epoch=-1, g_epoch=-1)
+    best_d.offer(D, score(D), epoch=-1)
+    history, fake_items, start = [], None, time.perf_counter()
+
+    bar = tqdm(total=config.epochs * (config.d_epochs + config.g_epochs), desc="IRGAN", disable=not show_progress)
+    for epoch in range(config.epochs):
+        d_stats: dict[str, float] = {}
+        for d_ep in range(config.d_epochs):
+            if d_ep % config.d_sample_every == 0 and (fake_items is None or config.d_negatives == "refresh"):
+                fake_items = sample_fake(G, positives, active, config, rng)
+            d_stats = d_epoch(D, d_opt, real_users, real_items, fake_items, config, rng)
+            bar.update()
+        if config.d_epochs:
+            d_stats.update(d_accuracy(D, real_users, real_items, fake_items))
+            best_d.offer(D, score(D), epoch=epoch)
+
+        for g_ep in range(config.g_epochs):
+            g_stats = g_epoch(G, D, g_opt, positives, active, config, rng)
+            bar.update()
+            if (g_ep + 1) % config.eval_every == 0 or g_ep == config.g_epochs - 1:
+                metrics = score(G)
+                best_g.offer(G, metrics, epoch=epoch, g_epoch=g_ep)
+                row = {"epoch": epoch, "g_epoch": g_ep, **d_stats, **g_stats,
+                       "selection": metrics, "seconds": time.perf_counter() - start}
+                history.append(row)
+                if on_evaluate is not None:
+                    on_evaluate(row)
+                bar.set_postfix({config.select_metric: f"{metrics[config.select_metric]:.4f}"})
+        if not _finite(G) or not _finite(D):
+            raise FloatingPointError(f"IRGAN diverged in outer epoch {epoch}: NaN or inf in the embeddings")
+    bar.close()
+    return IRGANResult(best_g.model, best_d.model, best_g.info, best_d.info, history)
+
+
+@torch.no_grad()
+def sample_fake(
+    G: Generator, positives: PositiveSet, users: torch.Tensor, config: IRGANConfig, rng: torch.Generator,
+    batch_users: int = 1024,
+) -> torch.Tensor:
+    """G's proposals for D: |pos_u| items per user from softmax(G / d_temperature), aligned with
+    the row-major order of the positive pairs."""
+    out = []
+    for batch in users.split(batch_users):
+        exclude = positives.mask(batch) if config.d_exclude_positives else None
+        out.append(G.sample(batch, positives.counts[batch], config.d_temperature, exclude, rng))
+    return torch.cat(out)
+
+
+def d_epoch(
+    D: Discriminator, optimizer: RowOptimizer, users: torch.Tensor, real: torch.Tensor, fake: torch.Tensor,
+    config: IRGANConfig, rng: torch.Generator,
+) -> dict[str, float]:
+    """One pass of D over (user, real item, G's item) triples: real labelled 1, G's labelled 0."""
+    total = 0.0
+    for batch in torch.randperm(len(users), generator=rng, device=users.device).split(config.d_batch_size):
+        u = users[batch].repeat(2)
+        items = torch.cat([real[batch], fake[batch]])
+        labels = torch.cat([torch.ones(len(batch), device=u.device), torch.zeros(len(batch), device=u.device)])
+        loss, grads = pointwise_loss(D, u, items, labels, config.d_l2)
+        optimizer.step(grads)
+        total += loss
+    return {"d_loss": total / (2 * len(users))}
+
+
+@torch.no_grad()
+def d_accuracy(D: Discriminator, users: torch.Tensor, real: torch.Tensor, fake: torch.Tensor) -> dict[str, float]:
+    """Share of real pairs D scores as real and of G's pairs it scores as fake."""
+    return {"d_acc_real": (D.score(users, real) > 0).float().mean().item(),
+            "d_acc_fake": (D.score(users, fake) < 0).float().mean().item()}
+
+
+def g_epoch(
+    G: Generator, D: Discriminator, optimizer: RowOptimizer, positives: PositiveSet, users: torch.Tensor,
+    config: IRGANConfig, rng: torch.Generator,
+) -> dict[str, float]:
+    """One policy-gradient pass of G over the users, in batches of ``g_batch_users``.
+
+    For user u: p = softmax(G / g_temperature); draw g_sample_factor |pos_u| items from the
+    proposal q = (1 - g_mix) p + g_mix uniform(pos_u); reward each with D, reweight by p / q
+    (importance sampling) and step along mean_k w_k grad log p(i_k).
+    """
+    rewards, entropy, sampled = [], 0.0, torch.zeros(G.n_items, dtype=torch.bool, device=users.device)
+    order = users[torch.randperm(len(users), generator=rng, device=users.device)]
+    for batch in order.split(config.g_batch_users):
+        with torch.no_grad():
+            log_p = G.log_probs(batch, config.g_temperature)
+            p = log_p.exp()
+            n_pos = positives.counts[batch]
+            proposal = (1 - config.g_mix) * p
+            if config.g_mix > 0:
+                proposal += positives.mask(batch) * (config.g_mix / n_pos)[:, None]
+            counts = config.g_sample_factor * n_pos
+            items = sample_rows(proposal, counts, rng)
+            rows = torch.repeat_interleave(torch.arange(len(batch), device=batch.device), counts)
+            reward = D.reward(batch[rows], items, config.reward)
+            weights = reward * p[rows, items] / proposal[rows, items] / counts[rows]
+        loss, grads = policy_gradient_loss(G, batch, rows, items, weights, config.g_temperature, log_p=log_p)
+        if config.g_l2 > 0:
+            grads.append((G.user_emb, batch, config.g_l2 * G.user_emb[batch].detach()))
+        optimizer.step(grads)
+        rewards.append(reward)
+        entropy -= (p * log_p).sum().item()
+        sampled[items] = True
+    return {"g_reward": torch.cat(rewards).mean().item(), "g_entropy": entropy / len(users),
+            "g_coverage": sampled.float().mean().item()}
+
+
+def _finite(model: torch.nn.Module) -> bool:
+    return all(torch.isfinite(p).all() for p in model.parameters())
