@@ -31,7 +31,7 @@ class IRGANConfig:
 
     d_lr: float = _f(0.001, "D's learning rate per sample")
     d_l2: float = _f(0.2, "D's L2 per sample on the rows it touches (the authors' lamda 0.1/16 on a 32-sample summed batch)")
-    d_batch_size: int = _f(2048, "(pos, neg) pairs per D update; the authors used 16, equivalent at this learning rate (RESULTS.md)")
+    d_batch_size: int = _f(65536, "(pos, neg) pairs per D update; the authors used 16, equivalent at this learning rate (RESULTS.md)")
     d_sample_every: int = _f(5, "D-epochs between new draws of G samples")
     d_temperature: float = _f(0.2, "temperature of G's softmax when it proposes negatives to D")
     d_negatives: str = _f("first", "'first': D keeps the first draw all run, as the authors' code does (its linecache never re-reads the file); 'refresh': new draws every d_sample_every D-epochs, as the paper describes")
@@ -42,7 +42,7 @@ class IRGANConfig:
     g_temperature: float = _f(1.0, "temperature of G's softmax in the policy-gradient step")
     g_sample_factor: int = _f(2, "G samples per training positive of the user, per G-epoch")
     g_mix: float = _f(0.2, "importance sampling: propose from (1 - g_mix) G + g_mix uniform over the user's positives")
-    g_batch_users: int = _f(128, "users per G update; the authors used 1, equivalent at this learning rate (RESULTS.md)")
+    g_batch_users: int = _f(1024, "users per G update; the authors used 1, equivalent at this learning rate (RESULTS.md)")
     reward: str = _f("code", "'code': 2 (sigmoid(f) - 1/2), the authors' code; 'paper': log(1 + exp(f)), the paper's")
 
     select_on: str = _f("validation", "choose the best G/D on 'validation' (carved from train) or on 'test' (the authors' protocol: optimistic)")

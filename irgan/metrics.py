@@ -20,13 +20,16 @@ Scores = Union[np.ndarray, torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]
 #: Metric names, in the order ``evaluate`` reports them for each k (then one ``"MRR"``).
 METRICS = ("P", "Recall", "NDCG", "MAP", "HR")
 
+#: Default batch size x n_items: small enough for the allocator to reuse a batch's memory.
+BATCH_ELEMENTS = 2**22
+
 
 def evaluate(
     scores: Scores,
-    train,
-    test,
+    train: sp.spmatrix,
+    test: sp.spmatrix,
     ks: Sequence[int] = (3, 5, 10),
-    batch_size: int = 256,
+    batch_size: int | None = None,
     per_user: bool = False,
     device: str | torch.device | None = None,
 ) -> dict[str, float] | tuple[dict[str, float], pd.DataFrame]:
@@ -44,8 +47,9 @@ def evaluate(
         test: the held-out positives, same shape and types as ``train``. A (user, item) pair in
             both ``train`` and ``test`` raises ValueError (leakage).
         ks: cut-offs, each in 1..n_items.
-        batch_size: users scored and ranked at a time. The default keeps each batch's score
-            tensor small enough for the allocator to reuse its memory; raise it on a GPU.
+        batch_size: users scored and ranked at a time; None picks ``BATCH_ELEMENTS //
+            n_items`` (155 users for 27,000 items), which keeps a batch's score tensor small
+            enough for the CPU allocator to reuse its memory. Raise it on a GPU.
         per_user: also return the per-user values.
         device: where to rank ("cpu", "cuda", "auto" = CUDA when available); None ranks
             where the scores are.
@@ -69,18 +73,23 @@ def evaluate(
     ks = sorted({int(k) for k in ks})
     if not ks or ks[0] < 1 or ks[-1] > n_items:
         raise ValueError(f"ks must be non-empty cut-offs in 1..{n_items} (n_items), got {ks}")
+    if batch_size is None:
+        batch_size = max(1, min(4096, BATCH_ELEMENTS // n_items))
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    device = _resolve_device(device)
+    if train.astype(bool).multiply(test.astype(bool)).nnz:
+        raise ValueError("leakage: some (user, item) pairs are in both train and test")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = None if device is None else torch.device(device)
     score_batch = _scorer(scores, n_users, n_items, device)
 
-    n_test = np.diff(test.indptr)
-    users = np.flatnonzero(n_test)
+    users = np.flatnonzero(np.diff(test.indptr))
     if users.size == 0:
         raise ValueError("no user has a test item: nothing to evaluate")
 
-    # one float buffer for the rank counts, reused by every batch: fresh large tensors cost
-    # page faults that can outweigh the arithmetic on CPU
+    # One float buffer for the rank counts, reused by every batch: on CPU, the page faults of
+    # a fresh large tensor can cost more than the arithmetic done in it.
     buffer = torch.empty(
         min(batch_size, users.size),
         n_items,
@@ -92,8 +101,7 @@ def evaluate(
         for start in range(0, users.size, batch_size):
             batch = users[start : start + batch_size]
             scores_batch = score_batch(batch)
-            if buffer.device != scores_batch.device:
-                buffer = buffer.to(scores_batch.device)
+            buffer = buffer.to(scores_batch.device)
             parts.append(_evaluate_batch(scores_batch, train[batch], test[batch], ks, buffer))
     values = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
     summary = {name: float(v.mean()) for name, v in values.items()}
@@ -116,29 +124,32 @@ def _evaluate_batch(
     if torch.isnan(low) or low == -torch.inf:
         raise ValueError("scores contain NaN or -inf; -inf is reserved for excluded train items")
 
-    train_rows, train_cols = _coo(train, dev)
-    test_rows, test_cols = _coo(test, dev)
-    # (row, item) pairs as one sorted int64 key: membership is a binary search, no dense mask
-    test_keys = test_rows * n_items + test_cols
-    if train_cols.numel() and _isin_sorted(train_rows * n_items + train_cols, test_keys).any():
-        raise ValueError("leakage: some (user, item) pairs are in both train and test")
-
-    k_max = ks[-1]
+    # (row, item) pairs as positions in the flattened batch: sorted, so membership is a
+    # binary search and no dense mask is built
+    flat = scores.view(-1)
+    _, train_pos = _positions(train, dev)
+    test_rows, test_pos = _positions(test, dev)
     # Exclude train items in place and put their scores back afterwards: the tensor may
     # belong to the caller, and copying it would cost more than the ranking itself.
-    saved = scores[train_rows, train_cols]
-    scores[train_rows, train_cols] = -torch.inf
+    saved = flat[train_pos]
+    flat.index_fill_(0, train_pos, -torch.inf)
     try:
-        top = _top_k(scores, k_max)
+        top = _top_k(scores, ks[-1])
         rows = torch.arange(n_batch, device=dev).unsqueeze(1)
-        hit = (top < n_items) & _isin_sorted(rows * n_items + top, test_keys)  # (batch, k_max)
-        rank = _first_hit_rank(scores, test_rows, test_cols, hit, buffer[:n_batch])
+        hit = (top < n_items) & _isin_sorted(rows * n_items + top, test_pos)  # (batch, k_max)
+        rank = _first_hit_rank(scores, test_rows, test_pos, hit, buffer[:n_batch])
     finally:
-        scores[train_rows, train_cols] = saved
+        flat[train_pos] = saved
+    return _summarize(hit, rank, torch.bincount(test_rows, minlength=n_batch), ks)
 
+
+def _summarize(
+    hit: torch.Tensor, rank: torch.Tensor, n_relevant: torch.Tensor, ks: list[int]
+) -> dict[str, np.ndarray]:
+    """Per-user metrics from the top-k hits (batch, k_max), first-hit ranks and test counts."""
     hits = hit.double()
-    n_rel = torch.bincount(test_rows, minlength=n_batch).double()
-    ranks = torch.arange(1, k_max + 1, device=dev, dtype=torch.float64)
+    n_rel = n_relevant.double()
+    ranks = torch.arange(1, hits.shape[1] + 1, device=hits.device, dtype=torch.float64)
     gains = 1.0 / torch.log2(ranks + 1.0)
     hits_cum = hits.cumsum(1)
     dcg_cum = (hits * gains).cumsum(1)
@@ -160,12 +171,11 @@ def _evaluate_batch(
 def _top_k(scores: torch.Tensor, k: int) -> torch.Tensor:
     """Item indices (batch, k) of the k best scores, ties going to the lower item index.
 
-    ``torch.topk`` orders ties arbitrarily and, on CPU, copies every row. Instead, cut each
-    row into chunks: the k-th best chunk maximum is a lower bound on the k-th best score, so
-    the chunks reaching it hold the whole top k, ties included. Those few chunks, kept in
-    index order, are stable-sorted by score. Heavy ties (a constant model) make most chunks
-    reach the bound; then the whole row is sorted. Slots past the row's real items (the
-    ragged last chunk) hold index n_items.
+    On CPU ``torch.topk`` is slow per element, so narrow the search first: cut each row into
+    chunks; the k-th best chunk maximum is a lower bound on the k-th best score, so the items
+    reaching it (a few more than k, found in the few chunks reaching it) hold the whole top k,
+    ties included. Heavy ties (a constant model) make most chunks reach the bound; then whole
+    rows are searched. Slots past a row's real items hold index n_items.
     """
     n_batch, n_items = scores.shape
     width = max(1, min(64, n_items // (4 * k)))  # >= 4k chunks, so the bound is tight
@@ -174,23 +184,59 @@ def _top_k(scores: torch.Tensor, k: int) -> torch.Tensor:
     if full * width < n_items:
         maxima = torch.cat([maxima, scores[:, full * width :].amax(1, keepdim=True)], 1)
     bound = maxima.topk(k, dim=1).values[:, -1:]
-    n_reach = int((maxima >= bound).sum(1).max())
-    if 2 * n_reach * width > n_items:
-        candidates, values = None, scores
-    else:
-        chunks = maxima.topk(n_reach, dim=1).indices.sort(dim=1).values
-        offsets = torch.arange(width, device=scores.device)
-        candidates = (chunks.unsqueeze(2) * width + offsets).flatten(1)  # ascending per row
-        values = scores.gather(1, candidates.clamp(max=n_items - 1))
-        values = values.masked_fill(candidates >= n_items, -torch.inf)
-    order = values.sort(dim=1, descending=True, stable=True).indices[:, :k]
-    return order if candidates is None else candidates.gather(1, order)
+    chunks = _true_columns(maxima >= bound)
+    if 2 * chunks.shape[1] * width > n_items:
+        return _ordered_top_k(scores, k)
+    offsets = torch.arange(width, device=scores.device)
+    items = (chunks.unsqueeze(2) * width + offsets).flatten(1)  # ascending in each row
+    values = scores.gather(1, items.clamp(max=n_items - 1))
+    values = values.masked_fill(items >= n_items, -torch.inf)
+    keep = _true_columns(values >= bound)
+    padded = keep == items.shape[1]
+    keep = keep.masked_fill(padded, 0)
+    items = items.gather(1, keep).masked_fill(padded, n_items)
+    values = values.gather(1, keep).masked_fill(padded, -torch.inf)
+    return items.gather(1, _ordered_top_k(values, k))
+
+
+def _true_columns(mask: torch.Tensor) -> torch.Tensor:
+    """Columns of each row's True entries, ascending, padded to the longest row with the
+    column count (one past the end)."""
+    n_rows, n_cols = mask.shape
+    slot = mask.cumsum(1)
+    n_out = int(slot[:, -1].max())
+    slot = torch.where(mask, slot - 1, n_out)  # False entries all land in a spare last slot
+    columns = torch.arange(n_cols, device=mask.device).expand(n_rows, n_cols)
+    out = torch.full((n_rows, n_out + 1), n_cols, device=mask.device, dtype=torch.long)
+    return out.scatter_(1, slot, columns)[:, :n_out]
+
+
+def _ordered_top_k(values: torch.Tensor, k: int) -> torch.Tensor:
+    """Columns (rows, k) of each row's k largest values, best first, ties by lower column.
+
+    ``torch.topk`` settles ties arbitrarily, so ask it for k + 1: where the k-th and
+    (k+1)-th values differ, its set is right and only needs ordering; where they are equal,
+    take the items above the k-th value plus the lowest-indexed of those equal to it.
+    """
+    best, top = values.topk(min(k + 1, values.shape[1]), dim=1)
+    top = top[:, :k]
+    if best.shape[1] > k:
+        spill = (best[:, k] == best[:, k - 1]).nonzero().squeeze(1)
+        if spill.numel():
+            part, kth = values[spill], best[spill, k - 1 : k]
+            above, tied = part > kth, part == kth
+            room = k - above.sum(1, keepdim=True)
+            keep = above | (tied & (tied.cumsum(1) <= room))
+            top[spill] = keep.nonzero()[:, 1].view(-1, k)
+    top = top.sort(dim=1).values  # index order, which the stable sort keeps among ties
+    order = values.gather(1, top).sort(dim=1, descending=True, stable=True).indices
+    return top.gather(1, order)
 
 
 def _first_hit_rank(
     scores: torch.Tensor,
     test_rows: torch.Tensor,
-    test_cols: torch.Tensor,
+    test_pos: torch.Tensor,
     hit: torch.Tensor,
     buffer: torch.Tensor,
 ) -> torch.Tensor:
@@ -208,12 +254,12 @@ def _first_hit_rank(
     rest = (rank == 0).nonzero().squeeze(1)
     if rest.numel() == 0:
         return rank
-    test_scores = scores[test_rows, test_cols]
+    test_scores = scores.view(-1)[test_pos]
     best = torch.full((n_batch,), -torch.inf, device=dev, dtype=scores.dtype)
     best = best.scatter_reduce(0, test_rows, test_scores, "amax")
     is_best = test_scores == best[test_rows]
     best_item = torch.full((n_batch,), n_items, device=dev, dtype=torch.long)
-    best_item = best_item.scatter_reduce(0, test_rows[is_best], test_cols[is_best], "amin")
+    best_item = best_item.scatter_reduce(0, test_rows[is_best], test_pos[is_best] % n_items, "amin")
 
     if 2 * rest.numel() > n_batch:  # compare every row rather than copy most of them
         part, part_best, rows = scores, best.unsqueeze(1), rest
@@ -239,14 +285,14 @@ def _isin_sorted(keys: torch.Tensor, sorted_keys: torch.Tensor) -> torch.Tensor:
     return sorted_keys[pos] == keys
 
 
-def _coo(matrix: sp.csr_matrix, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(row, column) LongTensors of a CSR matrix's entries, sorted by row then column."""
-    counts = torch.from_numpy(np.diff(matrix.indptr)).to(device)
-    rows = torch.repeat_interleave(torch.arange(matrix.shape[0], device=device), counts)
-    return rows, torch.from_numpy(matrix.indices.astype(np.int64)).to(device)
+def _positions(matrix: sp.csr_matrix, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows and flat positions (row * n_items + column) of a CSR matrix's entries, sorted."""
+    rows = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
+    pos = rows * matrix.shape[1] + matrix.indices
+    return torch.from_numpy(rows).to(device), torch.from_numpy(pos).to(device)
 
 
-def _as_csr(matrix, name: str) -> sp.csr_matrix:
+def _as_csr(matrix: sp.spmatrix, name: str) -> sp.csr_matrix:
     """A canonical CSR matrix (sorted indices, no duplicates, no stored zeros) of ``matrix``."""
     matrix = getattr(matrix, "matrix", matrix)
     if not sp.issparse(matrix):
@@ -257,12 +303,6 @@ def _as_csr(matrix, name: str) -> sp.csr_matrix:
         matrix.sum_duplicates()
         matrix.eliminate_zeros()
     return matrix
-
-
-def _resolve_device(device: str | torch.device | None) -> torch.device | None:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return None if device is None else torch.device(device)
 
 
 def _scorer(
@@ -276,7 +316,7 @@ def _scorer(
 
         def score_batch(users: np.ndarray) -> torch.Tensor:
             out = score_users(torch.from_numpy(users).to(device or "cpu"))
-            out = _as_float(_as_tensor(out, writeable=True), device)
+            out = _as_float(_as_tensor(out), device)
             if out.shape != (len(users), n_items):
                 raise ValueError(
                     f"scoring {len(users)} users returned shape {tuple(out.shape)}, "
@@ -292,14 +332,24 @@ def _scorer(
             f"scores has shape {tuple(dense.shape)}, expected (n_users, n_items) = "
             f"({n_users}, {n_items})"
         )
-    # indexing rows with a tensor copies them, so the caller's array is never written
-    return lambda users: _as_float(dense[torch.from_numpy(users).to(dense.device)], device)
+    # Copy each batch's rows into one reused tensor: the caller's array is never written, and
+    # no fresh (batch, n_items) tensor is paged in per batch.
+    rows = torch.empty(0, n_items, dtype=dense.dtype, device=dense.device)
+
+    def dense_batch(users: np.ndarray) -> torch.Tensor:
+        nonlocal rows
+        if rows.shape[0] < len(users):
+            rows = torch.empty(len(users), n_items, dtype=dense.dtype, device=dense.device)
+        index = torch.from_numpy(users).to(dense.device)
+        return _as_float(torch.index_select(dense, 0, index, out=rows[: len(users)]), device)
+
+    return dense_batch
 
 
-def _as_tensor(scores, writeable: bool = False) -> torch.Tensor:
-    """A tensor over ``scores`` (copying only numpy arrays torch cannot or must not share)."""
+def _as_tensor(scores) -> torch.Tensor:
+    """A tensor sharing ``scores``' memory, except numpy arrays torch cannot or must not share."""
     if isinstance(scores, np.ndarray) and (
-        any(stride < 0 for stride in scores.strides) or (writeable and not scores.flags.writeable)
+        not scores.flags.writeable or any(stride < 0 for stride in scores.strides)
     ):
         scores = np.array(scores)
     return torch.as_tensor(scores)

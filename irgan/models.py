@@ -102,7 +102,9 @@ class Generator(MatrixFactorization):
     def log_probs(self, users: torch.Tensor, temperature: float = 1.0, exclude: torch.Tensor | None = None) -> torch.Tensor:
         """log p(i | u) for a batch of users: (len(users), n_items). ``exclude`` is a boolean mask
         of the same shape whose True entries get probability 0 (e.g. the users' positives)."""
-        logits = self.score_users(users) / temperature
+        logits = self.score_users(users)
+        if temperature != 1:
+            logits = logits / temperature
         if exclude is not None:
             logits = logits.masked_fill(exclude, float("-inf"))
         return torch.log_softmax(logits, dim=-1)
@@ -123,16 +125,28 @@ class Generator(MatrixFactorization):
         return sample_rows(self.log_probs(users, temperature, exclude).exp(), counts, generator)
 
 
-def sample_rows(probs: torch.Tensor, counts: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def sample_rows(
+    probs: torch.Tensor, counts: torch.Tensor, generator: torch.Generator | None = None, chunk: int = 64
+) -> torch.Tensor:
     """Draw counts[r] column indices, with replacement, from each row distribution ``probs[r]``.
 
-    Inverse-CDF sampling for all rows at once: one batched ``searchsorted`` of uniform draws
-    into the rows' cumulative sums. Returns a LongTensor (counts.sum(),), row 0's draws first.
+    Inverse-CDF sampling: a batched ``searchsorted`` of uniform draws into the rows' cumulative
+    sums. Rows are taken ``chunk`` at a time in order of their counts, so the uniform draws of a
+    chunk pad to nearly equal widths. Returns a LongTensor (counts.sum(),), row 0's draws first.
     """
     n_rows, n_cols = probs.shape
     counts = counts.to(probs.device)
-    width = int(counts.max()) if n_rows else 0
-    cdf = probs.double().cumsum(1)
-    u = torch.rand(n_rows, width, dtype=torch.float64, device=probs.device, generator=generator) * cdf[:, -1:]
-    cols = torch.searchsorted(cdf, u, right=True).clamp_(max=n_cols - 1)
-    return cols[torch.arange(width, device=probs.device) < counts[:, None]]
+    starts = counts.cumsum(0) - counts
+    out = torch.empty(int(counts.sum()), dtype=torch.long, device=probs.device)
+    for rows in torch.argsort(counts).split(chunk):
+        n = counts[rows]
+        width = int(n.max())
+        if width == 0:
+            continue
+        cdf = probs.index_select(0, rows).cumsum(1, dtype=torch.float64)
+        u = torch.rand(len(rows), width, dtype=torch.float64, device=probs.device, generator=generator) * cdf[:, -1:]
+        cols = torch.searchsorted(cdf, u, right=True).clamp_(max=n_cols - 1)
+        offsets = torch.arange(width, device=probs.device)
+        keep = offsets < n[:, None]
+        out[(starts[rows, None] + offsets)[keep]] = cols[keep]
+    return out

@@ -22,6 +22,7 @@ class PositiveSet:
         self.n_items = matrix.shape[1]
         self.keys = torch.sort(users * self.n_items + items).values
         self.counts = torch.as_tensor(np.diff(sp.csr_matrix(matrix).indptr), device=device)
+        self.starts = self.counts.cumsum(0) - self.counts  # offset of each user's first key
 
     def contains(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Boolean tensor: is (users[k], items[k]) a positive?"""
@@ -34,7 +35,7 @@ class PositiveSet:
     def mask(self, users: torch.Tensor) -> torch.Tensor:
         """Dense boolean mask (len(users), n_items) of the users' positives."""
         out = torch.zeros(len(users), self.n_items, dtype=torch.bool, device=users.device)
-        starts = torch.searchsorted(self.keys, users * self.n_items)
+        starts = self.starts[users]
         lengths = self.counts[users]
         rows = torch.repeat_interleave(torch.arange(len(users), device=users.device), lengths)
         offsets = torch.arange(rows.numel(), device=users.device) - torch.repeat_interleave(lengths.cumsum(0) - lengths, lengths)
@@ -55,3 +56,12 @@ class PositiveSet:
             items[bad] = torch.randint(self.n_items, (int(bad.sum()),), generator=generator, device=users.device)
             bad = self.contains(users, items)
         return items
+
+    def random_positives(self, users: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """One item per entry of ``users``, drawn uniformly from that user's positives."""
+        counts = self.counts[users]
+        if (counts == 0).any():
+            raise ValueError("a user has no positives to draw from")
+        offset = (torch.rand(users.shape, generator=generator, device=users.device) * counts).long()
+        offset = torch.minimum(offset, counts - 1)
+        return self.keys[self.starts[users] + offset] % self.n_items

@@ -198,23 +198,41 @@ def g_epoch(
             log_p = G.log_probs(batch, config.g_temperature)
             p = log_p.exp()
             n_pos = positives.counts[batch]
-            proposal = (1 - config.g_mix) * p
-            if config.g_mix > 0:
-                proposal += positives.mask(batch) * (config.g_mix / n_pos)[:, None]
             counts = config.g_sample_factor * n_pos
-            items = sample_rows(proposal, counts, rng)
-            rows = torch.repeat_interleave(torch.arange(len(batch), device=batch.device), counts)
+            rows, items = sample_mixture(p, positives, batch, counts, config.g_mix, rng)
+            p_items = p[rows, items]
+            is_pos = positives.mask(batch)[rows, items]
+            proposal = (1 - config.g_mix) * p_items + config.g_mix * is_pos / n_pos[rows]
             reward = D.reward(batch[rows], items, config.reward)
-            weights = reward * p[rows, items] / proposal[rows, items] / counts[rows]
-        loss, grads = policy_gradient_loss(G, batch, rows, items, weights, config.g_temperature, log_p=log_p)
+            weights = reward * p_items / proposal / counts[rows]
+        loss, grads = policy_gradient_loss(G, batch, rows, items, weights, config.g_temperature, log_p=log_p, p=p)
         if config.g_l2 > 0:
             grads.append((G.user_emb, batch, config.g_l2 * G.user_emb[batch].detach()))
         optimizer.step(grads)
         rewards.append(reward)
-        entropy -= (p * log_p).sum().item()
+        entropy -= torch.vdot(p.flatten(), log_p.flatten()).item()
         sampled[items] = True
     return {"g_reward": torch.cat(rewards).mean().item(), "g_entropy": entropy / len(users),
             "g_coverage": sampled.float().mean().item()}
+
+
+@torch.no_grad()
+def sample_mixture(
+    p: torch.Tensor, positives: PositiveSet, users: torch.Tensor, counts: torch.Tensor, mix: float,
+    rng: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``counts[r]`` draws for ``users[r]`` from (1 - mix) p[r] + mix uniform(positives of users[r]).
+
+    Each draw picks its component first, so the dense mixture is never built. Returns
+    (rows, items), both (counts.sum(),), grouped by row in order.
+    """
+    rows = torch.repeat_interleave(torch.arange(len(users), device=users.device), counts)
+    from_positives = torch.rand(rows.shape, generator=rng, device=rows.device) < mix
+    items = torch.empty_like(rows)
+    from_g = ~from_positives
+    items[from_g] = sample_rows(p, torch.bincount(rows[from_g], minlength=len(users)), rng)
+    items[from_positives] = positives.random_positives(users[rows[from_positives]], rng)
+    return rows, items
 
 
 def _finite(model: torch.nn.Module) -> bool:
