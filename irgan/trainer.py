@@ -42,7 +42,7 @@ class IRGANResult:
     history: list[dict] = field(default_factory=list)  # one row per evaluation of G
 
 
-class _Best:
+class KeepBest:
     """Keeps a copy of the model with the highest selection metric seen so far."""
 
     def __init__(self, metric: str) -> None:
@@ -108,7 +108,7 @@ def fit_irgan(
     positives = PositiveSet(train, device)
     real_users, real_items = positive_pairs(train, device)  # D's real pairs, row-major
     active = torch.nonzero(positives.counts).squeeze(1)  # users with >= 1 positive
-    best_g, best_d = _Best(config.select_metric), _Best(config.select_metric)
+    best_g, best_d = KeepBest(config.select_metric), KeepBest(config.select_metric)
     score = lambda model: evaluate(model, train, selection)  # noqa: E731
     best_g.offer(G, score(G), epoch=-1, g_epoch=-1)
     best_d.offer(D, score(D), epoch=-1)
