@@ -3,18 +3,21 @@ atomically and read back with ``torch.load(weights_only=True)`` so no code runs 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 from irgan.config import IRGANConfig
 from irgan.models import Discriminator, Generator
 
 FORMAT = "irgan-checkpoint-v1"
+STATE_FORMAT = "irgan-train-state-v1"
 
 
 @dataclass
@@ -75,3 +78,35 @@ def atomic_write(path: Path, write) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def data_fingerprint(*matrices: sp.csr_matrix) -> str:
+    """A digest of the shapes and positives of the matrices a run was trained on."""
+    digest = hashlib.sha256()
+    for matrix in matrices:
+        matrix = sp.csr_matrix(matrix)
+        digest.update(np.asarray(matrix.shape, dtype=np.int64).tobytes())
+        digest.update(matrix.indptr.astype(np.int64).tobytes())
+        digest.update(matrix.indices.astype(np.int64).tobytes())
+    return digest.hexdigest()
+
+
+def save_train_state(path: str | Path, state: dict) -> None:
+    """Write a resumable training state (tensors, numbers, strings and containers only)."""
+    atomic_write(Path(path), lambda f: torch.save({"format": STATE_FORMAT, **state}, f))
+
+
+def load_train_state(path: str | Path, config: IRGANConfig, fingerprint: str) -> dict:
+    """Read a training state, refusing one written for another config or other data."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ValueError(f"{path} is not a loadable irgan training state: {str(err).splitlines()[0]}") from None
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise ValueError(f"{path} is not an irgan training state (expected format {STATE_FORMAT!r})")
+    if state["config"] != dataclasses.asdict(config):
+        changed = sorted(k for k, v in dataclasses.asdict(config).items() if state["config"].get(k) != v)
+        raise ValueError(f"{path} was written with another config (differs in {changed}): cannot resume")
+    if state["fingerprint"] != fingerprint:
+        raise ValueError(f"{path} was written for other data (different shape or positives): cannot resume")
+    return state

@@ -9,6 +9,7 @@ from irgan.baselines.bpr import BPRConfig
 REWARDS = ("code", "paper")
 D_NEGATIVES = ("first", "refresh")
 SELECT_ON = ("validation", "test")
+SELECT_METRICS = tuple(f"{m}@{k}" for m in ("P", "Recall", "NDCG", "MAP", "HR") for k in (3, 5, 10)) + ("MRR",)
 
 
 def _f(default, help: str):
@@ -51,7 +52,8 @@ class IRGANConfig:
     eval_every: int = _f(1, "G-epochs between evaluations of G for selection (the authors: 1)")
 
     def __post_init__(self) -> None:
-        choices = {"reward": REWARDS, "d_negatives": D_NEGATIVES, "select_on": SELECT_ON, "optimizer": ("sgd", "adam")}
+        choices = {"reward": REWARDS, "d_negatives": D_NEGATIVES, "select_on": SELECT_ON, "optimizer": ("sgd", "adam"),
+                   "select_metric": SELECT_METRICS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")

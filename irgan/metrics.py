@@ -172,25 +172,38 @@ def _top_k(scores: torch.Tensor, k: int) -> torch.Tensor:
     """Item indices (batch, k) of the k best scores, ties going to the lower item index.
 
     On CPU ``torch.topk`` is slow per element, so narrow the search first: cut each row into
-    chunks; the k-th best chunk maximum is a lower bound on the k-th best score, so the items
-    reaching it (a few more than k, found in the few chunks reaching it) hold the whole top k,
-    ties included. Heavy ties (a constant model) make most chunks reach the bound; then whole
-    rows are searched. Slots past a row's real items hold index n_items.
+    chunks; the k-th best chunk maximum is a lower bound on the k-th best score, so the k
+    chunks reaching it (more when maxima tie) and the ragged tail hold the whole top k, ties
+    included. When heavy ties (a constant model) make most chunks reach the bound, or the
+    row is short, whole rows are searched.
     """
     n_batch, n_items = scores.shape
-    width = max(1, min(64, n_items // (4 * k)))  # >= 4k chunks, so the bound is tight
-    full = n_items // width
-    maxima = scores[:, : full * width].unflatten(1, (full, width)).amax(2)
-    if full * width < n_items:
-        maxima = torch.cat([maxima, scores[:, full * width :].amax(1, keepdim=True)], 1)
-    bound = maxima.topk(k, dim=1).values[:, -1:]
-    chunks = _true_columns(maxima >= bound)
-    if 2 * chunks.shape[1] * width > n_items:
+    width = max(1, min(64, n_items // (4 * k + 4)))  # > 4k chunks, so the bound is tight
+    n_chunks = n_items // width
+    if n_chunks <= k:
         return _ordered_top_k(scores, k)
+    maxima = scores[:, : n_chunks * width].unflatten(1, (n_chunks, width)).amax(2)
+    best, chunks = maxima.topk(k + 1, dim=1, sorted=False)
+    best, order = best.sort(dim=1)  # ascending: the k-th best maximum comes second
+    bound = best[:, 1:2]
+    if (best[:, :1] == bound).any():  # tied maxima: take every chunk reaching the bound
+        chunks = _true_columns(maxima >= bound)
+        if 2 * chunks.shape[1] * width > n_items:
+            return _ordered_top_k(scores, k)
+        # pad with a chunk lying wholly past the end, clear of the ragged tail's items
+        chunks = chunks.masked_fill(chunks == n_chunks, n_items)
+    else:
+        chunks = chunks.gather(1, order[:, 1:]).sort(dim=1).values
     offsets = torch.arange(width, device=scores.device)
     items = (chunks.unsqueeze(2) * width + offsets).flatten(1)  # ascending in each row
-    values = scores.gather(1, items.clamp(max=n_items - 1))
-    values = values.masked_fill(items >= n_items, -torch.inf)
+    tail = torch.arange(n_chunks * width, n_items, device=scores.device)
+    items = torch.cat([items, tail.expand(n_batch, -1)], 1)
+    if chunks.shape[1] > k:  # padded: the padding chunk lies past the end
+        values = scores.gather(1, items.clamp(max=n_items - 1))
+        values = values.masked_fill(items >= n_items, -torch.inf)
+    else:
+        values = scores.gather(1, items)
+    # keep only the items reaching the bound (a few more than k), still in index order
     keep = _true_columns(values >= bound)
     padded = keep == items.shape[1]
     keep = keep.masked_fill(padded, 0)

@@ -22,6 +22,9 @@ _SAFE_GLOBALS = {
     ("numpy", "dtype"),
     ("numpy.core.multiarray", "scalar"),
     ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("_codecs", "encode"),  # Python 3 pickles of bytes at protocols 0-2
 }
 
 

@@ -15,8 +15,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
-import scipy.sparse as sp
+import torch
 
 from irgan.baselines.bpr import BPRConfig
 from irgan.checkpoint import atomic_write, save_checkpoint
@@ -24,9 +23,11 @@ from irgan.config import IRGANConfig
 from irgan.data import DataError, load_dataset, validation_split
 from irgan.device import resolve_device
 from irgan.metrics import evaluate
+from irgan.models import MatrixFactorization
 from irgan.trainer import fit_irgan, initial_generator
 
 log = logging.getLogger("irgan.train")
+RUN_FILE = "run.json"
 DERIVED_PRETRAIN_FIELDS = ("negatives", "dim")  # set from --init and --dim
 TABLE_METRICS = ("P@3", "P@5", "P@10", "NDCG@3", "NDCG@5", "NDCG@10")
 
@@ -40,17 +41,29 @@ def run(
     seed: int = 0,
     device: str = "auto",
     show_progress: bool = True,
+    resume: bool = False,
 ) -> dict:
     """Load data, pretrain G, play IRGAN, evaluate the selected G and D on test, write ``out``.
 
-    Returns the dict written to ``out/metrics.json``.
+    The run directory holds ``run.json`` (what was asked), ``train_state.pt`` (written after each
+    outer epoch), then ``metrics.json`` and ``model.pt``. ``resume=True`` continues a run whose
+    directory has no ``metrics.json`` yet. Returns the dict written to ``out/metrics.json``.
     """
     start = time.perf_counter()
     out = Path(out) if out is not None else Path("runs") / f"{Path(dataset).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {out} is a file, not a directory")
+    if resume and (out / "metrics.json").exists():
+        raise FileExistsError(f"run {out} has already finished: nothing to resume")
+    if not resume and out.exists() and any(out.iterdir()):
         raise FileExistsError(f"output directory {out} is not empty: choose another --out (nothing was overwritten)")
+    request = {"dataset": dataset, "data_dir": data_dir, "split": split, "seed": seed, "device": device,
+               "config": dataclasses.asdict(config)}
     device = resolve_device(device)
     data = load_dataset(dataset, data_dir=data_dir, split=split, seed=seed)
+    out.mkdir(parents=True, exist_ok=True)  # only once the data loaded: a typo leaves nothing behind
+    if not resume:
+        atomic_write(out / RUN_FILE, lambda f: f.write(json.dumps(request, indent=2).encode()))
     train, test = data.train, data.test
     if config.select_on == "validation":
         fit_train, selection = validation_split(train, config.validation_fraction, seed)
@@ -58,9 +71,15 @@ def run(
         log.warning("selecting G and D on the TEST set, as the IRGAN authors did: test figures are optimistic")
         fit_train, selection = train, test
 
-    init = initial_generator(config, fit_train.matrix, train.user_ids, train.item_ids, seed, device, show_progress)
+    init_file = out / "init.pt"
+    if init_file.exists():  # resuming: the pretrained start was saved by the interrupted run
+        init = MatrixFactorization.from_arrays(**torch.load(init_file, weights_only=True)).to(device)
+    else:
+        init = initial_generator(config, fit_train.matrix, train.user_ids, train.item_ids, seed, device, show_progress)
+        if init is not None:
+            atomic_write(init_file, lambda f: torch.save({k: v.detach().cpu() for k, v in init.state_dict().items()}, f))
     result = fit_irgan(fit_train.matrix, selection.matrix, config, init=init, seed=seed, device=device,
-                       show_progress=show_progress)
+                       show_progress=show_progress, state_path=out / "train_state.pt")
     seen = train.matrix  # train + validation: every pair known before test
     report = {
         "dataset": dataset,
@@ -82,7 +101,6 @@ def run(
         "seconds": time.perf_counter() - start,
         "history": result.history,
     }
-    out.mkdir(parents=True, exist_ok=True)
     save_checkpoint(out / "model.pt", result.generator, result.discriminator, config, train.user_ids, train.item_ids,
                     seed=seed, dataset=dataset)
     atomic_write(out / "metrics.json", lambda f: f.write(json.dumps(report, indent=2, default=float).encode()))
@@ -131,18 +149,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--out", default=None, help="run directory to create (default: runs/DATASET-TIME)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--resume", metavar="RUN_DIR", default=None,
+                        help="continue an interrupted run from its last finished outer epoch (its other flags are reused)")
     config_parser(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    out = args.resume or args.out
     try:
-        config = config_from_args(args)
-        report = run(args.dataset, config, args.out, args.data_dir, args.split, args.seed, args.device,
-                     show_progress=not args.quiet)
-    except (DataError, ValueError, FileNotFoundError, FileExistsError) as err:
+        if args.resume:
+            request = read_request(Path(args.resume))
+            report = run(request["dataset"], IRGANConfig(**request["config"]), args.resume, request["data_dir"],
+                         request["split"], request["seed"], request["device"], not args.quiet, resume=True)
+        else:
+            config = config_from_args(args)
+            out = args.out or Path("runs") / f"{Path(args.dataset).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+            report = run(args.dataset, config, out, args.data_dir, args.split, args.seed, args.device,
+                         show_progress=not args.quiet)
+    except (DataError, ValueError, FileNotFoundError, FileExistsError, FloatingPointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: resume with  python -m irgan.train --resume {out}", file=sys.stderr)
+        return 130
     print(format_table(report))
     return 0
+
+
+def read_request(run_dir: Path) -> dict:
+    """The arguments an earlier run was started with (its run.json)."""
+    path = run_dir / RUN_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not an irgan run directory (no {RUN_FILE})")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON: {err}") from None
 
 
 def format_table(report: dict) -> str:

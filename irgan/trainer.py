@@ -10,6 +10,7 @@ import copy
 import dataclasses
 import logging
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -19,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from irgan.baselines.bpr import fit_bpr
+from irgan.checkpoint import data_fingerprint, load_train_state, save_train_state
 from irgan.config import IRGANConfig
 from irgan.device import resolve_device
 from irgan.losses import pointwise_loss, policy_gradient_loss
@@ -85,11 +87,15 @@ def fit_irgan(
     device: torch.device | str = "auto",
     show_progress: bool = False,
     on_evaluate: Callable[[dict], None] | None = None,
+    state_path: str | Path | None = None,
 ) -> IRGANResult:
     """Play IRGAN's game on ``train`` (csr (n_users, n_items) of positives) and keep the G and D
     with the best ``config.select_metric`` on ``selection`` (same shape; validation or test).
 
     ``init`` is G's starting model (see ``initial_generator``); None starts G at random.
+    With ``state_path``, the whole training state is written there (atomically) after every
+    outer epoch, and a run that finds a state file there resumes from it: on CPU the result is
+    bitwise the one of an uninterrupted run.
     """
     device = resolve_device(device)
     train = sp.csr_matrix(train)
@@ -106,16 +112,34 @@ def fit_irgan(
     d_opt = RowOptimizer(config.optimizer, list(D.parameters()), config.d_lr)
 
     positives = PositiveSet(train, device)
+    if config.d_exclude_positives and (positives.counts >= n_items).any():
+        raise ValueError("d_exclude_positives: a user has interacted with every item, so no negative exists for D")
     real_users, real_items = positive_pairs(train, device)  # D's real pairs, row-major
     active = torch.nonzero(positives.counts).squeeze(1)  # users with >= 1 positive
     best_g, best_d = KeepBest(config.select_metric), KeepBest(config.select_metric)
     score = lambda model: evaluate(model, train, selection)  # noqa: E731
     best_g.offer(G, score(G), epoch=-1, g_epoch=-1)
     best_d.offer(D, score(D), epoch=-1)
-    history, fake_items, start = [], None, time.perf_counter()
+    history, fake_items, first_epoch, elapsed = [], None, 0, 0.0
+    fingerprint = data_fingerprint(train, selection)
+    if state_path is not None and Path(state_path).exists():
+        saved = load_train_state(state_path, config, fingerprint)
+        for model, key in ((G, "generator"), (D, "discriminator")):
+            model.load_state_dict(saved[key])
+        g_opt.load_state_dict(saved["g_opt"])
+        d_opt.load_state_dict(saved["d_opt"])
+        for best, key in ((best_g, "best_generator"), (best_d, "best_discriminator")):
+            best.model.load_state_dict(saved[key]["state"])
+            best.score, best.info = saved[key]["score"], saved[key]["info"]
+        rng.set_state(saved["rng"])
+        fake_items, history = saved["fake_items"], saved["history"]
+        first_epoch, elapsed = saved["epoch"], saved["seconds"]
+        log.info("resumed IRGAN from %s at outer epoch %d", state_path, first_epoch)
+    start = time.perf_counter() - elapsed
 
-    bar = tqdm(total=config.epochs * (config.d_epochs + config.g_epochs), desc="IRGAN", disable=not show_progress)
-    for epoch in range(config.epochs):
+    steps = config.d_epochs + config.g_epochs
+    bar = tqdm(total=config.epochs * steps, initial=first_epoch * steps, desc="IRGAN", disable=not show_progress)
+    for epoch in range(first_epoch, config.epochs):
         d_stats: dict[str, float] = {}
         for d_ep in range(config.d_epochs):
             if d_ep % config.d_sample_every == 0 and (fake_items is None or config.d_negatives == "refresh"):
@@ -139,7 +163,18 @@ def fit_irgan(
                     on_evaluate(row)
                 bar.set_postfix({config.select_metric: f"{metrics[config.select_metric]:.4f}"})
         if not _finite(G) or not _finite(D):
-            raise FloatingPointError(f"IRGAN diverged in outer epoch {epoch}: NaN or inf in the embeddings")
+            raise FloatingPointError(
+                f"IRGAN diverged in outer epoch {epoch}: NaN or inf in the embeddings; lower the learning "
+                "rates. The last good state (previous epoch) is kept" + (f" in {state_path}" if state_path else ""))
+        if state_path is not None:
+            save_train_state(state_path, {
+                "epoch": epoch + 1, "seconds": time.perf_counter() - start, "config": dataclasses.asdict(config),
+                "fingerprint": fingerprint, "generator": G.state_dict(), "discriminator": D.state_dict(),
+                "g_opt": g_opt.state_dict(), "d_opt": d_opt.state_dict(), "rng": rng.get_state(),
+                "fake_items": fake_items, "history": history,
+                "best_generator": {"state": best_g.model.state_dict(), "score": best_g.score, "info": best_g.info},
+                "best_discriminator": {"state": best_d.model.state_dict(), "score": best_d.score, "info": best_d.info},
+            })
     bar.close()
     return IRGANResult(best_g.model, best_d.model, best_g.info, best_d.info, history)
 
@@ -151,6 +186,8 @@ def sample_fake(
 ) -> torch.Tensor:
     """G's proposals for D: |pos_u| items per user from softmax(G / d_temperature), aligned with
     the row-major order of the positive pairs."""
+    if config.d_exclude_positives and (positives.counts[users] >= G.n_items).any():
+        raise ValueError("d_exclude_positives: a user has interacted with every item, so no negative exists for D")
     out = []
     for batch in users.split(batch_users):
         exclude = positives.mask(batch) if config.d_exclude_positives else None
