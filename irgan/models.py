@@ -42,7 +42,7 @@ class MatrixFactorization(nn.Module):
             raise ValueError(f"embedding shapes do not fit: users {tuple(user_emb.shape)}, items {tuple(item_emb.shape)}")
         if item_bias.shape != (item_emb.shape[0],):
             raise ValueError(f"item_bias has shape {tuple(item_bias.shape)}, expected ({item_emb.shape[0]},)")
-        model = cls(user_emb.shape[0], item_emb.shape[0], user_emb.shape[1])
+        model = cls(user_emb.shape[0], item_emb.shape[0], user_emb.shape[1], generator=torch.Generator())
         with torch.no_grad():
             model.user_emb.copy_(user_emb)
             model.item_emb.copy_(item_emb)

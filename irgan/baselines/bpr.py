@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from irgan.models import MatrixFactorization
 from irgan.sampling import PositiveSet, positive_pairs
+from irgan.device import resolve_device
 from irgan.losses import bpr_loss
 from irgan.optim import RowOptimizer
 
@@ -48,7 +49,7 @@ def fit_bpr(
     train: sp.csr_matrix,
     config: BPRConfig = BPRConfig(),
     seed: int = 0,
-    device: torch.device | str = "cpu",
+    device: torch.device | str = "auto",
     show_progress: bool = False,
     on_epoch: Callable[[int, MatrixFactorization], None] | None = None,
 ) -> MatrixFactorization:
@@ -61,6 +62,7 @@ def fit_bpr(
     train = sp.csr_matrix(train)
     if train.nnz == 0:
         raise ValueError("cannot train BPR on a matrix with no positives")
+    device = resolve_device(device)
     generator = torch.Generator(device).manual_seed(seed)
     model = MatrixFactorization(*train.shape, config.dim, config.init_scale, generator=torch.Generator().manual_seed(seed)).to(device)
     positives = PositiveSet(train, device)

@@ -16,7 +16,7 @@ class Popularity(nn.Module):
         self.register_buffer("counts", torch.as_tensor(counts, dtype=torch.float32))
 
     def score_users(self, users: torch.Tensor) -> torch.Tensor:
-        """(len(users), n_items) scores: the item counts repeated for each user."""
-        return self.counts.expand(len(users), -1)
+        """(len(users), n_items) scores: the item counts repeated for each user (a copy, safe to write)."""
+        return self.counts.repeat(len(users), 1)
 
     forward = score_users

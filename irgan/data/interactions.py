@@ -29,8 +29,10 @@ class Interactions:
         matrix = sp.csr_matrix(self.matrix, dtype=np.float32)
         matrix.sum_duplicates()
         matrix.sort_indices()
-        matrix.data[:] = 1.0
         matrix.eliminate_zeros()
+        if not np.isfinite(matrix.data).all() or (matrix.data < 0).any():
+            raise ValueError("implicit feedback must be non-negative and finite: the matrix holds NaN, inf or negative values")
+        matrix.data[:] = 1.0
         object.__setattr__(self, "matrix", matrix)
         object.__setattr__(self, "user_ids", np.asarray(self.user_ids))
         object.__setattr__(self, "item_ids", np.asarray(self.item_ids))
