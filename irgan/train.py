@@ -28,6 +28,7 @@ from irgan.trainer import fit_irgan, initial_generator
 
 log = logging.getLogger("irgan.train")
 RUN_FILE = "run.json"
+HISTORY_FILE = "history.jsonl"
 DERIVED_PRETRAIN_FIELDS = ("negatives", "dim")  # set from --init and --dim
 TABLE_METRICS = ("P@3", "P@5", "P@10", "NDCG@3", "NDCG@5", "NDCG@10")
 
@@ -45,8 +46,9 @@ def run(
 ) -> dict:
     """Load data, pretrain G, play IRGAN, evaluate the selected G and D on test, write ``out``.
 
-    The run directory holds ``run.json`` (what was asked), ``train_state.pt`` (written after each
-    outer epoch), then ``metrics.json`` and ``model.pt``. ``resume=True`` continues a run whose
+    The run directory holds ``run.json`` (what was asked), ``history.jsonl`` (one line per
+    evaluation of G), ``train_state.pt`` (written after each outer epoch), then ``metrics.json``
+    and ``model.pt``. ``resume=True`` continues a run whose
     directory has no ``metrics.json`` yet. Returns the dict written to ``out/metrics.json``.
     """
     start = time.perf_counter()
@@ -78,8 +80,15 @@ def run(
         init = initial_generator(config, fit_train.matrix, train.user_ids, train.item_ids, seed, device, show_progress)
         if init is not None:
             atomic_write(init_file, lambda f: torch.save({k: v.detach().cpu() for k, v in init.state_dict().items()}, f))
-    result = fit_irgan(fit_train.matrix, selection.matrix, config, init=init, seed=seed, device=device,
-                       show_progress=show_progress, state_path=out / "train_state.pt")
+    with (out / HISTORY_FILE).open("a") as live:  # one JSON line per evaluation, to follow a run live
+        def log_row(row: dict) -> None:
+            live.write(json.dumps(row) + "\n")
+            live.flush()
+
+        result = fit_irgan(fit_train.matrix, selection.matrix, config, init=init, seed=seed, device=device,
+                           show_progress=show_progress, state_path=out / "train_state.pt", on_evaluate=log_row)
+    # rewritten whole: a resumed run's live file also holds rows of the epoch that was cut short
+    atomic_write(out / HISTORY_FILE, lambda f: f.write("".join(json.dumps(r) + "\n" for r in result.history).encode()))
     seen = train.matrix  # train + validation: every pair known before test
     report = {
         "dataset": dataset,
@@ -104,6 +113,7 @@ def run(
     save_checkpoint(out / "model.pt", result.generator, result.discriminator, config, train.user_ids, train.item_ids,
                     seed=seed, dataset=dataset)
     atomic_write(out / "metrics.json", lambda f: f.write(json.dumps(report, indent=2, default=float).encode()))
+    (out / "train_state.pt").unlink(missing_ok=True)  # finished: model.pt and metrics.json supersede it
     return report
 
 

@@ -139,6 +139,7 @@ def fit_irgan(
 
     steps = config.d_epochs + config.g_epochs
     bar = tqdm(total=config.epochs * steps, initial=first_epoch * steps, desc="IRGAN", disable=not show_progress)
+    warned: set[str] = set()
     for epoch in range(first_epoch, config.epochs):
         d_stats: dict[str, float] = {}
         for d_ep in range(config.d_epochs):
@@ -158,6 +159,11 @@ def fit_irgan(
                 best_g.offer(G, metrics, epoch=epoch, g_epoch=g_ep)
                 row = {"epoch": epoch, "g_epoch": g_ep, **d_stats, **g_stats,
                        "selection": metrics, "seconds": time.perf_counter() - start}
+                row["warnings"] = diagnose(row)
+                for message in row["warnings"]:
+                    if message not in warned:
+                        warned.add(message)
+                        log.warning("outer epoch %d, G-epoch %d: %s", epoch, g_ep, message)
                 history.append(row)
                 if on_evaluate is not None:
                     on_evaluate(row)
@@ -251,6 +257,22 @@ def g_epoch(
         sampled[items] = True
     return {"g_reward": torch.cat(rewards).mean().item(), "g_entropy": entropy / len(users),
             "g_coverage": sampled.float().mean().item()}
+
+
+COLLAPSE_COVERAGE = 0.05  # G sampling under 5% of the catalog in a G-epoch counts as collapse
+PINNED_ACCURACY = 0.99  # D right (or wrong) on more than 99% of pairs has stopped giving G a signal
+
+
+def diagnose(row: dict) -> list[str]:
+    """The GAN pathologies visible in one history row: G's mode collapse, D's accuracy pinned."""
+    found = []
+    if row.get("g_coverage", 1.0) < COLLAPSE_COVERAGE:
+        found.append(f"G collapsed: it sampled only {row['g_coverage']:.1%} of the catalog in a G-epoch")
+    for side in ("real", "fake"):
+        acc = row.get(f"d_acc_{side}")
+        if acc is not None and (acc > PINNED_ACCURACY or acc < 1 - PINNED_ACCURACY):
+            found.append(f"D's accuracy on {side} pairs is pinned at {acc:.3f}")
+    return found
 
 
 @torch.no_grad()
