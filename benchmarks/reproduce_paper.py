@@ -22,6 +22,7 @@ from benchmarks.results import machine, write_section
 from irgan.baselines import BPRConfig, Popularity, fit_bpr
 from irgan.config import IRGANConfig
 from irgan.data import load_dataset, validation_split
+from irgan.data.datasets import data_home
 from irgan.metrics import evaluate
 from irgan.model_files import load_model_file
 from irgan.trainer import KeepBest, fit_irgan
@@ -101,46 +102,42 @@ def main() -> None:
     parser.add_argument("--bpr-epochs", type=int, default=80)
     parser.add_argument("--protocols", default="test,validation")
     parser.add_argument("--authors-model", default=None, help="model_dns_ori.pkl of the authors (default: DATA/irgan-ml100k/)")
+    parser.add_argument("--no-authors", action="store_true", help="skip the runs from the authors' pretrained file")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--json", default=str(Path(__file__).with_name("reproduce_paper.json")))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     data = load_dataset("ml-100k", data_dir=args.data_dir, split="u1")
     config = IRGANConfig(epochs=args.epochs)
-    raw: dict = {"config": dataclasses.asdict(config), "bpr_epochs": args.bpr_epochs, "seeds": args.seeds}
-    sections = []
-    for protocol in args.protocols.split(","):
-        runs = []
-        for seed in range(args.seeds):
-            runs.append(run_seed(data, protocol, seed, config, args.bpr_epochs))
-            print(protocol, seed, {k: round(v["P@5"], 4) for k, v in runs[-1].items()}, flush=True)
-        raw[protocol] = runs
-        title = ("selected on the TEST set (the authors' protocol; optimistic)" if protocol == "test"
-                 else "selected on a validation split (10% of train)")
-        sections.append(f"### {title}\n\n{table(summarize(runs), paper=protocol == 'test')}")
+    protocols = [p for p in args.protocols.split(",") if p]  # "" runs only the authors'-file rows
+    model_file = Path(args.authors_model) if args.authors_model else data_home(args.data_dir) / "irgan-ml100k" / "model_dns_ori.pkl"
+    with_authors = model_file.is_file() and not args.no_authors
+    runs: dict[str, list] = {p: [] for p in protocols + (["authors_init"] if with_authors else [])}
+    for seed in range(args.seeds):  # seeds outermost, so the figures written so far always cover every row
+        for protocol in protocols:
+            runs[protocol].append(run_seed(data, protocol, seed, config, args.bpr_epochs))
+            print(protocol, seed, {k: round(v["P@5"], 4) for k, v in runs[protocol][-1].items()}, flush=True)
+        if with_authors:
+            runs["authors_init"].append({"IRGAN G from the authors' DNS file": run_authors_init(data, seed, config, model_file)})
+            print("authors-init", seed, round(runs["authors_init"][-1]["IRGAN G from the authors' DNS file"]["P@5"], 4), flush=True)
+        report(args, config, runs, seed + 1)
 
-    model_file = Path(args.authors_model) if args.authors_model else None
-    if model_file is None:
-        from irgan.data.datasets import data_home
-        model_file = data_home(args.data_dir) / "irgan-ml100k" / "model_dns_ori.pkl"
-    if model_file.is_file():
-        runs = []
-        for seed in range(args.seeds):
-            runs.append({"IRGAN G from the authors' DNS file": run_authors_init(data, seed, config, model_file)})
-            print("authors-init", seed, round(runs[-1]["IRGAN G from the authors' DNS file"]["P@5"], 4), flush=True)
-        raw["authors_init"] = runs
-        sections.append("### IRGAN started from the authors' pretrained file, their protocol\n\n"
-                        + table(summarize(runs), paper=True))
 
-    Path(args.json).write_text(json.dumps(raw, indent=1))
-    command = "python -m benchmarks.reproduce_paper " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in
-                                                                   [("seeds", args.seeds), ("epochs", args.epochs)])
-    body = (f"## Paper reproduction: MovieLens 100K, split u1\n\n`{command}` on {machine()}, "
-            f"{args.threads} threads; mean ± std over {args.seeds} seeds; seconds = mean wall time per run.\n\n"
-            + "\n\n".join(sections))
+def report(args: argparse.Namespace, config: IRGANConfig, runs: dict[str, list], n_seeds: int) -> None:
+    """Write the JSON and the RESULTS.md section for the seeds finished so far."""
+    titles = {"test": "selected on the TEST set (the authors' protocol; optimistic)",
+              "validation": "selected on a validation split (10% of train)",
+              "authors_init": "IRGAN started from the authors' pretrained file, their protocol"}
+    sections = [f"### {titles[name]}\n\n{table(summarize(rows), paper=name != 'validation')}" for name, rows in runs.items()]
+    Path(args.json).write_text(json.dumps({"config": dataclasses.asdict(config), "bpr_epochs": args.bpr_epochs,
+                                           "seeds": n_seeds, **runs}, indent=1))
+    command = (f"python -m benchmarks.reproduce_paper --seeds {args.seeds} --epochs {args.epochs} "
+               f"--protocols '{args.protocols}'" + (" --no-authors" if args.no_authors else ""))
+    body = (f"## Paper reproduction: MovieLens 100K, split u1 ({args.protocols or 'authors_init'})\n\n`{command}` on {machine()}, "
+            f"{args.threads} threads; mean ± std over {n_seeds} seed(s) finished of {args.seeds}; "
+            "seconds = mean wall time per run.\n\n" + "\n\n".join(sections))
     print(body)
-    write_section("reproduce_paper", body)
-
+    write_section("reproduce_paper_" + (args.protocols.replace(",", "_") or "authors_init"), body)
 
 if __name__ == "__main__":
     main()
