@@ -1,0 +1,236 @@
+"""Learning curves of an IRGAN run as PNG files.
+
+    python -m irgan.plot runs/ml-100k-20260101-120000            # writes RUN_DIR/plots/*.png
+    python -m irgan.plot RUN_DIR --out figures --metrics P@5,NDCG@5
+
+Reads the run's ``history.jsonl`` (written live, one line per evaluation of G) or, without it,
+the ``history`` of its ``metrics.json``; ``g_epochs`` comes from the config in ``metrics.json``
+or ``run.json``. From Python, ``plot_history(model.history_, "figures", g_epochs=...)`` plots
+an estimator's history. Needs matplotlib (``pip install matplotlib`` or ``pip install
+'irgan[plot]'``); it draws with the Agg backend and leaves pyplot's global state alone.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+log = logging.getLogger(__name__)
+
+HISTORY_FILE = "history.jsonl"  # the same name irgan.train writes
+METRICS_FILE = "metrics.json"
+RUN_FILE = "run.json"
+DEFAULT_OUT = "plots"  # under RUN_DIR
+DEFAULT_METRICS = ("P@3", "P@5", "P@10", "NDCG@3", "NDCG@5", "NDCG@10")  # the paper's table
+INSTALL_HINT = "plotting needs matplotlib: pip install matplotlib (or pip install 'irgan[plot]')"
+
+
+class RunDirError(ValueError):
+    """A run directory that is missing, or whose history cannot be read."""
+
+
+def load_run(run_dir: str | Path) -> tuple[list[dict], int | None]:
+    """The history rows of ``run_dir`` and its ``g_epochs`` (None when no config says it).
+
+    ``history.jsonl`` wins over ``metrics.json`` (it is the live log of the same rows); a
+    last line cut short by a run still writing is skipped. Raises RunDirError.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise RunDirError(f"run directory {run_dir} does not exist")
+    if not run_dir.is_dir():
+        raise RunDirError(f"{run_dir} is not a directory")
+    metrics = _read_json(run_dir / METRICS_FILE) if (run_dir / METRICS_FILE).is_file() else None
+    if (run_dir / HISTORY_FILE).is_file():
+        history = _read_jsonl(run_dir / HISTORY_FILE)
+    elif metrics is not None:
+        history = metrics.get("history") if isinstance(metrics, dict) else None
+        if not isinstance(history, list):
+            raise RunDirError(f"{run_dir / METRICS_FILE} has no 'history' list")
+    else:
+        raise RunDirError(f"{run_dir} holds neither {HISTORY_FILE} nor {METRICS_FILE}: is it an irgan run directory?")
+    config = metrics.get("config") if isinstance(metrics, dict) else None
+    if config is None and (run_dir / RUN_FILE).is_file():  # a run still going has no metrics.json yet
+        request = _read_json(run_dir / RUN_FILE)
+        config = request.get("config") if isinstance(request, dict) else None
+    g_epochs = config.get("g_epochs") if isinstance(config, dict) else None
+    return history, g_epochs if isinstance(g_epochs, int) else None
+
+
+def plot_history(
+    history: list[dict],
+    out_dir: str | Path,
+    g_epochs: int | None = None,
+    metrics: Sequence[str] | None = None,
+) -> list[Path]:
+    """Write the learning curves of ``history`` (rows as in ``IRGANResult.history``) to ``out_dir``.
+
+    Files, each written only when the history has its figures: ``d_loss.png`` and
+    ``d_accuracy.png`` (one point per outer epoch, at its first G-epoch: D trains before G in
+    each), ``g_reward.png``, ``g_entropy_coverage.png`` and ``selection.png`` (``metrics`` of
+    the selection set; default the paper's P@k and NDCG@k, those present). Their x axis is
+    the cumulative G-epoch ``epoch * g_epochs + g_epoch``; ``g_epochs`` None infers it from
+    the rows (the largest ``g_epoch`` + 1). Returns the paths written, in that order.
+    """
+    rows = _check_rows(history)
+    if g_epochs is None:
+        g_epochs = max(r["g_epoch"] for r in rows) + 1
+    if g_epochs < 1:
+        raise ValueError(f"g_epochs must be >= 1, got {g_epochs}")
+    Figure, FigureCanvasAgg, MaxNLocator = _matplotlib()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    x = [r["epoch"] * g_epochs + r["g_epoch"] for r in rows]
+    x_label = f"G-epoch (cumulative; {g_epochs} per outer epoch)"
+    pad = max(0.5, 0.03 * (max(x) - min(x)))
+    x_lim = (min(x) - pad, max(x) + pad)
+    per_epoch = list({r["epoch"]: r for r in rows}.values())  # D's figures are set once per outer epoch
+    d_x = [r["epoch"] * g_epochs for r in per_epoch]  # the G-epoch that first faced that D
+    written: list[Path] = []
+
+    def figure(name: str, title: str, panels: list[tuple[str, list[tuple[str, list, list]]]]) -> None:
+        """One PNG of stacked panels; each panel is (y label, [(legend, x, y)]); skipped when empty."""
+        panels = [(label, [s for s in series if _has_values(s[2])]) for label, series in panels]
+        panels = [(label, series) for label, series in panels if series]
+        if not panels:
+            log.info("no values for %s: skipped", name)
+            return
+        fig = Figure(figsize=(7, 2.2 + 2.3 * len(panels)), layout="constrained")
+        FigureCanvasAgg(fig)
+        axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
+        for ax, (label, series) in zip(axes, panels):
+            for legend, xs, ys in series:
+                ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3, label=legend)
+            ax.set_ylabel(label)
+            ax.grid(alpha=0.3)
+            if len(series) > 1:
+                ax.legend(fontsize="small")
+        axes[0].set_title(title)
+        axes[-1].set_xlabel(x_label)
+        axes[-1].set_xlim(x_lim)  # the same for every figure, so D's and G's curves line up
+        axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
+        path = out_dir / name
+        fig.savefig(path, dpi=100)
+        written.append(path)
+
+    figure("d_loss.png", "Discriminator loss (mean per pair, last D-epoch of each outer epoch)",
+           [("D loss", [("D loss", d_x, _column(per_epoch, "d_loss"))])])
+    figure("d_accuracy.png", "Discriminator accuracy after each outer epoch's D-epochs",
+           [("accuracy", [("real pairs (scored > 0)", d_x, _column(per_epoch, "d_acc_real")),
+                          ("generated pairs (scored < 0)", d_x, _column(per_epoch, "d_acc_fake"))])])
+    figure("g_reward.png", "Generator: mean reward from D of its samples",
+           [("reward", [("G reward", x, _column(rows, "g_reward"))])])
+    figure("g_entropy_coverage.png", "Generator: entropy of its softmax and catalog coverage of its samples",
+           [("entropy (nats, mean per user)", [("G entropy", x, _column(rows, "g_entropy"))]),
+            ("catalog coverage", [("share of items sampled", x, _column(rows, "g_coverage"))])])
+    names = _selection_names(rows, metrics)
+    figure("selection.png", "Generator on the selection set",
+           [("metric", [(name, x, [_number((r.get("selection") or {}).get(name)) for r in rows]) for name in names])])
+    return written
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m irgan.plot", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by python -m irgan.train")
+    parser.add_argument("--out", default=None, help=f"folder for the PNG files (default: RUN_DIR/{DEFAULT_OUT})")
+    parser.add_argument("--metrics", default=None,
+                        help="comma-separated selection metrics to draw (default: P@3,5,10 and NDCG@3,5,10)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        history, g_epochs = load_run(args.run_dir)
+        out = Path(args.out) if args.out else Path(args.run_dir) / DEFAULT_OUT
+        metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+        paths = plot_history(history, out, g_epochs=g_epochs, metrics=metrics)
+    except ImportError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except (ValueError, OSError) as err:  # RunDirError is a ValueError
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for path in paths:
+        print(path)
+    return 0
+
+
+def _matplotlib():
+    """matplotlib's Figure, Agg canvas and integer tick locator, or ImportError saying how to install it."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+        from matplotlib.ticker import MaxNLocator
+    except ImportError as err:
+        raise ImportError(INSTALL_HINT) from err
+    return Figure, FigureCanvasAgg, MaxNLocator
+
+
+def _check_rows(history: Any) -> list[dict]:
+    """``history`` as a non-empty list of dicts with integer ``epoch`` and ``g_epoch``, else ValueError."""
+    if not isinstance(history, (list, tuple)) or not history:
+        raise RunDirError("the history is empty: no evaluation of G was recorded (is the run still pretraining?)")
+    for n, row in enumerate(history):
+        if not isinstance(row, dict):
+            raise RunDirError(f"history row {n} is a {type(row).__name__}, not an object")
+        for key in ("epoch", "g_epoch"):
+            if not isinstance(row.get(key), int) or isinstance(row.get(key), bool):
+                raise RunDirError(f"history row {n} has no integer {key!r}")
+    return list(history)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise RunDirError(f"{path} is not valid JSON: {err}") from None
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    """One JSON object per non-blank line; a broken last line (a row being written) is skipped."""
+    lines = [(n, line) for n, line in enumerate(path.read_text().splitlines(), 1) if line.strip()]
+    rows = []
+    for n, line in lines:
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            if n == lines[-1][0]:
+                log.warning("%s: skipped line %d, cut short (a run still writing?)", path, n)
+                continue
+            raise RunDirError(f"{path}, line {n}: not valid JSON: {err}") from None
+    return rows
+
+
+def _number(value: Any) -> float:
+    """``value`` as a float, NaN for a missing or non-numeric one (matplotlib leaves a gap)."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+
+
+def _column(rows: list[dict], key: str) -> list[float]:
+    return [_number(r.get(key)) for r in rows]
+
+
+def _has_values(ys: list[float]) -> bool:
+    return any(not math.isnan(y) for y in ys)
+
+
+def _selection_names(rows: list[dict], metrics: Sequence[str] | None) -> list[str]:
+    """The selection metrics to draw: ``metrics`` (unknown names raise ValueError) or the defaults present."""
+    present: dict[str, None] = {}
+    for r in rows:
+        if isinstance(r.get("selection"), dict):
+            present.update(dict.fromkeys(r["selection"]))
+    if metrics is not None:
+        unknown = [m for m in metrics if m not in present]
+        if unknown:
+            raise ValueError(f"unknown selection metric(s) {unknown}: the history has {', '.join(present) or 'none'}")
+        return list(metrics)
+    chosen = [m for m in DEFAULT_METRICS if m in present]
+    return chosen or list(present)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
