@@ -39,8 +39,10 @@ def evaluate(
         scores: float scores of shape (n_users, n_items), as a numpy array or torch tensor; or
             a callable ``f(users) -> FloatTensor (len(users), n_items)`` taking a LongTensor of
             user indices (on ``device``, CPU when ``device`` is None); or any object with such a
-            ``score_users`` method (a model). Higher is better. NaN and -inf are rejected
-            (-inf is how train items are excluded). Scores are not modified.
+            ``score_users`` method (a model). Higher is better; equal scores rank the lower
+            item index first. NaN and -inf are rejected (-inf is how train items are
+            excluded). Each batch's scores are masked in place and restored before returning,
+            so the caller's array or tensor ends as it began.
         train: csr_matrix of shape (n_users, n_items), the positives seen in training; these
             items are removed from the user's ranking. An ``Interactions`` (anything with a
             ``.matrix``) is accepted too. Any stored non-zero counts as a positive.

@@ -60,9 +60,10 @@ def reference(scores: np.ndarray, train: sp.csr_matrix, test: sp.csr_matrix, ks)
 def random_case(seed: int, n_users=40, n_items=30, tied=True):
     """Scores (integer-valued when ``tied``), disjoint train/test, some users without test items."""
     rng = np.random.default_rng(seed)
-    scores = rng.integers(0, 4, (n_users, n_items)).astype(float) if tied else rng.normal(
-        size=(n_users, n_items)
-    )
+    if tied:
+        scores = rng.integers(0, 4, (n_users, n_items)).astype(float)
+    else:
+        scores = rng.normal(size=(n_users, n_items))
     cell = rng.random((n_users, n_items))
     train = sp.csr_matrix(cell < 0.3, dtype=np.float32)
     test = sp.csr_matrix((cell > 0.85) & (rng.random(n_users) < 0.8)[:, None], dtype=np.float32)
@@ -151,6 +152,7 @@ def test_matches_reference(seed, tied):
     ks = (1, 3, 5, 10, 30)
     summary, per_user = evaluate(scores, train, test, ks=ks, batch_size=7, per_user=True)
     expected = reference(scores, train, test, ks)
+    assert 0 < len(per_user) < len(scores)  # some users have no test items
     pd.testing.assert_frame_equal(
         per_user, expected[per_user.columns], check_names=False, check_index_type=False, atol=1e-6
     )
@@ -167,7 +169,22 @@ def test_matches_reference_on_a_larger_catalog(levels):
     ks = (1, 5, 10, 20)
     summary, per_user = evaluate(scores, train, test, ks=ks, batch_size=8, per_user=True)
     expected = reference(scores, train, test, ks)
-    np.testing.assert_allclose(per_user.to_numpy(), expected[per_user.columns].to_numpy(), atol=1e-6)
+    np.testing.assert_allclose(per_user, expected[per_user.columns], atol=1e-6)
+
+
+def test_padding_chunks_do_not_repeat_tail_items():
+    # Regression: in the chunked top-k, rows reaching fewer chunks than the batch's longest
+    # row were padded with a chunk id whose items overlapped the ragged tail, so a tail item
+    # could be listed (and counted as a hit) twice.
+    scores = np.zeros((2, 403))
+    scores[0, :12 * 9 : 9] = 1.0  # 12 chunks tie at the bound: the tied-maxima path
+    scores[1, :10 * 9 : 9] = 1.0  # 10 chunks reach it: this row gets padded
+    scores[1, 400] = 5.0  # a tail item, best of its row
+    test = csr({0: [0], 1: [400]}, (2, 403))
+    per_user = evaluate(scores, csr({}, (2, 403)), test, ks=(10,), per_user=True)[1]
+    assert per_user.loc[1, "P@10"] == pytest.approx(0.1)
+    expected = reference(scores, csr({}, (2, 403)), test, (10,))
+    np.testing.assert_allclose(per_user.to_numpy(), expected[per_user.columns].to_numpy())
 
 
 @settings(max_examples=30, deadline=None)
@@ -178,7 +195,9 @@ def test_matches_reference_on_a_larger_catalog(levels):
     levels=st.integers(1, 5),
     train_rate=st.floats(0.0, 0.6),
 )
-def test_property_in_unit_interval_and_equal_to_reference(seed, n_users, n_items, levels, train_rate):
+def test_property_in_unit_interval_and_equal_to_reference(
+    seed, n_users, n_items, levels, train_rate
+):
     rng = np.random.default_rng(seed)
     scores = rng.integers(0, levels, (n_users, n_items)).astype(np.float32)
     cell = rng.random((n_users, n_items))
@@ -188,7 +207,7 @@ def test_property_in_unit_interval_and_equal_to_reference(seed, n_users, n_items
     summary, per_user = evaluate(scores, train, test, ks=ks, batch_size=5, per_user=True)
     assert ((per_user >= 0) & (per_user <= 1 + 1e-12)).all().all()
     expected = reference(scores, train, test, ks)
-    np.testing.assert_allclose(per_user.to_numpy(), expected[per_user.columns].to_numpy(), atol=1e-6)
+    np.testing.assert_allclose(per_user, expected[per_user.columns], atol=1e-6)
 
 
 # ---- inputs ---------------------------------------------------------------------------------
@@ -202,7 +221,8 @@ def test_callable_model_and_dense_scores_agree():
     assert evaluate(lambda users: table[users], train, test, ks=KS) == dense
     assert evaluate(model, train, test, ks=KS) == dense
     assert evaluate(table, train, test, ks=KS) == dense
-    assert evaluate(scores, SimpleNamespace(matrix=train), SimpleNamespace(matrix=test), ks=KS) == dense
+    wrapped = SimpleNamespace(matrix=train), SimpleNamespace(matrix=test)  # like Interactions
+    assert evaluate(scores, *wrapped, ks=KS) == dense
 
 
 def test_batch_size_does_not_change_results():
@@ -234,6 +254,31 @@ def test_broadcast_and_integer_scores_are_accepted():
     assert result["MRR"] == pytest.approx((1 + 1 / 3) / 2)
 
 
+def test_other_score_layouts_agree():
+    scores, train, test = random_case(8, tied=False)
+    expected = evaluate(scores, train, test, ks=KS)
+    frozen = scores.copy()
+    frozen.flags.writeable = False
+    transposed = torch.tensor(scores.T.copy()).T  # not contiguous
+    assert evaluate(frozen, train, test, ks=KS) == expected
+    assert evaluate(transposed, train, test, ks=KS) == expected
+    assert evaluate(scores, train, test, ks=KS, device="auto") == pytest.approx(expected)
+    half = evaluate(torch.tensor(scores, dtype=torch.float16), train, test, ks=KS)
+    assert half.keys() == expected.keys()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_matches_cpu():
+    scores, train, test = random_case(9, n_users=300, n_items=500)
+    cpu = evaluate(scores, train, test, ks=KS, per_user=True)
+    cuda = evaluate(torch.tensor(scores, device="cuda"), train, test, ks=KS, per_user=True)
+    assert cuda[0] == pytest.approx(cpu[0], abs=1e-12)
+    pd.testing.assert_frame_equal(cuda[1], cpu[1])
+    table = torch.tensor(scores)
+    model = evaluate(lambda users: table[users.cpu()], train, test, ks=KS, device="cuda")
+    assert model == pytest.approx(cpu[0], abs=1e-12)
+
+
 @pytest.mark.parametrize(
     "change, message",
     [
@@ -258,6 +303,12 @@ def test_bad_cutoffs_raise(ks):
     scores, train, test = random_case(7)
     with pytest.raises(ValueError, match="ks"):
         evaluate(scores, train, test, ks=ks)
+
+
+def test_bad_batch_size_raises():
+    scores, train, test = random_case(7)
+    with pytest.raises(ValueError, match="batch_size"):
+        evaluate(scores, train, test, batch_size=0)
 
 
 # ---- the IRGAN authors' pretrained model ----------------------------------------------------
