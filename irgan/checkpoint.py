@@ -18,6 +18,8 @@ from irgan.models import Discriminator, Generator
 
 FORMAT = "irgan-checkpoint-v1"
 STATE_FORMAT = "irgan-train-state-v1"
+STATE_KEYS = {"epoch", "seconds", "config", "fingerprint", "generator", "discriminator", "g_opt", "d_opt", "rng",
+              "fake_items", "history", "best_generator", "best_discriminator"}
 
 
 @dataclass
@@ -55,16 +57,16 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError... for foreign files
-        raise ValueError(f"{path} is not a loadable irgan checkpoint: {str(err).splitlines()[0]}") from None
+        raise ValueError(f"{path} is not a loadable irgan checkpoint: {_first_line(err)}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(f"{path} is not an irgan checkpoint (expected format {FORMAT!r})")
-    config = IRGANConfig(**state["config"])
-    players = []
-    for cls, key in ((Generator, "generator"), (Discriminator, "discriminator")):
-        weights = state[key]
-        model = cls.from_arrays(weights["user_emb"], weights["item_emb"], weights["item_bias"])
-        players.append(model)
-    return Checkpoint(*players, config, np.asarray(state["user_ids"]), np.asarray(state["item_ids"]), state["extra"])
+    try:
+        config = IRGANConfig(**state["config"])
+        players = [cls.from_arrays(state[key]["user_emb"], state[key]["item_emb"], state[key]["item_bias"])
+                   for cls, key in ((Generator, "generator"), (Discriminator, "discriminator"))]
+        return Checkpoint(*players, config, np.asarray(state["user_ids"]), np.asarray(state["item_ids"]), state["extra"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{path} is a damaged irgan checkpoint: {_first_line(err)}") from None
 
 
 def atomic_write(path: Path, write) -> None:
@@ -101,12 +103,20 @@ def load_train_state(path: str | Path, config: IRGANConfig, fingerprint: str) ->
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise ValueError(f"{path} is not a loadable irgan training state: {str(err).splitlines()[0]}") from None
+        raise ValueError(f"{path} is not a loadable irgan training state: {_first_line(err)}") from None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise ValueError(f"{path} is not an irgan training state (expected format {STATE_FORMAT!r})")
+    missing = STATE_KEYS - state.keys()
+    if missing:
+        raise ValueError(f"{path} is a damaged irgan training state: it lacks {sorted(missing)}")
     if state["config"] != dataclasses.asdict(config):
         changed = sorted(k for k, v in dataclasses.asdict(config).items() if state["config"].get(k) != v)
         raise ValueError(f"{path} was written with another config (differs in {changed}): cannot resume")
     if state["fingerprint"] != fingerprint:
         raise ValueError(f"{path} was written for other data (different shape or positives): cannot resume")
     return state
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).splitlines()
+    return lines[0] if lines else type(err).__name__

@@ -22,7 +22,7 @@ class IRGANConfig:
 
     dim: int = _f(5, "embedding size of G and D")
     init_scale: float = _f(0.05, "random embeddings start uniform(-init_scale, init_scale), biases at 0")
-    init: str = _f("dns", "G's start: 'dns' or 'bpr' (pretrained here), 'random', or the path of a model file (.pkl as the authors ship, .npz, .pt)")
+    init: str = _f("dns", "G's start: 'dns' or 'bpr' (pretrained here), 'random', or the path of a model file (.pkl as the authors ship, or .npz)")
     pretrain: BPRConfig = field(default_factory=BPRConfig, metadata={"help": "the pretraining of G when init is 'dns' or 'bpr'"})
 
     epochs: int = _f(15, "outer epochs, each d_epochs of D then g_epochs of G")

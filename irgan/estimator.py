@@ -350,7 +350,7 @@ class Recommender:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError... for foreign files
-            raise ValueError(f"{path} is not a saved irgan estimator: {str(err).splitlines()[0]}") from None
+            raise ValueError(f"{path} is not a saved irgan estimator: {(str(err).splitlines() or [type(err).__name__])[0]}") from None
         if not isinstance(state, dict) or state.get("format") != FORMAT:
             raise ValueError(f"{path} is not a saved irgan estimator (expected format {FORMAT!r})")
         name = state["estimator"]

@@ -23,6 +23,7 @@ from irgan.config import IRGANConfig
 from irgan.data import DataError, load_dataset, validation_split
 from irgan.device import resolve_device
 from irgan.metrics import evaluate
+from irgan.trainer import eval_ks
 from irgan.models import MatrixFactorization
 from irgan.trainer import fit_irgan, initial_generator
 
@@ -63,9 +64,28 @@ def run(
                "config": dataclasses.asdict(config)}
     device = resolve_device(device)
     data = load_dataset(dataset, data_dir=data_dir, split=split, seed=seed)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)  # only once the data loaded: a typo leaves nothing behind
     if not resume:
         atomic_write(out / RUN_FILE, lambda f: f.write(json.dumps(request, indent=2).encode()))
+    try:
+        report = _train(data, config, out, dataset, split, seed, device, show_progress)
+    except Exception:
+        if not resume and not (out / "train_state.pt").exists():  # nothing resumable: leave --out as it was
+            for name in (RUN_FILE, HISTORY_FILE, "init.pt"):
+                (out / name).unlink(missing_ok=True)
+            if created and not any(out.iterdir()):
+                out.rmdir()
+        raise
+    report["seconds"] = time.perf_counter() - start
+    atomic_write(out / "metrics.json", lambda f: f.write(json.dumps(report, indent=2, default=float).encode()))
+    (out / "train_state.pt").unlink(missing_ok=True)  # finished: model.pt and metrics.json supersede it
+    return report
+
+
+def _train(data, config: IRGANConfig, out: Path, dataset: str, split: str | None, seed: int,
+           device: torch.device, show_progress: bool) -> dict:
+    """Pretrain (or reload the pretrained start), play the game, write model.pt; the report."""
     train, test = data.train, data.test
     if config.select_on == "validation":
         fit_train, selection = validation_split(train, config.validation_fraction, seed)
@@ -75,7 +95,7 @@ def run(
 
     init_file = out / "init.pt"
     if init_file.exists():  # resuming: the pretrained start was saved by the interrupted run
-        init = MatrixFactorization.from_arrays(**torch.load(init_file, weights_only=True)).to(device)
+        init = _load_init(init_file, train.shape, config.dim).to(device)
     else:
         init = initial_generator(config, fit_train.matrix, train.user_ids, train.item_ids, seed, device, show_progress)
         if init is not None:
@@ -90,15 +110,16 @@ def run(
     # rewritten whole: a resumed run's live file also holds rows of the epoch that was cut short
     atomic_write(out / HISTORY_FILE, lambda f: f.write("".join(json.dumps(r) + "\n" for r in result.history).encode()))
     seen = train.matrix  # train + validation: every pair known before test
+    ks = eval_ks(train.n_items)
     report = {
         "dataset": dataset,
         "split": split,
         "select_on": config.select_on,
         "protocol": ("model selection on a validation split carved from train" if config.select_on == "validation"
                      else "model selection on the TEST set (the IRGAN authors' protocol): test figures are optimistic"),
-        "test": evaluate(result.generator, seen, test.matrix),
-        "test_discriminator": evaluate(result.discriminator, seen, test.matrix),
-        "test_init": evaluate(init, seen, test.matrix) if init is not None else None,
+        "test": evaluate(result.generator, seen, test.matrix, ks),
+        "test_discriminator": evaluate(result.discriminator, seen, test.matrix, ks),
+        "test_init": evaluate(init, seen, test.matrix, ks) if init is not None else None,
         "validation" if config.select_on == "validation" else "selection_test": result.best_generator["metrics"],
         "best_generator": {k: v for k, v in result.best_generator.items() if k != "metrics"},
         "best_discriminator": {k: v for k, v in result.best_discriminator.items() if k != "metrics"},
@@ -107,14 +128,23 @@ def run(
         "device": str(device),
         "data": {"n_users": train.n_users, "n_items": train.n_items, "train": int(fit_train.nnz),
                  "selection": int(selection.nnz), "test": int(test.nnz)},
-        "seconds": time.perf_counter() - start,
         "history": result.history,
     }
     save_checkpoint(out / "model.pt", result.generator, result.discriminator, config, train.user_ids, train.item_ids,
                     seed=seed, dataset=dataset)
-    atomic_write(out / "metrics.json", lambda f: f.write(json.dumps(report, indent=2, default=float).encode()))
-    (out / "train_state.pt").unlink(missing_ok=True)  # finished: model.pt and metrics.json supersede it
     return report
+
+
+def _load_init(path: Path, shape: tuple[int, int], dim: int) -> MatrixFactorization:
+    """The pretrained start an interrupted run saved, checked against the data it resumes on."""
+    try:
+        model = MatrixFactorization.from_arrays(**torch.load(path, weights_only=True))
+    except Exception as err:
+        raise ValueError(f"{path} is not a pretrained model saved by irgan: {type(err).__name__}") from None
+    if (model.n_users, model.n_items, model.dim) != (*shape, dim):
+        raise ValueError(f"{path} was written for other data or another --dim "
+                         f"({model.n_users}x{model.n_items}, dim {model.dim}): cannot resume")
+    return model
 
 
 def config_parser(parser: argparse.ArgumentParser) -> None:
@@ -168,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.resume:
             request = read_request(Path(args.resume))
-            report = run(request["dataset"], IRGANConfig(**request["config"]), args.resume, request["data_dir"],
+            report = run(request["dataset"], request["config"], args.resume, request["data_dir"],
                          request["split"], request["seed"], request["device"], not args.quiet, resume=True)
         else:
             config = config_from_args(args)
@@ -191,9 +221,17 @@ def read_request(run_dir: Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir} is not an irgan run directory (no {RUN_FILE})")
     try:
-        return json.loads(path.read_text())
+        request = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f"{path} is not valid JSON: {err}") from None
+    keys = {"dataset", "data_dir", "split", "seed", "device", "config"}
+    if not isinstance(request, dict) or not keys <= request.keys() or not isinstance(request["config"], dict):
+        raise ValueError(f"{path} is not the run.json of an irgan run (expected keys {sorted(keys)})")
+    try:
+        request["config"] = IRGANConfig(**request["config"])
+    except TypeError as err:
+        raise ValueError(f"{path} holds a config irgan does not know: {err}") from None
+    return request
 
 
 def format_table(report: dict) -> str:
@@ -202,7 +240,8 @@ def format_table(report: dict) -> str:
     if report.get("test_init"):
         rows.insert(0, (f"init ({report['config']['init']})", report["test_init"]))
     lines = [f"{'test (' + report['select_on'] + '-selected)':28s}" + "".join(f"{m:>9s}" for m in TABLE_METRICS)]
-    lines += [f"{name:28s}" + "".join(f"{metrics[m]:9.4f}" for m in TABLE_METRICS) for name, metrics in rows]
+    lines += [f"{name:28s}" + "".join(f"{metrics.get(m, float('nan')):9.4f}" for m in TABLE_METRICS)
+              for name, metrics in rows]
     lines.append(f"{report['seconds']:.1f} s; {report['protocol']}")
     return "\n".join(lines)
 

@@ -44,6 +44,11 @@ class IRGANResult:
     history: list[dict] = field(default_factory=list)  # one row per evaluation of G
 
 
+def eval_ks(n_items: int) -> tuple[int, ...]:
+    """The cut-offs irgan reports, (3, 5, 10), less those longer than the catalog."""
+    return tuple(k for k in (3, 5, 10) if k <= n_items) or (n_items,)
+
+
 class KeepBest:
     """Keeps a copy of the model with the highest selection metric seen so far."""
 
@@ -117,7 +122,10 @@ def fit_irgan(
     real_users, real_items = positive_pairs(train, device)  # D's real pairs, row-major
     active = torch.nonzero(positives.counts).squeeze(1)  # users with >= 1 positive
     best_g, best_d = KeepBest(config.select_metric), KeepBest(config.select_metric)
-    score = lambda model: evaluate(model, train, selection)  # noqa: E731
+    ks = eval_ks(n_items)
+    if config.select_metric != "MRR" and int(config.select_metric.split("@")[1]) not in ks:
+        raise ValueError(f"select_metric {config.select_metric} needs more than the catalog's {n_items} items")
+    score = lambda model: evaluate(model, train, selection, ks)  # noqa: E731
     best_g.offer(G, score(G), epoch=-1, g_epoch=-1)
     best_d.offer(D, score(D), epoch=-1)
     history, fake_items, first_epoch, elapsed = [], None, 0, 0.0

@@ -83,11 +83,12 @@ def load_dataset(
     if name in DATASETS:
         remote = DATASETS[name]
         folder = _locate(name, data_home(data_dir), download)
-        ratings = read_ratings(folder / remote.ratings, sep=remote.sep, header=remote.header)
+        source = folder / remote.ratings
+        ratings = read_ratings(source, sep=remote.sep, header=remote.header)
         default_split = "u1" if name == "ml-100k" else "random"
     elif Path(name).expanduser().is_file():
-        folder, remote = None, None
-        ratings = read_ratings(Path(name).expanduser(), columns=None)
+        folder, source = None, Path(name).expanduser()
+        ratings = read_ratings(source, columns=None)
         default_split = "random"
     else:
         raise DataError(
@@ -97,32 +98,52 @@ def load_dataset(
     users, items = sorted_unique(ratings["user"]), sorted_unique(ratings["item"])
     maps = {"user_ids": users, "item_ids": items}
     if split in ML100K_SPLITS and name == "ml-100k":
-        train = _positives(read_ratings(folder / f"{split}.base", sep="\t", header=False), min_rating)
-        test = _positives(read_ratings(folder / f"{split}.test", sep="\t", header=False), min_rating)
-        result = Split(interactions_from_dataframe(train, users, items),
-                       interactions_from_dataframe(test, users, items))
-    elif split == "random":
-        result = random_holdout(_positives(ratings, min_rating), test_fraction, seed, **maps)
-    elif split == "loo":
-        result = leave_one_out(_positives(ratings, min_rating), **maps)
-    elif split == "temporal":
-        result = temporal_split(_positives(ratings, min_rating), test_fraction, **maps)
+        parts = []
+        for part_file in (folder / f"{split}.base", folder / f"{split}.test"):
+            part = read_ratings(part_file, sep="\t", header=False)
+            parts.append(_naming(part_file, lambda: interactions_from_dataframe(_positives(part, min_rating), users, items)))
+        result = _naming(folder, lambda: Split(*parts))
+    elif split in SPLITS:
+        positives = _naming(source, lambda: _positives(ratings, min_rating))
+        if split == "random":
+            result = _naming(source, lambda: random_holdout(positives, test_fraction, seed, **maps))
+        elif split == "loo":
+            result = _naming(source, lambda: leave_one_out(positives, **maps))
+        else:
+            result = _naming(source, lambda: temporal_split(positives, test_fraction, **maps))
     else:
         known = (ML100K_SPLITS if name == "ml-100k" else ()) + SPLITS
         raise DataError(f"unknown split {split!r} for {name}: choose one of {', '.join(known)}")
     if validation_fraction > 0:
-        result = result.with_validation(validation_fraction, seed)
+        result = _naming(source, lambda: result.with_validation(validation_fraction, seed))
     logger.info("loaded %s (split %s): %r", name, split, result)
     return result
 
 
+def _naming(path: Path, build):
+    """``build()``, its DataErrors prefixed by ``path`` unless they already name it."""
+    try:
+        return build()
+    except DataError as err:
+        if str(path) in str(err):
+            raise
+        raise DataError(f"{path}: {err}") from err
+
+
 def _positives(df: pd.DataFrame, min_rating: float | None) -> pd.DataFrame:
-    """Rows with rating >= min_rating (all rows when min_rating is None)."""
+    """Rows with rating >= min_rating (all rows when min_rating is None); DataError when none is."""
     if min_rating is None:
         return df
     if "rating" not in df.columns:
         raise DataError("the ratings have no rating column: pass min_rating=None to use every row")
-    return df[df["rating"].to_numpy() >= min_rating]
+    rating = df["rating"].to_numpy()
+    keep = rating >= min_rating
+    if not keep.any():
+        raise DataError(
+            f"no rating reaches min_rating={min_rating:g} (the ratings run from {rating.min():g} to "
+            f"{rating.max():g}), so there are no positives: lower min_rating, or pass None to use every row"
+        )
+    return df[keep]
 
 
 def _locate(name: str, root: Path, download: bool) -> Path:

@@ -6,12 +6,14 @@ integer, strings otherwise. Bad input raises one :class:`DataError` naming the f
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import itertools
 import logging
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -50,6 +52,11 @@ def read_ratings(
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
+    try:
+        if codecs.lookup(encoding).name == "utf-8":
+            encoding = "utf-8-sig"  # drops a byte-order mark (Excel writes one), else plain utf-8
+    except LookupError:
+        raise DataError(f"{path}: unknown encoding {encoding!r}") from None
     first_no, first = _first_line(path, encoding)
     if first is None:
         raise DataError(f"{path}: file is empty (no ratings)")
@@ -73,11 +80,12 @@ def read_ratings(
     if sep == "::":  # the C parser takes one-character separators only
         source = io.StringIO(path.read_text(encoding=encoding).replace("::", "\t"))
         parse_sep = "\t"
+    parse = dict(sep=parse_sep, header=None, names=names, skiprows=skip, index_col=False,
+                 skip_blank_lines=False, quoting=csv.QUOTE_NONE, encoding=encoding, engine="c")
     try:
-        df = pd.read_csv(
-            source, sep=parse_sep, header=None, names=names, skiprows=skip, index_col=False,
-            skip_blank_lines=False, quoting=csv.QUOTE_NONE, encoding=encoding, engine="c",
-        )
+        with warnings.catch_warnings():  # rows longer than ``names``: the _extra column reports them below
+            warnings.simplefilter("ignore", pd.errors.ParserWarning)
+            df = pd.read_csv(source, **parse)
     except pd.errors.ParserError as err:
         match = re.search(r"line (\d+), saw (\d+)", str(err))
         if match is None:
@@ -86,13 +94,29 @@ def read_ratings(
         reason = f"expected {len(columns)} fields, found {match.group(2)}"
         raise DataError(_bad_line(path, line_no, _line_at(path, line_no, encoding), reason)) from err
     except (UnicodeDecodeError, ValueError) as err:
-        raise DataError(f"{path}: cannot parse: {err}") from err
+        raise DataError(f"{path}: cannot parse: {_one_line(err)}") from err
+    except OSError as err:
+        raise DataError(f"{path}: cannot read: {_one_line(err)}") from err
 
     blank = np.logical_and.reduce([df[col].isna().to_numpy() for col in names])  # blank lines
     kept = np.flatnonzero(~blank) if blank.any() else None
     if blank.all():
         raise DataError(f"{path}: file is empty (no ratings)")
     cols = {col: (df[col] if kept is None else df[col].iloc[kept]) for col in names}
+    if kept is not None:
+        # Blank lines read as NaN rows, which turns integer columns into float64; ids and
+        # timestamps above 2**53 would then be rounded (two users could merge). Re-read those
+        # columns as text and convert the kept rows, which are exact.
+        lossy = [col for col in ("user", "item", "timestamp") if col in columns and df[col].dtype.kind == "f"
+                 and (np.abs(df[col].to_numpy()) >= 2**53).any()]
+        if lossy:
+            source = io.StringIO(source.getvalue()) if isinstance(source, io.StringIO) else source
+            exact = pd.read_csv(source, **parse, dtype={col: str for col in lossy})
+            for col in lossy:
+                try:
+                    cols[col] = pd.to_numeric(exact[col].iloc[kept])
+                except (ValueError, TypeError):
+                    pass  # something pandas reads as a number but to_numeric does not: keep the floats
 
     def fail(row: int, reason: str) -> DataError:
         line_no = int(row if kept is None else kept[row]) + skip + 1
@@ -133,7 +157,7 @@ def from_dataframe(
     labels = df.index
 
     def fail(pos: int, reason: str) -> DataError:
-        return DataError(f"DataFrame row {pos} (index {labels[pos]!r}): {reason}")
+        return DataError(f"DataFrame row {pos} (index {_short(labels[pos])}): {reason}")
 
     return _check({std: df[col] for std, col in wanted.items()}, tuple(wanted), fail)
 
@@ -164,10 +188,14 @@ def _check(cols: dict[str, pd.Series], columns: tuple[str, ...], fail) -> pd.Dat
         problems.append((isna, f"empty or NaN {col}"))
         values = raw
         if col in _NUMERIC and raw.dtype.kind not in "iuf":  # text in a numeric column: find it
-            values = pd.to_numeric(cols[col], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+            values = _real_numbers(cols[col])
             not_number = np.isnan(values) & ~isna
             if not_number.any():
-                problems.append((not_number, f"{col} is not a number: {raw[not_number.argmax()]!r}"))
+                problems.append((not_number, f"{col} is not a number: {_short(raw[not_number.argmax()])}"))
+        elif col not in _NUMERIC and raw.dtype == object:  # ids from a DataFrame: one kind, hashable
+            mixed = _mixed_ids(raw, isna, col)
+            if mixed is not None:
+                problems.append(mixed)
         if col in _NUMERIC and values.dtype.kind == "f":
             problems.append((np.isinf(values), f"{col} is infinite"))
         values = values.astype(np.float64, copy=False) if col == "rating" else _tidy(values)
@@ -182,6 +210,61 @@ def _check(cols: dict[str, pd.Series], columns: tuple[str, ...], fail) -> pd.Dat
         for col in columns
     ]
     return pd.concat(series, axis=1)
+
+
+def _real_numbers(column: pd.Series) -> np.ndarray:
+    """float64 values of a column that is not plainly numeric; NaN where an entry is not a real number."""
+    numbers = pd.to_numeric(column, errors="coerce")
+    if numbers.dtype.kind == "c":  # complex: only those with no imaginary part are real numbers
+        values = numbers.to_numpy()
+        return np.where(values.imag == 0, values.real, np.nan)
+    if numbers.dtype == object:  # e.g. a mix of numbers and complex numbers: check one by one
+        return np.array([v if isinstance(v, (int, float, np.integer, np.floating)) else np.nan
+                         for v in numbers.to_numpy()], dtype=np.float64)
+    return numbers.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+_ID_KINDS = {"string", "bytes", "integer", "floating", "mixed-integer-float", "decimal", "boolean", "empty",
+             "datetime", "datetime64", "date", "time", "timedelta", "timedelta64"}
+
+
+def _mixed_ids(raw: np.ndarray, isna: np.ndarray, col: str) -> tuple[np.ndarray, str] | None:
+    """(rows, reason) for ids of an object column that cannot be sorted with the others, else None.
+
+    Ids must be hashable and of one kind: all numbers, all strings or all bytes. A mix (the
+    number 1 next to the string "1") would make two users of one, and cannot be ordered.
+    """
+    if pd.api.types.infer_dtype(raw, skipna=True) in _ID_KINDS:
+        return None
+
+    def kind(value) -> str:
+        if isinstance(value, (bool, np.bool_)):
+            return "bool"
+        if isinstance(value, (int, float, np.integer, np.floating)):
+            return "number"
+        if isinstance(value, (str, bytes)):
+            return type(value).__name__
+        return "other"
+
+    kinds = np.array(["na" if na else kind(v) for v, na in zip(raw, isna)])
+    first = kinds[kinds != "na"][0]
+    bad = (kinds == "other") | ((kinds != first) & (kinds != "na"))
+    value = raw[bad.argmax()]
+    if kind(value) == "other":
+        return bad, f"{col} id {_short(value)} is a {type(value).__name__}: ids must be numbers or strings"
+    return bad, (f"{col} id {_short(value)} is a {kind(value)}, unlike the {col} ids before it ({first}): "
+                 "ids must be all numbers or all strings")
+
+
+def _short(value, limit: int = 60) -> str:
+    """repr of a value from the data, numpy scalars shown as plain Python ones, cut at ``limit``."""
+    text = repr(value.item() if isinstance(value, np.generic) else value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _one_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
 
 
 def _tidy(values: np.ndarray) -> np.ndarray:
@@ -199,7 +282,9 @@ def _first_line(path: Path, encoding: str) -> tuple[int, str | None]:
                 if line.strip():
                     return line_no, line.rstrip("\r\n")
     except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not {encoding} text: {err}") from err
+        raise DataError(f"{path}: not {encoding.removesuffix('-sig')} text: {err}") from err
+    except OSError as err:
+        raise DataError(f"{path}: cannot read: {_one_line(err)}") from err
     return 0, None
 
 

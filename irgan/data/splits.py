@@ -127,7 +127,11 @@ def validation_split(
     u = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
     held = _holdout(u, m.shape[0], fraction, np.random.default_rng(seed))
     if not held.any():
-        raise DataError(f"validation_split: fraction={fraction} leaves no validation positives")
+        raise DataError(
+            f"validation_split: fraction={fraction} of {m.nnz} train positives over "
+            f"{np.count_nonzero(np.diff(m.indptr))} users leaves no validation positives (a user needs 2 or more "
+            "positives to lend one); raise the fraction, use more data, or select on test"
+        )
     keep = _csr(u[~held], m.indices[~held], *m.shape)
     return train.with_matrix(keep), train.with_matrix(_csr(u[held], m.indices[held], *m.shape))
 
@@ -139,9 +143,19 @@ def _maps(df: pd.DataFrame, user_ids: np.ndarray | None, item_ids: np.ndarray | 
         raise DataError(f"ratings need columns 'user' and 'item'; missing {missing} in {list(df.columns)}")
     maps = []
     for col, given in (("user", user_ids), ("item", item_ids)):
-        ids = sorted_unique(df[col]) if given is None else np.asarray(given)
-        if given is not None and len(pd.unique(ids)) != len(ids):
-            raise DataError(f"{col}_ids holds duplicates")
+        if given is None:
+            missing = df[col].isna().to_numpy()
+            if missing.any():
+                raise DataError(f"{col} id at row {int(missing.argmax())} is NaN or None: drop or fill such rows first "
+                                "(irgan.data.from_dataframe finds them all)")
+            try:
+                ids = sorted_unique(df[col])
+            except TypeError as err:  # unhashable ids, or numbers mixed with strings
+                raise DataError(f"{col} ids cannot be sorted ({err}): ids must be all numbers or all strings") from None
+        else:
+            ids = np.asarray(given)
+            if len(pd.unique(ids)) != len(ids):
+                raise DataError(f"{col}_ids holds duplicates")
         maps.append(ids)
     return maps[0], maps[1]
 
@@ -182,7 +196,10 @@ def sorted_unique(values: pd.Series | np.ndarray) -> np.ndarray:
 
 
 def _codes(values: pd.Series, ids: np.ndarray, kind: str) -> np.ndarray:
-    codes = pd.Index(ids).get_indexer(values.to_numpy())
+    try:
+        codes = pd.Index(ids).get_indexer(values.to_numpy())
+    except TypeError as err:  # unhashable ids
+        raise DataError(f"{kind} ids cannot be looked up ({err}): ids must be numbers or strings") from None
     if (codes < 0).any():
         unknown = values.to_numpy()[codes < 0][:5].tolist()
         raise DataError(f"{kind} ids {unknown} are not in the given {kind}_ids")
