@@ -13,6 +13,7 @@ import torch
 
 from benchmarks.results import machine, write_section
 from irgan.config import IRGANConfig
+from irgan.device import keep_freed_memory
 from irgan.data import load_dataset
 from irgan.data.datasets import data_home
 from irgan.metrics import evaluate
@@ -29,6 +30,7 @@ def main() -> None:
     parser.add_argument("--d-epochs", type=int, default=20)
     parser.add_argument("--g-epochs", type=int, default=10)
     args = parser.parse_args()
+    keep_freed_memory()
     data = load_dataset("ml-100k", data_dir=args.data_dir, split="u1")
     train, test = data.train, data.test
     init = load_model_file(data_home(args.data_dir) / "irgan-ml100k" / "model_dns_ori.pkl", train.user_ids, train.item_ids)

@@ -21,6 +21,7 @@ import torch
 from benchmarks.results import machine, write_section
 from irgan.baselines import BPRConfig, Popularity, fit_bpr
 from irgan.config import IRGANConfig
+from irgan.device import keep_freed_memory
 from irgan.data import load_dataset, validation_split
 from irgan.data.datasets import data_home
 from irgan.metrics import evaluate
@@ -106,6 +107,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--json", default=str(Path(__file__).with_name("reproduce_paper.json")))
     args = parser.parse_args()
+    keep_freed_memory()
     torch.set_num_threads(args.threads)
     data = load_dataset("ml-100k", data_dir=args.data_dir, split="u1")
     config = IRGANConfig(epochs=args.epochs)

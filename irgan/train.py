@@ -21,7 +21,7 @@ from irgan.baselines.bpr import BPRConfig
 from irgan.checkpoint import atomic_write, save_checkpoint
 from irgan.config import IRGANConfig
 from irgan.data import DataError, load_dataset, validation_split
-from irgan.device import resolve_device
+from irgan.device import keep_freed_memory, resolve_device
 from irgan.metrics import evaluate
 from irgan.trainer import eval_ks
 from irgan.models import MatrixFactorization
@@ -193,6 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="continue an interrupted run from its last finished outer epoch (its other flags are reused)")
     config_parser(parser)
     args = parser.parse_args(argv)
+    keep_freed_memory()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     out = args.resume or args.out
     try:
