@@ -7,6 +7,7 @@ keeps the G and D that score best on the selection set. Every step is batched ov
 from __future__ import annotations
 
 import copy
+import math
 import dataclasses
 import logging
 import time
@@ -169,8 +170,8 @@ def fit_irgan(
                        "selection": metrics, "seconds": time.perf_counter() - start}
                 row["warnings"] = diagnose(row)
                 for message in row["warnings"]:
-                    if message not in warned:
-                        warned.add(message)
+                    if message.split(":")[0] not in warned:  # once per kind, not once per G-epoch
+                        warned.add(message.split(":")[0])
                         log.warning("outer epoch %d, G-epoch %d: %s", epoch, g_ep, message)
                 history.append(row)
                 if on_evaluate is not None:
@@ -264,22 +265,27 @@ def g_epoch(
         entropy -= torch.vdot(p.flatten(), log_p.flatten()).item()
         sampled[items] = True
     return {"g_reward": torch.cat(rewards).mean().item(), "g_entropy": entropy / len(users),
+            "g_entropy_share": entropy / len(users) / math.log(G.n_items) if G.n_items > 1 else 1.0,
             "g_coverage": sampled.float().mean().item()}
 
 
 COLLAPSE_COVERAGE = 0.05  # G sampling under 5% of the catalog in a G-epoch counts as collapse
+COLLAPSE_ENTROPY = 0.1  # G's softmax entropy under 10% of the uniform's log(n_items): mass on a few items
 PINNED_ACCURACY = 0.99  # D right (or wrong) on more than 99% of pairs has stopped giving G a signal
 
 
 def diagnose(row: dict) -> list[str]:
     """The GAN pathologies visible in one history row: G's mode collapse, D's accuracy pinned."""
     found = []
+    if row.get("g_entropy_share", 1.0) < COLLAPSE_ENTROPY:
+        found.append(f"G's softmax collapsed onto a few items per user: entropy {row['g_entropy']:.2f} nats, "
+                     f"{row['g_entropy_share']:.0%} of a uniform's")
     if row.get("g_coverage", 1.0) < COLLAPSE_COVERAGE:
         found.append(f"G collapsed: it sampled only {row['g_coverage']:.1%} of the catalog in a G-epoch")
     for side in ("real", "fake"):
         acc = row.get(f"d_acc_{side}")
         if acc is not None and (acc > PINNED_ACCURACY or acc < 1 - PINNED_ACCURACY):
-            found.append(f"D's accuracy on {side} pairs is pinned at {acc:.3f}")
+            found.append(f"D's accuracy on {side} pairs is pinned: {acc:.3f}")
     return found
 
 
