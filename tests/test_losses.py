@@ -295,7 +295,8 @@ def test_g_epoch_steps_along_the_exact_policy_gradient():
     before = {n: t.detach().clone() for n, t in G.named_parameters()}
     positives = PositiveSet(sp.csr_matrix(POSITIVES))
     stats = g_epoch(G, D, RowOptimizer("sgd", list(G.parameters()), lr), positives, users, config, seeded(3))
-    assert set(stats) == {"g_reward", "g_entropy", "g_coverage"}
+    assert set(stats) == {"g_reward", "g_entropy", "g_entropy_share", "g_coverage"}
+    assert 0 < stats["g_entropy_share"] <= 1
     assert stats["g_coverage"] == 1.0
     step = {n: (t.detach() - before[n]) / lr for n, t in G.named_parameters()}
 
