@@ -17,15 +17,6 @@ from irgan.sampling import PositiveSet, positive_pairs
 FAST_BPR = dict(epochs=5, lr=0.05, l2=0.01, optimizer="adam", init_scale=0.1, batch_size=64)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tensors are tiny: one thread is faster than two, and much faster on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def planted(seed: int = 0, n_groups: int = 3, users_per_group: int = 20, items_per_group: int = 20):
     """Users in groups, each group liking its own block of items; half of each user's block is
     train, the other half test. Item popularity carries no signal, the groups carry all of it.

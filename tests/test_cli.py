@@ -20,15 +20,6 @@ FAST = ["--split", "random", "--epochs", "1", "--d-epochs", "1", "--g-epochs", "
         "--quiet", "--device", "cpu"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tensors are tiny: one thread is faster than two, and much faster on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def ratings_csv(tmp_path_factory) -> Path:
     """40 users x 30 items, 15 ratings (1-5) per user, with raw ids that are not 0..n-1."""

@@ -46,15 +46,6 @@ FAST = ["--epochs", "1", "--d-epochs", "1", "--g-epochs", "1", "--pretrain-epoch
 SPLITS = ("random", "loo", "temporal")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors, busy machine: one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def no_network(monkeypatch):
     """A loader that tried to download would fail here, and be counted."""

@@ -9,15 +9,6 @@ import torch.nn.functional as F
 from irgan.models import Discriminator, Generator, MatrixFactorization, sample_rows
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tensors are tiny: one thread is faster than two, and much faster on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # chi2.ppf(1 - 1e-4, df) for df = 1..7 (scipy.stats would cost seconds to import)
 CHI2_CRITICAL = {1: 15.137, 2: 18.421, 3: 21.108, 4: 23.513, 5: 25.745, 6: 27.856, 7: 29.878}
 

@@ -37,15 +37,6 @@ FAST = ["--split", "random", "--epochs", "3", "--d-epochs", "2", "--g-epochs", "
 WAIT_S = 120  # generous: the machine may be busy; a healthy run takes a few seconds
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The in-process runs use one thread, as the subprocesses do (OMP_NUM_THREADS=1)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def write_ratings(path: Path, n_users: int, n_items: int, seed: int, per_user: int | None = None) -> Path:
     """Ratings 1-5 with timestamps; every user and item appears whatever the seed (same shape)."""
     rng = np.random.default_rng(seed)
