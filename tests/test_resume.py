@@ -30,7 +30,7 @@ from irgan.train import main
 from irgan.trainer import fit_irgan
 
 REPO = Path(__file__).resolve().parents[1]
-SLOW = ["--split", "random", "--epochs", "6", "--d-epochs", "20", "--g-epochs", "10", "--pretrain-epochs", "2",
+SLOW = ["--split", "random", "--epochs", "6", "--d-epochs", "200", "--g-epochs", "100", "--pretrain-epochs", "2",
         "--device", "cpu", "--quiet"]
 FAST = ["--split", "random", "--epochs", "3", "--d-epochs", "2", "--g-epochs", "2", "--pretrain-epochs", "1",
         "--device", "cpu", "--quiet"]
