@@ -1,4 +1,4 @@
-"""The three losses irgan trains with, each returning its value and its row-sparse gradients.
+"""The three losses irgan trains with, each returning its value and its (row-sparse) gradients.
 
 Gradients are written out by hand (and checked against autograd in tests/test_losses.py):
 on tiny embeddings, autograd's bookkeeping costs several times the arithmetic itself.
@@ -6,6 +6,8 @@ Every loss is a sum over samples, so the learning rate is per sample, as in SGD 
 """
 from __future__ import annotations
 
+import numpy as np
+import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
@@ -32,43 +34,106 @@ def bpr_loss(model: MatrixFactorization, users, pos, neg, l2: float) -> tuple[fl
 
 @torch.no_grad()
 def pointwise_loss(model: MatrixFactorization, users, items, labels, l2: float) -> tuple[float, list[Update]]:
-    """sum BCE(sigmoid(s(u,i)), label) + l2/2 (|p_u|² + |q_i|² + b_i²): IRGAN's discriminator loss."""
+    """sum BCE(sigmoid(s(u,i)), label) + l2/2 (|p_u|² + |q_i|² + b_i²): IRGAN's discriminator loss.
+
+    A batch with more pairs than the model has rows (D's full-data step) gets its gradients
+    summed per row through sparse products; a small one gets them per pair.
+    """
     p, q, b = _rows(model.user_emb, users), _rows(model.item_emb, items), _rows(model.item_bias, items)
     x = (p * q).sum(1) + b
     loss = F.binary_cross_entropy_with_logits(x, labels, reduction="sum") + l2 * _half_square(p, q, b)
     g = torch.sigmoid(x) - labels
+    if len(users) < model.n_users + model.n_items:
+        return loss.item(), [
+            (model.user_emb, users, g[:, None] * q + l2 * p),
+            (model.item_emb, items, g[:, None] * p + l2 * q),
+            (model.item_bias, items, g + l2 * b),
+        ]
+    items_ext, users_ext = _extended(model)
+    user_grad, item_grad = pair_products(users, items, g, (model.n_users, model.n_items), users_ext, items_ext)
+    user_grad = user_grad[:, :-1] + l2 * _occurrences(users, model.n_users)[:, None] * model.user_emb
+    item_grad += l2 * _occurrences(items, model.n_items)[:, None] * items_ext
     return loss.item(), [
-        (model.user_emb, users, g[:, None] * q + l2 * p),
-        (model.item_emb, items, g[:, None] * p + l2 * q),
-        (model.item_bias, items, g + l2 * b),
+        (model.user_emb, None, user_grad),
+        (model.item_emb, None, item_grad[:, :-1]),
+        (model.item_bias, None, item_grad[:, -1]),
     ]
 
 
 @torch.no_grad()
 def policy_gradient_loss(
-    model: MatrixFactorization, users, rows, items, weights, temperature: float = 1.0,
-    log_p: torch.Tensor | None = None, p: torch.Tensor | None = None,
+    model: MatrixFactorization, users, rows, items, weights, temperature: float = 1.0, p: torch.Tensor | None = None,
+    expected: torch.Tensor | None = None,
 ) -> tuple[float, list[Update]]:
     """REINFORCE surrogate -sum_k weights[k] log p(items[k] | users[rows[k]]), p = softmax(s / T).
 
     ``users`` (B,) is a batch of distinct users, ``rows``/``items``/``weights`` (N,) one entry per
-    sample. d/d logits of the user's row is (sum of its weights) p - (weights scattered on items).
-    ``log_p`` and ``p`` (B, n_items) may be passed when the caller has already computed them.
+    sample; ``p`` (B, n_items) and ``expected_items(model, p)`` may be passed when the caller has
+    computed them. The gradient with
+    respect to row r's logits is c_r p_r - (its samples' weights scattered on their items), with
+    c_r the sum of row r's weights; it is never formed: its dense part reaches the parameters
+    through two products with p, its sparse part through two sparse products.
     """
-    p_u = _rows(model.user_emb, users)
-    if log_p is None:
-        log_p = torch.log_softmax(model.score_users(users) / temperature, 1)
-    loss = -(weights * log_p[rows, items]).sum()
-    grad = (log_p.exp() if p is None else p).mul(torch.zeros(len(users), device=users.device).index_add_(0, rows, weights)[:, None])
-    grad.index_put_((rows, items), -weights, accumulate=True)
+    if p is None:
+        p = torch.softmax(model.score_users(users) / temperature, 1)
+    loss = -(weights * p.view(-1).index_select(0, rows * p.shape[1] + items).log()).sum()
+    c = torch.zeros(len(users), dtype=p.dtype, device=p.device).index_add_(0, rows, weights)
+    items_ext, users_ext = _extended(model, users)
+    sparse_user, sparse_item = pair_products(rows, items, weights, p.shape, users_ext, items_ext)
+    if expected is None:
+        expected = expected_items(model, p)
+    user_grad = (c[:, None] * expected - sparse_user)[:, :-1]
+    item_grad = ((users_ext * c[:, None]).T @ p).T - sparse_item
     if temperature != 1:
-        grad /= temperature
-    # (V^T G^T)^T rather than G V: MKL is several times faster with the long dimension last.
+        user_grad /= temperature
+        item_grad /= temperature
     return loss.item(), [
-        (model.user_emb, users, (model.item_emb.T @ grad.T).T),
-        (model.item_emb, None, (p_u.T @ grad).T),
-        (model.item_bias, None, grad.sum(0)),
+        (model.user_emb, users, user_grad),
+        (model.item_emb, None, item_grad[:, :-1]),
+        (model.item_bias, None, item_grad[:, -1]),
     ]
+
+
+def expected_items(model: MatrixFactorization, p: torch.Tensor) -> torch.Tensor:
+    """E_p[(q_i, b_i)] for each row of p (B, n_items): the expected item vector and bias (B, dim + 1)."""
+    items_ext = torch.cat([model.item_emb, model.item_bias[:, None]], 1)
+    # (V^T P^T)^T rather than P V: MKL is several times faster with the long dimension last.
+    return (items_ext.T @ p.T).T
+
+
+def pair_products(
+    rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, shape: tuple[int, int],
+    left: torch.Tensor, right: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(W @ right, W.T @ left) for the sparse W of ``shape`` summing ``values`` at (rows, cols).
+
+    This is how per-sample gradients reach their rows: on CPU through scipy's CSR products,
+    many times faster than ``index_add_`` of the per-sample rows; elsewhere with ``index_add_``.
+    """
+    if rows.device.type != "cpu":
+        return (torch.zeros(shape[0], right.shape[1], dtype=right.dtype, device=right.device)
+                .index_add_(0, rows, _rows(right, cols) * values[:, None]),
+                torch.zeros(shape[1], left.shape[1], dtype=left.dtype, device=left.device)
+                .index_add_(0, cols, _rows(left, rows) * values[:, None]))
+    if rows.numel() > 1 and bool((rows[1:] < rows[:-1]).any()):
+        order = torch.argsort(rows)
+        rows, cols, values = rows[order], cols[order], values[order]
+    indptr = np.zeros(shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows.numpy(), minlength=shape[0]), out=indptr[1:])
+    W = sp.csr_matrix((values.numpy(), cols.numpy(), indptr), shape=shape)
+    return torch.from_numpy(W @ right.numpy()), torch.from_numpy(W.T @ left.numpy())
+
+
+def _extended(model: MatrixFactorization, users: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """[item_emb | item_bias] (n_items, dim + 1) and [user_emb | 1] (the users' rows, or all):
+    score(u, i) is the dot product of the two rows."""
+    user_emb = model.user_emb if users is None else _rows(model.user_emb, users)
+    return (torch.cat([model.item_emb, model.item_bias[:, None]], 1),
+            torch.cat([user_emb, torch.ones_like(user_emb[:, :1])], 1))
+
+
+def _occurrences(index: torch.Tensor, n: int) -> torch.Tensor:
+    return torch.bincount(index, minlength=n).to(torch.get_default_dtype())
 
 
 def _rows(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

@@ -21,6 +21,7 @@ class PositiveSet:
         users, items = positive_pairs(matrix, device)
         self.n_items = matrix.shape[1]
         self.keys = torch.sort(users * self.n_items + items).values
+        self.items = self.keys % self.n_items  # each user's positives, ascending, users in order
         self.counts = torch.as_tensor(np.diff(sp.csr_matrix(matrix).indptr), device=device)
         self.starts = self.counts.cumsum(0) - self.counts  # offset of each user's first key
 
@@ -35,11 +36,13 @@ class PositiveSet:
     def mask(self, users: torch.Tensor) -> torch.Tensor:
         """Dense boolean mask (len(users), n_items) of the users' positives."""
         out = torch.zeros(len(users), self.n_items, dtype=torch.bool, device=users.device)
-        starts = self.starts[users]
-        lengths = self.counts[users]
+        starts = self.starts.index_select(0, users)
+        lengths = self.counts.index_select(0, users)
         rows = torch.repeat_interleave(torch.arange(len(users), device=users.device), lengths)
-        offsets = torch.arange(rows.numel(), device=users.device) - torch.repeat_interleave(lengths.cumsum(0) - lengths, lengths)
-        out[rows, self.keys[starts[rows] + offsets] % self.n_items] = True
+        # the k-th positive of a row sits k places after its row's first key
+        shift = torch.repeat_interleave(starts - (lengths.cumsum(0) - lengths), lengths)
+        keys = torch.arange(rows.numel(), device=users.device) + shift
+        out.view(-1).index_fill_(0, rows * self.n_items + self.items.index_select(0, keys), True)
         return out
 
     def uniform_negatives(self, users: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -59,9 +62,9 @@ class PositiveSet:
 
     def random_positives(self, users: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """One item per entry of ``users``, drawn uniformly from that user's positives."""
-        counts = self.counts[users]
+        counts = self.counts.index_select(0, users)
         if (counts == 0).any():
             raise ValueError("a user has no positives to draw from")
         offset = (torch.rand(users.shape, generator=generator, device=users.device) * counts).long()
         offset = torch.minimum(offset, counts - 1)
-        return self.keys[self.starts[users] + offset] % self.n_items
+        return self.items.index_select(0, self.starts.index_select(0, users) + offset)

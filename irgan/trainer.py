@@ -24,7 +24,7 @@ from irgan.baselines.bpr import fit_bpr
 from irgan.checkpoint import data_fingerprint, load_train_state, save_train_state
 from irgan.config import IRGANConfig
 from irgan.device import resolve_device
-from irgan.losses import pointwise_loss, policy_gradient_loss
+from irgan.losses import expected_items, pointwise_loss, policy_gradient_loss
 from irgan.metrics import evaluate
 from irgan.model_files import load_model_file
 from irgan.models import Discriminator, Generator, MatrixFactorization, sample_rows
@@ -215,15 +215,21 @@ def d_epoch(
     config: IRGANConfig, rng: torch.Generator,
 ) -> dict[str, float]:
     """One pass of D over (user, real item, G's item) triples: real labelled 1, G's labelled 0."""
+    n = len(users)
+    if config.d_batch_size >= n:  # one step on every pair: the order does not matter, keep users sorted
+        loss, grads = pointwise_loss(D, users.repeat_interleave(2), torch.stack([real, fake], 1).view(-1),
+                                     torch.tensor([1.0, 0.0], device=users.device).repeat(n), config.d_l2)
+        optimizer.step(grads)
+        return {"d_loss": loss / (2 * n)}
     total = 0.0
-    for batch in torch.randperm(len(users), generator=rng, device=users.device).split(config.d_batch_size):
+    for batch in torch.randperm(n, generator=rng, device=users.device).split(config.d_batch_size):
         u = users[batch].repeat(2)
         items = torch.cat([real[batch], fake[batch]])
         labels = torch.cat([torch.ones(len(batch), device=u.device), torch.zeros(len(batch), device=u.device)])
         loss, grads = pointwise_loss(D, u, items, labels, config.d_l2)
         optimizer.step(grads)
         total += loss
-    return {"d_loss": total / (2 * len(users))}
+    return {"d_loss": total / (2 * n)}
 
 
 @torch.no_grad()
@@ -247,26 +253,39 @@ def g_epoch(
     order = users[torch.randperm(len(users), generator=rng, device=users.device)]
     for batch in order.split(config.g_batch_users):
         with torch.no_grad():
-            log_p = G.log_probs(batch, config.g_temperature)
-            p = log_p.exp()
-            n_pos = positives.counts[batch]
+            logits = G.score_users(batch)
+            if config.g_temperature != 1:
+                logits /= config.g_temperature
+            p = torch.softmax(logits, 1)
+            n_pos = positives.counts.index_select(0, batch)
             counts = config.g_sample_factor * n_pos
             rows, items = sample_mixture(p, positives, batch, counts, config.g_mix, rng)
-            p_items = p[rows, items]
-            is_pos = positives.mask(batch)[rows, items]
-            proposal = (1 - config.g_mix) * p_items + config.g_mix * is_pos / n_pos[rows]
-            reward = D.reward(batch[rows], items, config.reward)
-            weights = reward * p_items / proposal / counts[rows]
-        loss, grads = policy_gradient_loss(G, batch, rows, items, weights, config.g_temperature, log_p=log_p, p=p)
+            at = rows * G.n_items + items  # the draws' positions in the flattened batch
+            p_items = p.view(-1).index_select(0, at)
+            is_pos = positives.mask(batch).view(-1).index_select(0, at)
+            proposal = (1 - config.g_mix) * p_items + config.g_mix * is_pos / n_pos.index_select(0, rows)
+            reward = D.reward(batch.index_select(0, rows), items, config.reward)
+            weights = reward * p_items / proposal / counts.index_select(0, rows)
+        expected = expected_items(G, p)
+        _, grads = policy_gradient_loss(G, batch, rows, items, weights, config.g_temperature, p, expected)
         if config.g_l2 > 0:
             grads.append((G.user_emb, batch, config.g_l2 * G.user_emb[batch].detach()))
+        entropy += _entropy(G, batch, logits, p, expected, config.g_temperature).sum().item()
         optimizer.step(grads)
         rewards.append(reward)
-        entropy -= torch.vdot(p.flatten(), log_p.flatten()).item()
         sampled[items] = True
     return {"g_reward": torch.cat(rewards).mean().item(), "g_entropy": entropy / len(users),
             "g_entropy_share": entropy / len(users) / math.log(G.n_items) if G.n_items > 1 else 1.0,
             "g_coverage": sampled.float().mean().item()}
+
+
+def _entropy(G: Generator, users: torch.Tensor, logits: torch.Tensor, p: torch.Tensor, expected: torch.Tensor,
+             temperature: float) -> torch.Tensor:
+    """Entropy of each row of p = softmax(logits): log-sum-exp minus the expected logit, which is
+    the user's vector dotted with the expected item vector; the log-sum-exp is read off the most
+    probable item (p >= 1/n there, so its log is safe)."""
+    log_sum_exp = logits.amax(1) - p.amax(1).log()
+    return log_sum_exp - ((G.user_emb.index_select(0, users) * expected[:, :-1]).sum(1) + expected[:, -1]) / temperature
 
 
 COLLAPSE_COVERAGE = 0.05  # G sampling under 5% of the catalog in a G-epoch counts as collapse
@@ -296,15 +315,14 @@ def sample_mixture(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``counts[r]`` draws for ``users[r]`` from (1 - mix) p[r] + mix uniform(positives of users[r]).
 
-    Each draw picks its component first, so the dense mixture is never built. Returns
+    Each draw picks its component by a coin flip, so the dense mixture is never built. Returns
     (rows, items), both (counts.sum(),), grouped by row in order.
     """
     rows = torch.repeat_interleave(torch.arange(len(users), device=users.device), counts)
-    from_positives = torch.rand(rows.shape, generator=rng, device=rows.device) < mix
-    items = torch.empty_like(rows)
-    from_g = ~from_positives
-    items[from_g] = sample_rows(p, torch.bincount(rows[from_g], minlength=len(users)), rng)
-    items[from_positives] = positives.random_positives(users[rows[from_positives]], rng)
+    items = sample_rows(p, counts, rng)
+    if mix > 0:  # drawing both components for every draw is cheaper than splitting the draws
+        from_positives = torch.rand(rows.shape, generator=rng, device=rows.device) < mix
+        items = torch.where(from_positives, positives.random_positives(users.index_select(0, rows), rng), items)
     return rows, items
 
 

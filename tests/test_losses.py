@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from irgan.config import IRGANConfig
-from irgan.losses import bpr_loss, pointwise_loss, policy_gradient_loss
+from irgan.losses import bpr_loss, pair_products, pointwise_loss, policy_gradient_loss
 from irgan.models import Discriminator, Generator, MatrixFactorization, sample_rows
 from irgan.optim import RowOptimizer
 from irgan.sampling import PositiveSet
@@ -92,10 +92,11 @@ def test_bpr_loss_matches_autograd(l2):
     assert_grads_close(dense(model, updates), expected_grads)
 
 
+@pytest.mark.parametrize("n", [8, 40])  # fewer pairs than model rows: per-pair gradients; more: summed per row
 @pytest.mark.parametrize("l2", [0.0, 0.2])
-def test_pointwise_loss_matches_autograd(l2):
+def test_pointwise_loss_matches_autograd(l2, n):
     model = make_model(Discriminator)
-    users, items, _ = repeated_batch(seed=1)
+    users, items, _ = repeated_batch(n, seed=1)
     labels = (torch.rand(len(users), generator=seeded(2)) < 0.5).float()
 
     def documented(m):
@@ -129,11 +130,20 @@ def test_policy_gradient_loss_matches_autograd(temperature):
     assert_grads_close(dense(model, updates), expected_grads)
     assert torch.equal(dense(model, updates)["user_emb"][[1, 2]], torch.zeros(2, DIM))
 
-    # the precomputed log_p path gives the same answer
-    log_p = model.log_probs(users, temperature).detach()
-    value2, updates2 = policy_gradient_loss(model, users, rows, items, weights, temperature, log_p=log_p)
+    # the precomputed p path gives the same answer
+    p = model.log_probs(users, temperature).exp().detach()
+    value2, updates2 = policy_gradient_loss(model, users, rows, items, weights, temperature, p=p)
     assert value2 == pytest.approx(value, rel=1e-6)
     assert_grads_close(dense(model, updates2), dense(model, updates), atol=1e-6)
+
+
+def test_pair_products_sum_repeated_unsorted_pairs():
+    g = seeded(9)
+    rows, cols, values = torch.randint(4, (50,), generator=g), torch.randint(6, (50,), generator=g), torch.randn(50, generator=g)
+    left, right = torch.randn(4, 3, generator=g), torch.randn(6, 3, generator=g)
+    W = torch.zeros(4, 6).index_put_((rows, cols), values, accumulate=True)
+    by_row, by_col = pair_products(rows, cols, values, (4, 6), left, right)
+    assert torch.allclose(by_row, W @ right, atol=1e-5) and torch.allclose(by_col, W.T @ left, atol=1e-5)
 
 
 def test_losses_do_not_touch_parameters_or_build_graphs():
@@ -287,7 +297,10 @@ def test_g_epoch_steps_along_the_exact_policy_gradient():
     positives = PositiveSet(sp.csr_matrix(POSITIVES))
     stats = g_epoch(G, D, RowOptimizer("sgd", list(G.parameters()), lr), positives, users, config, seeded(3))
     assert set(stats) == {"g_reward", "g_entropy", "g_entropy_share", "g_coverage"}
-    assert 0 < stats["g_entropy_share"] <= 1
+    log_p = torch.log_softmax(before["user_emb"][users] @ before["item_emb"].T / TEMPERATURE
+                              + before["item_bias"] / TEMPERATURE, 1)
+    assert stats["g_entropy"] == pytest.approx(-(log_p.exp() * log_p).sum(1).mean().item(), rel=1e-5)
+    assert stats["g_entropy_share"] == pytest.approx(stats["g_entropy"] / np.log(6))
     assert stats["g_coverage"] == 1.0
     step = {n: (t.detach() - before[n]) / lr for n, t in G.named_parameters()}
 
