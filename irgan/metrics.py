@@ -180,7 +180,7 @@ def _top_k(scores: torch.Tensor, k: int) -> torch.Tensor:
     row is short, whole rows are searched.
     """
     n_batch, n_items = scores.shape
-    width = max(1, min(64, n_items // (4 * k + 4)))  # > 4k chunks, so the bound is tight
+    width = max(1, min(64, n_items // (16 * k + 16)))  # > 16k chunks: the bound is tight, few candidates
     n_chunks = n_items // width
     if n_chunks <= k:
         return _ordered_top_k(scores, k)

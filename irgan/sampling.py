@@ -14,6 +14,9 @@ def positive_pairs(matrix: sp.csr_matrix, device: torch.device | str = "cpu") ->
             torch.as_tensor(matrix.indices, dtype=torch.long, device=device))
 
 
+DENSE_BYTES = 2**26  # catalogs up to this many (user, item) cells get a dense membership matrix
+
+
 class PositiveSet:
     """Membership test for (user, item) pairs against a CSR matrix, vectorized via sorted keys."""
 
@@ -24,17 +27,35 @@ class PositiveSet:
         self.items = self.keys % self.n_items  # each user's positives, ascending, users in order
         self.counts = torch.as_tensor(np.diff(sp.csr_matrix(matrix).indptr), device=device)
         self.starts = self.counts.cumsum(0) - self.counts  # offset of each user's first key
+        self.dense = None  # a (n_users, n_items) membership matrix, where one fits in DENSE_BYTES
+        if matrix.shape[0] * matrix.shape[1] <= DENSE_BYTES:
+            self.dense = torch.zeros(matrix.shape, dtype=torch.bool, device=device)
+            self.dense.view(-1).index_fill_(0, self.keys, True)
 
     def contains(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """Boolean tensor: is (users[k], items[k]) a positive?"""
+        """Boolean tensor: is (users[k], items[k]) a positive?
+
+        A binary search of each item among its own user's sorted positives, all queries in
+        lockstep: log2 of the longest user's count in gathers (``torch.searchsorted`` over all
+        keys costs many times more per query on CPU).
+        """
+        if self.dense is not None:
+            return self.dense.view(-1).index_select(0, users * self.n_items + items)
         if self.keys.numel() == 0:
             return torch.zeros_like(users, dtype=torch.bool)
-        query = users * self.n_items + items
-        pos = torch.searchsorted(self.keys, query).clamp_(max=self.keys.numel() - 1)
-        return self.keys[pos] == query
+        base = self.starts.index_select(0, users)
+        size = self.counts.index_select(0, users)
+        last = self.items.numel() - 1  # users without positives start one past the end
+        for _ in range(int(self.counts.max()).bit_length()):  # invariant: the last item <= x is in [base, base + size)
+            half = size >> 1  # integer floor division is several times slower on CPU
+            base += self.items.index_select(0, (base + half).clamp_(max=last)).le(items) * half
+            size -= half
+        return (size > 0) & (self.items.index_select(0, base.clamp_(max=last)) == items)
 
     def mask(self, users: torch.Tensor) -> torch.Tensor:
         """Dense boolean mask (len(users), n_items) of the users' positives."""
+        if self.dense is not None:
+            return self.dense.index_select(0, users)
         out = torch.zeros(len(users), self.n_items, dtype=torch.bool, device=users.device)
         starts = self.starts.index_select(0, users)
         lengths = self.counts.index_select(0, users)

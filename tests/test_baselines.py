@@ -1,6 +1,8 @@
 """Baselines (popularity, BPR, DNS-BPR) on planted structure, and the positive-set sampling they use."""
 from __future__ import annotations
 
+from unittest import mock
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -165,11 +167,14 @@ def test_positive_pairs_are_row_major():
 
 
 @settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 10_000), density=st.floats(0.0, 1.0))
-def test_positive_set_contains_and_mask_agree_with_dense(seed, density):
+@given(seed=st.integers(0, 10_000), density=st.floats(0.0, 1.0), dense_bytes=st.sampled_from([0, 2**26]))
+def test_positive_set_contains_and_mask_agree_with_dense(seed, density, dense_bytes):
+    """Both membership paths: binary search in each user's items (large catalogs), dense matrix (small)."""
     m = random_csr(seed, density=density)
     dense = torch.as_tensor(m.toarray() > 0)
-    ps = PositiveSet(m)
+    with mock.patch("irgan.sampling.DENSE_BYTES", dense_bytes):
+        ps = PositiveSet(m)
+    assert (ps.dense is None) == (dense_bytes == 0)
     users, items = torch.meshgrid(torch.arange(12), torch.arange(15), indexing="ij")
     assert torch.equal(ps.contains(users.flatten(), items.flatten()).view(12, 15), dense)
     order = torch.tensor([5, 3, 0, 11, 5, 7])  # unsorted, repeated, an empty row

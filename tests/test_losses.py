@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from irgan.config import IRGANConfig
-from irgan.losses import bpr_loss, pair_products, pointwise_loss, policy_gradient_loss
+from irgan.losses import bpr_loss, bpr_sgd_step, pair_products, pointwise_loss, policy_gradient_loss
 from irgan.models import Discriminator, Generator, MatrixFactorization, sample_rows
 from irgan.optim import RowOptimizer
 from irgan.sampling import PositiveSet
@@ -135,6 +135,20 @@ def test_policy_gradient_loss_matches_autograd(temperature):
     value2, updates2 = policy_gradient_loss(model, users, rows, items, weights, temperature, p=p)
     assert value2 == pytest.approx(value, rel=1e-6)
     assert_grads_close(dense(model, updates2), dense(model, updates), atol=1e-6)
+
+
+def test_bpr_sgd_step_is_bpr_loss_then_sgd():
+    model, packed = make_model(), make_model()
+    users, pos, neg = repeated_batch()
+    RowOptimizer("sgd", list(model.parameters()), 0.05).step(bpr_loss(model, users, pos, neg, 0.1)[1])
+    users_ext = torch.cat([packed.user_emb.detach(), torch.ones(N_USERS, 1)], 1)
+    items_ext = torch.cat([packed.item_emb.detach(), packed.item_bias.detach()[:, None]], 1)
+    bpr_sgd_step(users_ext, items_ext, users, pos, neg, 0.05, 0.1)
+    assert_close(users_ext[:, :-1], model.user_emb.detach(), 1e-6, 1e-5, "user_emb")
+    assert torch.equal(users_ext[:, -1], torch.ones(N_USERS))
+    assert_close(items_ext[:, :-1], model.item_emb.detach(), 1e-6, 1e-5, "item_emb")
+    assert_close(items_ext[:, -1], model.item_bias.detach(), 1e-6, 1e-5, "item_bias")
+    assert not torch.equal(items_ext[:, -1], packed.item_bias.detach())  # it moved
 
 
 def test_pair_products_sum_repeated_unsorted_pairs():

@@ -6,7 +6,6 @@ authors pretrained the generator (their ``cf_dns.py``; the paper calls it Lambda
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -17,10 +16,8 @@ from tqdm.auto import tqdm
 from irgan.models import MatrixFactorization
 from irgan.sampling import PositiveSet, positive_pairs
 from irgan.device import resolve_device
-from irgan.losses import bpr_loss
+from irgan.losses import bpr_loss, bpr_sgd_step
 from irgan.optim import RowOptimizer
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -71,14 +68,23 @@ def fit_bpr(
     users, items = users[keep], items[keep]
     optimizer = RowOptimizer(config.optimizer, list(model.parameters()), config.lr)
 
+    packed = config.optimizer == "sgd"  # plain SGD steps packed tables in place, much faster
     for epoch in tqdm(range(config.epochs), desc=f"BPR-{config.negatives}", disable=not show_progress):
         negatives = draw_negatives(model, positives, users, config, generator)
-        total = 0.0
-        for batch in torch.randperm(len(users), generator=generator, device=device).split(config.batch_size):
-            loss, grads = bpr_loss(model, users[batch], items[batch], negatives[batch], config.l2)
-            optimizer.step(grads)
-            total += loss
-        log.debug("BPR epoch %d loss %.4f", epoch, total / len(users))
+        order = torch.randperm(len(users), generator=generator, device=device)
+        triples = users[order], items[order], negatives[order]
+        if packed:
+            users_ext = torch.cat([model.user_emb.detach(), torch.ones(model.n_users, 1, device=device)], 1)
+            items_ext = torch.cat([model.item_emb.detach(), model.item_bias.detach()[:, None]], 1)
+            for u, i, j in zip(*(t.split(config.batch_size) for t in triples)):
+                bpr_sgd_step(users_ext, items_ext, u, i, j, config.lr, config.l2)
+            with torch.no_grad():
+                model.user_emb.copy_(users_ext[:, :-1])
+                model.item_emb.copy_(items_ext[:, :-1])
+                model.item_bias.copy_(items_ext[:, -1])
+        else:
+            for u, i, j in zip(*(t.split(config.batch_size) for t in triples)):
+                optimizer.step(bpr_loss(model, u, i, j, config.l2)[1])
         if on_epoch is not None:
             on_epoch(epoch, model)
     return model
