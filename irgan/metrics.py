@@ -24,6 +24,11 @@ METRICS = ("P", "Recall", "NDCG", "MAP", "HR")
 BATCH_ELEMENTS = 2**22
 
 
+def metric_names(ks: Sequence[int]) -> list[str]:
+    """The keys ``evaluate`` returns for the cut-offs ``ks``, in its order."""
+    return [f"{m}@{k}" for k in sorted(set(ks)) for m in METRICS] + ["MRR"]
+
+
 def evaluate(
     scores: Scores,
     train: sp.spmatrix,

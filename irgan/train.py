@@ -22,6 +22,7 @@ from irgan.checkpoint import atomic_write, save_checkpoint
 from irgan.config import IRGANConfig
 from irgan.data import DataError, load_dataset, validation_split
 from irgan.device import keep_freed_memory, resolve_device
+from irgan.distributed import current, init_from_env, local_device
 from irgan.metrics import evaluate
 from irgan.trainer import eval_ks
 from irgan.models import MatrixFactorization
@@ -54,16 +55,22 @@ def run(
     """
     start = time.perf_counter()
     out = Path(out) if out is not None else Path("runs") / f"{Path(dataset).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"--out {out} is a file, not a directory")
-    if resume and (out / "metrics.json").exists():
-        raise FileExistsError(f"run {out} has already finished: nothing to resume")
-    if not resume and out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"output directory {out} is not empty: choose another --out (nothing was overwritten)")
     request = {"dataset": dataset, "data_dir": data_dir, "split": split, "seed": seed, "device": device,
                "config": dataclasses.asdict(config)}
     device = resolve_device(device)
+    shard = init_from_env(device)  # under torchrun: join the job; process 0 alone writes the run directory
+    device = local_device(device)
+    try:
+        refusal = None
+        _check_out(out, resume)
+    except FileExistsError as err:
+        refusal = err
+    if shard.max(int(refusal is not None)):  # every process checked before process 0 creates anything
+        raise refusal or FileExistsError(f"another process of the job refused --out {out}")
     data = load_dataset(dataset, data_dir=data_dir, split=split, seed=seed)
+    if shard.rank > 0:
+        _train(data, config, out, dataset, split, seed, device, False, writer=False)
+        return {}
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)  # only once the data loaded: a typo leaves nothing behind
     if not resume:
@@ -83,9 +90,20 @@ def run(
     return report
 
 
+def _check_out(out: Path, resume: bool) -> None:
+    """Refuse a run directory that would lose or mix results."""
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {out} is a file, not a directory")
+    if resume and (out / "metrics.json").exists():
+        raise FileExistsError(f"run {out} has already finished: nothing to resume")
+    if not resume and out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"output directory {out} is not empty: choose another --out (nothing was overwritten)")
+
+
 def _train(data, config: IRGANConfig, out: Path, dataset: str, split: str | None, seed: int,
-           device: torch.device, show_progress: bool) -> dict:
-    """Pretrain (or reload the pretrained start), play the game, write model.pt; the report."""
+           device: torch.device, show_progress: bool, writer: bool = True) -> dict:
+    """Pretrain (or reload the pretrained start), play the game, write model.pt; the report.
+    Other processes of a distributed job (``writer=False``) train alongside and write nothing."""
     train, test = data.train, data.test
     if config.select_on == "validation":
         fit_train, selection = validation_split(train, config.validation_fraction, seed)
@@ -98,8 +116,12 @@ def _train(data, config: IRGANConfig, out: Path, dataset: str, split: str | None
         init = _load_init(init_file, train.shape, config.dim).to(device)
     else:
         init = initial_generator(config, fit_train.matrix, train.user_ids, train.item_ids, seed, device, show_progress)
-        if init is not None:
+        if init is not None and writer:
             atomic_write(init_file, lambda f: torch.save({k: v.detach().cpu() for k, v in init.state_dict().items()}, f))
+    if not writer:
+        fit_irgan(fit_train.matrix, selection.matrix, config, init=init, seed=seed, device=device,
+                  state_path=out / "train_state.pt")
+        return {}
     with (out / HISTORY_FILE).open("a") as live:  # one JSON line per evaluation, to follow a run live
         def log_row(row: dict) -> None:
             live.write(json.dumps(row) + "\n")
@@ -126,6 +148,7 @@ def _train(data, config: IRGANConfig, out: Path, dataset: str, split: str | None
         "config": dataclasses.asdict(config),
         "seed": seed,
         "device": str(device),
+        "processes": current().world,
         "data": {"n_users": train.n_users, "n_items": train.n_items, "train": int(fit_train.nnz),
                  "selection": int(selection.nnz), "test": int(test.nnz)},
         "history": result.history,
@@ -212,7 +235,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"\ninterrupted: resume with  python -m irgan.train --resume {out}", file=sys.stderr)
         return 130
-    print(format_table(report))
+    if report:  # the other processes of a distributed job report nothing
+        print(format_table(report))
     return 0
 
 

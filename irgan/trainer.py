@@ -24,14 +24,16 @@ from irgan.baselines.bpr import fit_bpr
 from irgan.checkpoint import data_fingerprint, load_train_state, save_train_state
 from irgan.config import IRGANConfig
 from irgan.device import resolve_device
+from irgan.distributed import Shard, current
 from irgan.losses import expected_items, pointwise_loss, policy_gradient_loss
-from irgan.metrics import evaluate
+from irgan.metrics import evaluate, metric_names
 from irgan.model_files import load_model_file
 from irgan.models import Discriminator, Generator, MatrixFactorization, sample_rows
 from irgan.optim import RowOptimizer
 from irgan.sampling import PositiveSet, positive_pairs
 
 log = logging.getLogger(__name__)
+SHARD_SEED_STRIDE = 104_729  # process r of a distributed run draws with seed + r * this
 
 
 @dataclass
@@ -108,25 +110,29 @@ def fit_irgan(
     n_users, n_items = train.shape
     if train.nnz == 0:
         raise ValueError("cannot train IRGAN on a matrix with no positives")
-    rng = torch.Generator(device).manual_seed(seed)
+    shard = current()  # under torchrun: this process's users; alone: all of them
+    rng = torch.Generator(device).manual_seed(seed + SHARD_SEED_STRIDE * shard.rank)
     init_rng = torch.Generator().manual_seed(seed)
     G = Generator(n_users, n_items, config.dim, config.init_scale, generator=init_rng).to(device)
     D = Discriminator(n_users, n_items, config.dim, config.init_scale, generator=init_rng).to(device)
     if init is not None:
         G.copy_from(init.to(device))
-    g_opt = RowOptimizer(config.optimizer, list(G.parameters()), config.g_lr)
-    d_opt = RowOptimizer(config.optimizer, list(D.parameters()), config.d_lr)
+    g_opt = RowOptimizer(config.optimizer, list(G.parameters()), config.g_lr, shard)
+    d_opt = RowOptimizer(config.optimizer, list(D.parameters()), config.d_lr, shard)
 
     positives = PositiveSet(train, device)
     if config.d_exclude_positives and (positives.counts >= n_items).any():
         raise ValueError("d_exclude_positives: a user has interacted with every item, so no negative exists for D")
     real_users, real_items = positive_pairs(train, device)  # D's real pairs, row-major
+    mine = shard.owns(real_users)
+    real_users, real_items = real_users[mine], real_items[mine]
     active = torch.nonzero(positives.counts).squeeze(1)  # users with >= 1 positive
+    active = active[shard.owns(active)]
     best_g, best_d = KeepBest(config.select_metric), KeepBest(config.select_metric)
     ks = eval_ks(n_items)
     if config.select_metric != "MRR" and int(config.select_metric.split("@")[1]) not in ks:
         raise ValueError(f"select_metric {config.select_metric} needs more than the catalog's {n_items} items")
-    score = lambda model: evaluate(model, train, selection, ks)  # noqa: E731
+    score = lambda model: evaluate_sharded(model, train, selection, ks, shard)  # noqa: E731
     best_g.offer(G, score(G), epoch=-1, g_epoch=-1)
     best_d.offer(D, score(D), epoch=-1)
     history, fake_items, first_epoch, elapsed = [], None, 0, 0.0
@@ -147,7 +153,8 @@ def fit_irgan(
     start = time.perf_counter() - elapsed
 
     steps = config.d_epochs + config.g_epochs
-    bar = tqdm(total=config.epochs * steps, initial=first_epoch * steps, desc="IRGAN", disable=not show_progress)
+    bar = tqdm(total=config.epochs * steps, initial=first_epoch * steps, desc="IRGAN",
+               disable=not show_progress or shard.rank > 0)
     warned: set[str] = set()
     for epoch in range(first_epoch, config.epochs):
         d_stats: dict[str, float] = {}
@@ -157,7 +164,7 @@ def fit_irgan(
             d_stats = d_epoch(D, d_opt, real_users, real_items, fake_items, config, rng)
             bar.update()
         if config.d_epochs:
-            d_stats.update(d_accuracy(D, real_users, real_items, fake_items))
+            d_stats.update(d_accuracy(D, real_users, real_items, fake_items, shard))
             best_d.offer(D, score(D), epoch=epoch)
 
         for g_ep in range(config.g_epochs):
@@ -174,14 +181,14 @@ def fit_irgan(
                         warned.add(message.split(":")[0])
                         log.warning("outer epoch %d, G-epoch %d: %s", epoch, g_ep, message)
                 history.append(row)
-                if on_evaluate is not None:
+                if on_evaluate is not None and shard.rank == 0:
                     on_evaluate(row)
                 bar.set_postfix({config.select_metric: f"{metrics[config.select_metric]:.4f}"})
         if not _finite(G) or not _finite(D):
             raise FloatingPointError(
                 f"IRGAN diverged in outer epoch {epoch}: NaN or inf in the embeddings; lower the learning "
                 "rates. The last good state (previous epoch) is kept" + (f" in {state_path}" if state_path else ""))
-        if state_path is not None:
+        if state_path is not None and shard.rank == 0:
             save_train_state(state_path, {
                 "epoch": epoch + 1, "seconds": time.perf_counter() - start, "config": dataclasses.asdict(config),
                 "fingerprint": fingerprint, "generator": G.state_dict(), "discriminator": D.state_dict(),
@@ -215,28 +222,41 @@ def d_epoch(
     config: IRGANConfig, rng: torch.Generator,
 ) -> dict[str, float]:
     """One pass of D over (user, real item, G's item) triples: real labelled 1, G's labelled 0."""
-    n = len(users)
-    if config.d_batch_size >= n:  # one step on every pair: the order does not matter, keep users sorted
+    shard, n = optimizer.shard, len(users)
+    if config.d_batch_size >= shard.max(n):  # one step on every pair: the order does not matter, keep users sorted
         loss, grads = pointwise_loss(D, users.repeat_interleave(2), torch.stack([real, fake], 1).view(-1),
                                      torch.tensor([1.0, 0.0], device=users.device).repeat(n), config.d_l2)
         optimizer.step(grads)
-        return {"d_loss": loss / (2 * n)}
+        return {"d_loss": _mean(loss, 2 * n, shard)}
     total = 0.0
-    for batch in torch.randperm(n, generator=rng, device=users.device).split(config.d_batch_size):
+    for batch in torch.randperm(n, generator=rng, device=users.device).tensor_split(n_steps(n, config.d_batch_size, shard)):
         u = users[batch].repeat(2)
         items = torch.cat([real[batch], fake[batch]])
         labels = torch.cat([torch.ones(len(batch), device=u.device), torch.zeros(len(batch), device=u.device)])
         loss, grads = pointwise_loss(D, u, items, labels, config.d_l2)
         optimizer.step(grads)
         total += loss
-    return {"d_loss": total / (2 * n)}
+    return {"d_loss": _mean(total, 2 * n, shard)}
+
+
+def n_steps(n: int, batch_size: int, shard: Shard = Shard()) -> int:
+    """Updates in a pass over n samples in batches of at most batch_size; under torch.distributed,
+    the most any process needs, so that all step together (a process may get empty batches)."""
+    return shard.max(max(1, math.ceil(n / batch_size)))
+
+
+def _mean(total: float, count: int, shard: Shard) -> float:
+    """total / count over all processes."""
+    both = shard.sum(torch.tensor([total, count], dtype=torch.float64))
+    return (both[0] / both[1].clamp(min=1)).item()
 
 
 @torch.no_grad()
-def d_accuracy(D: Discriminator, users: torch.Tensor, real: torch.Tensor, fake: torch.Tensor) -> dict[str, float]:
+def d_accuracy(D: Discriminator, users: torch.Tensor, real: torch.Tensor, fake: torch.Tensor,
+               shard: Shard = Shard()) -> dict[str, float]:
     """Share of real pairs D scores as real and of G's pairs it scores as fake."""
-    return {"d_acc_real": (D.score(users, real) > 0).float().mean().item(),
-            "d_acc_fake": (D.score(users, fake) < 0).float().mean().item()}
+    return {"d_acc_real": _mean((D.score(users, real) > 0).sum().item(), len(users), shard),
+            "d_acc_fake": _mean((D.score(users, fake) < 0).sum().item(), len(users), shard)}
 
 
 def g_epoch(
@@ -250,8 +270,9 @@ def g_epoch(
     (importance sampling) and step along mean_k w_k grad log p(i_k).
     """
     rewards, entropy, sampled = [], 0.0, torch.zeros(G.n_items, dtype=torch.bool, device=users.device)
+    shard = optimizer.shard
     order = users[torch.randperm(len(users), generator=rng, device=users.device)]
-    for batch in order.split(config.g_batch_users):
+    for batch in order.tensor_split(n_steps(len(users), config.g_batch_users, shard)):
         with torch.no_grad():
             logits = G.score_users(batch)
             if config.g_temperature != 1:
@@ -274,9 +295,11 @@ def g_epoch(
         optimizer.step(grads)
         rewards.append(reward)
         sampled[items] = True
-    return {"g_reward": torch.cat(rewards).mean().item(), "g_entropy": entropy / len(users),
-            "g_entropy_share": entropy / len(users) / math.log(G.n_items) if G.n_items > 1 else 1.0,
-            "g_coverage": sampled.float().mean().item()}
+    rewards = torch.cat(rewards)
+    entropy = _mean(entropy, len(users), shard)
+    return {"g_reward": _mean(rewards.sum().item(), len(rewards), shard), "g_entropy": entropy,
+            "g_entropy_share": entropy / math.log(G.n_items) if G.n_items > 1 else 1.0,
+            "g_coverage": (shard.sum(sampled.float()) > 0).float().mean().item()}
 
 
 def _entropy(G: Generator, users: torch.Tensor, logits: torch.Tensor, p: torch.Tensor, expected: torch.Tensor,
@@ -286,6 +309,22 @@ def _entropy(G: Generator, users: torch.Tensor, logits: torch.Tensor, p: torch.T
     probable item (p >= 1/n there, so its log is safe)."""
     log_sum_exp = logits.amax(1) - p.amax(1).log()
     return log_sum_exp - ((G.user_emb.index_select(0, users) * expected[:, :-1]).sum(1) + expected[:, -1]) / temperature
+
+
+def evaluate_sharded(model: torch.nn.Module, train: sp.csr_matrix, test: sp.csr_matrix, ks: tuple[int, ...],
+                     shard: Shard = Shard()) -> dict[str, float]:
+    """``evaluate`` over all users, each process ranking only its own users' items."""
+    if not shard.active:
+        return evaluate(model, train, test, ks)
+    mine = shard.rows(test)
+    names = metric_names(ks)
+    if mine.nnz:
+        _, per_user = evaluate(model, train, mine, ks, per_user=True)
+        sums = per_user[names].to_numpy().sum(0).tolist() + [len(per_user)]
+    else:
+        sums = [0.0] * (len(names) + 1)
+    sums = shard.sum(torch.tensor(sums, dtype=torch.float64))
+    return dict(zip(names, (sums[:-1] / sums[-1]).tolist()))
 
 
 COLLAPSE_COVERAGE = 0.05  # G sampling under 5% of the catalog in a G-epoch counts as collapse

@@ -1,0 +1,82 @@
+"""Data-parallel IRGAN on torch.distributed: users sharded across processes, parameters replicated.
+
+Every process holds all of G and D and the users ``u % world == rank``. Each D and G step sums
+its gradients over the processes before applying them (``RowOptimizer(distributed=True)``), so
+the embeddings stay identical everywhere, and a step is the one a single process would take on
+all the users' samples. Selection metrics are summed over the shards. Launch with ``torchrun``;
+see the README, "Several processes and machines".
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This process's place in the job: ``rank`` of ``world`` processes (0 of 1 when alone)."""
+
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+    def owns(self, users: torch.Tensor) -> torch.Tensor:
+        """Boolean mask of the ``users`` this process trains and evaluates."""
+        return users % self.world == self.rank
+
+    def rows(self, matrix: sp.csr_matrix) -> sp.csr_matrix:
+        """``matrix`` with the rows of other processes' users emptied (shape kept)."""
+        keep = np.arange(matrix.shape[0]) % self.world == self.rank
+        return sp.csr_matrix(sp.diags(keep.astype(matrix.dtype)) @ matrix)
+
+    def sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Sum ``tensor`` over the processes, in place; unchanged when alone."""
+        if self.active:
+            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        return tensor
+
+    def max(self, value: int) -> int:
+        """The largest ``value`` any process holds, so that all take the same number of steps."""
+        if not self.active:
+            return value
+        t = torch.tensor([value], dtype=torch.long, device=_collective_device())
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return int(t.item())
+
+
+def current() -> Shard:
+    """The shard of this process: from the initialised process group, else a lone process."""
+    if dist.is_available() and dist.is_initialized():
+        return Shard(dist.get_rank(), dist.get_world_size())
+    return Shard()
+
+
+def init_from_env(device: torch.device) -> Shard:
+    """Join the process group ``torchrun`` describes in the environment (WORLD_SIZE > 1):
+    NCCL on CUDA, one GPU per local rank; gloo on CPU. A lone process gets Shard()."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not dist.is_available():
+        return Shard()
+    if not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return current()
+
+
+def local_device(device: torch.device) -> torch.device:
+    """On CUDA, the GPU of this process's local rank; otherwise ``device``."""
+    if device.type == "cuda" and current().active:
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return device
+
+
+def _collective_device() -> torch.device:
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
