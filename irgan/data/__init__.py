@@ -1,6 +1,7 @@
-"""Data: read rating files, build the Interactions matrix, split it and load named data sets."""
+"""Data: read rating files, build the Interactions matrix, split it, load named data sets, or make synthetic ones."""
 from irgan.data.datasets import load_dataset
 from irgan.data.interactions import Interactions
+from irgan.data.netflix import read_netflix
 from irgan.data.readers import from_dataframe, kcore, read_ratings
 from irgan.data.splits import (
     Split,
@@ -10,6 +11,7 @@ from irgan.data.splits import (
     temporal_split,
     validation_split,
 )
+from irgan.data.synthetic import synthetic  # the function now shadows its module as irgan.data.synthetic
 from irgan.errors import DataError
 
 __all__ = [
@@ -22,7 +24,9 @@ __all__ = [
     "leave_one_out",
     "load_dataset",
     "random_holdout",
+    "read_netflix",
     "read_ratings",
+    "synthetic",
     "temporal_split",
     "validation_split",
 ]

@@ -1,9 +1,10 @@
-"""Named data sets (MovieLens) and rating files, loaded into a train/test Split.
+"""Named data sets (MovieLens, Netflix) and rating files, loaded into a train/test Split.
 
 Files are looked for under ``data_dir``, else ``$IRGAN_DATA``, else ``~/.cache/irgan``; a
 folder holding ``ml-100k/u.data`` is read as is. Missing MovieLens data is downloaded from
 GroupLens, checked against its published checksum and unpacked there; existing files are
-never overwritten.
+never overwritten. The Netflix Prize data is never downloaded (it is no longer hosted): it is
+read from ``netflix/`` under the root, or from the root itself (see ``irgan.data.netflix``).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from irgan.data.netflix import NETFLIX, find_netflix, read_netflix
 from irgan.data.readers import read_ratings
 from irgan.data.splits import (
     Split,
@@ -74,10 +76,14 @@ def load_dataset(
 ) -> Split:
     """Load a data set as a Split of (n_users, n_items) Interactions over all its users and items.
 
-    ``name`` is ``ml-100k``, ``ml-1m``, ``ml-20m`` or the path of a ratings file. Ratings
-    >= ``min_rating`` are positives (None keeps every row). ``split`` is one of ``u1``-``u5``,
-    ``ua``, ``ub`` (ml-100k only; default ``u1`` there), ``random`` (default elsewhere),
-    ``loo`` or ``temporal``. ``validation_fraction > 0`` carves a validation set from train.
+    ``name`` is ``ml-100k``, ``ml-1m``, ``ml-20m``, ``netflix`` or the path of a ratings file.
+    Ratings >= ``min_rating`` are positives (None keeps every row). ``split`` is one of
+    ``u1``-``u5``, ``ua``, ``ub`` (ml-100k only; default ``u1`` there), ``random`` (default
+    elsewhere), ``loo`` or ``temporal``. ``validation_fraction > 0`` carves a validation set
+    from train. Netflix is never downloaded: without its files in ``data_dir/netflix`` (or
+    ``data_dir``) a DataError says which files to put where. Its defaults follow the IRGAN
+    paper: ratings >= 4 are positives, split at random 4:1 (``random``: 20% of each user's
+    positives to test, seeded).
     """
     name = os.fspath(name)
     if name in DATASETS:
@@ -86,13 +92,18 @@ def load_dataset(
         source = folder / remote.ratings
         ratings = read_ratings(source, sep=remote.sep, header=remote.header)
         default_split = "u1" if name == "ml-100k" else "random"
+    elif name == NETFLIX:
+        folder = source = find_netflix(data_home(data_dir))
+        ratings = read_netflix(folder)
+        default_split = "random"
     elif Path(name).expanduser().is_file():
         folder, source = None, Path(name).expanduser()
         ratings = read_ratings(source, columns=None)
         default_split = "random"
     else:
         raise DataError(
-            f"unknown data set {name!r}: known names are {', '.join(DATASETS)}, or give the path of a ratings file"
+            f"unknown data set {name!r}: known names are {', '.join(DATASETS)}, {NETFLIX}, "
+            "or give the path of a ratings file"
         )
     split = split or default_split
     users, items = sorted_unique(ratings["user"]), sorted_unique(ratings["item"])
