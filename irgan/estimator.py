@@ -39,7 +39,7 @@ from irgan.config import IRGANConfig
 from irgan.data import DataError, Interactions, from_dataframe, interactions_from_dataframe, validation_split
 from irgan.data.splits import sorted_unique
 from irgan.device import resolve_device
-from irgan.metrics import BATCH_ELEMENTS, _ordered_top_k, evaluate
+from irgan.metrics import BATCH_ELEMENTS, ordered_top_k, evaluate
 from irgan.models import Discriminator, Generator, MatrixFactorization
 from irgan.trainer import fit_irgan, initial_generator
 
@@ -234,7 +234,7 @@ class Recommender:
                     scores = scores.index_put((torch.as_tensor(seen.row, dtype=torch.long, device=device),
                                                torch.as_tensor(seen.col, dtype=torch.long, device=device)),
                                               torch.tensor(-torch.inf, device=device))
-                top = _ordered_top_k(scores, k)
+                top = ordered_top_k(scores, k)
                 parts_items.append(top.cpu().numpy())
                 parts_scores.append(scores.gather(1, top).cpu().numpy())
         items = np.concatenate(parts_items) if parts_items else np.empty((0, k), np.int64)
@@ -281,7 +281,7 @@ class Recommender:
                 index = torch.as_tensor(rows[start:start + batch], device=emb.device)
                 sims = emb.index_select(0, index) @ emb.T
                 sims[torch.arange(len(index), device=emb.device), index] = -torch.inf
-                top = _ordered_top_k(sims, k)
+                top = ordered_top_k(sims, k)
                 parts_items.append(top.cpu().numpy())
                 parts_scores.append(sims.gather(1, top).cpu().numpy())
         return pd.DataFrame({

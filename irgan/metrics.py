@@ -188,7 +188,7 @@ def _top_k(scores: torch.Tensor, k: int) -> torch.Tensor:
     width = max(1, min(64, n_items // (16 * k + 16)))  # > 16k chunks: the bound is tight, few candidates
     n_chunks = n_items // width
     if n_chunks <= k:
-        return _ordered_top_k(scores, k)
+        return ordered_top_k(scores, k)
     maxima = scores[:, : n_chunks * width].unflatten(1, (n_chunks, width)).amax(2)
     best, chunks = maxima.topk(k + 1, dim=1, sorted=False)
     best, order = best.sort(dim=1)  # ascending: the k-th best maximum comes second
@@ -196,7 +196,7 @@ def _top_k(scores: torch.Tensor, k: int) -> torch.Tensor:
     if (best[:, :1] == bound).any():  # tied maxima: take every chunk reaching the bound
         chunks = _true_columns(maxima >= bound)
         if 2 * chunks.shape[1] * width > n_items:
-            return _ordered_top_k(scores, k)
+            return ordered_top_k(scores, k)
         # pad with a chunk lying wholly past the end, clear of the ragged tail's items
         chunks = chunks.masked_fill(chunks == n_chunks, n_items)
     else:
@@ -216,7 +216,7 @@ def _top_k(scores: torch.Tensor, k: int) -> torch.Tensor:
     keep = keep.masked_fill(padded, 0)
     items = items.gather(1, keep).masked_fill(padded, n_items)
     values = values.gather(1, keep).masked_fill(padded, -torch.inf)
-    return items.gather(1, _ordered_top_k(values, k))
+    return items.gather(1, ordered_top_k(values, k))
 
 
 def _true_columns(mask: torch.Tensor) -> torch.Tensor:
@@ -231,7 +231,7 @@ def _true_columns(mask: torch.Tensor) -> torch.Tensor:
     return out.scatter_(1, slot, columns)[:, :n_out]
 
 
-def _ordered_top_k(values: torch.Tensor, k: int) -> torch.Tensor:
+def ordered_top_k(values: torch.Tensor, k: int) -> torch.Tensor:
     """Columns (rows, k) of each row's k largest values, best first, ties by lower column.
 
     ``torch.topk`` settles ties arbitrarily, so ask it for k + 1: where the k-th and

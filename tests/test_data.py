@@ -35,19 +35,6 @@ def table(sep: str, rows=ROWS) -> str:
     return "".join(sep.join(str(v) for v in row) + "\n" for row in rows)
 
 
-@pytest.fixture
-def no_network(monkeypatch):
-    """Any download attempt fails as it would offline, and is counted."""
-    calls = []
-
-    def offline(url, *args, **kwargs):
-        calls.append(url)
-        raise urllib.error.URLError("network is unreachable")
-
-    monkeypatch.setattr(urllib.request, "urlopen", offline)
-    return calls
-
-
 def fake_ml100k(root: Path) -> Path:
     """A tiny folder laid out like the unpacked ml-100k.zip: 3 users, 4 items, u1 split."""
     folder = root / "ml-100k"

@@ -46,19 +46,6 @@ FAST = ["--epochs", "1", "--d-epochs", "1", "--g-epochs", "1", "--pretrain-epoch
 SPLITS = ("random", "loo", "temporal")
 
 
-@pytest.fixture
-def no_network(monkeypatch):
-    """A loader that tried to download would fail here, and be counted."""
-    calls = []
-
-    def offline(url, *args, **kwargs):
-        calls.append(url)
-        raise urllib.error.URLError("network is unreachable")
-
-    monkeypatch.setattr(urllib.request, "urlopen", offline)
-    return calls
-
-
 class Folders:
     """A fresh sub-folder of tmp_path per hypothesis example."""
 

@@ -138,19 +138,6 @@ def test_each_movie_file_needs_its_own_movie_line(tmp_path):
         read_netflix(tmp_path, block_bytes=1 << 20)  # all files in one block: movie 1 must not leak into it
 
 
-@pytest.fixture
-def no_network(monkeypatch):
-    """Any download attempt fails and is counted."""
-    calls = []
-
-    def offline(url, *args, **kwargs):
-        calls.append(url)
-        raise urllib.error.URLError("network is unreachable")
-
-    monkeypatch.setattr(urllib.request, "urlopen", offline)
-    return calls
-
-
 def test_real_netflix_counts():
     root = Path(os.environ.get("IRGAN_DATA", "/nonexistent")) / "netflix"
     if not root.is_dir():
