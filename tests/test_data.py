@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import urllib.error
 import urllib.request
 import zipfile
 from pathlib import Path

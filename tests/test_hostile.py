@@ -8,8 +8,6 @@ run directory. Property tests run a fixed, derandomized budget so CI sees the sa
 """
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
