@@ -29,6 +29,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` and `irgan` 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.results import machine, write_section  # noqa: E402
+from irgan.baselines.bpr import BPRConfig, fit_bpr  # noqa: E402
 from irgan.config import IRGANConfig  # noqa: E402
 from irgan.data import load_dataset, synthetic, validation_split  # noqa: E402
 from irgan.device import keep_freed_memory, resolve_device  # noqa: E402
@@ -135,12 +136,14 @@ def measure(size: str, data_dir: str | None, device: torch.device, sample: int) 
     sync = lambda f: (lambda: _sync(f(), device))  # noqa: E731
     fake = sample_fake(G, positives, active, config, rng)
     out = {"size": size, "n_users": n_users, "n_items": n_items, "train": int(train.nnz), "test": int(test.nnz),
-           "load_s": load_s, "device": str(device), "threads": torch.get_num_threads()}
+           "load_s": load_s, "device": str(device), "data_dir": data_dir, "threads": torch.get_num_threads()}
     out["fake_s"] = timed(sync(lambda: sample_fake(G, positives, active, config, rng)), repeats)
     out["d_epoch_s"] = timed(sync(lambda: d_epoch(D, d_opt, pair_users, real, fake, config, rng)), repeats)
     out["g_epoch_s"] = timed(sync(lambda: g_epoch(G, D, g_opt, positives, active, config, rng)), repeats)
     out["eval_s"] = timed(lambda: evaluate(G, train, test, (3, 5, 10), device=device), repeats)
     out["eval_users"] = int((np.diff(test.indptr) > 0).sum())
+    if SIZES[size] is None:  # the default CLI run also pretrains G: time that too
+        out["pretrain_s"] = timed(lambda: fit_bpr(train, BPRConfig(), seed=0, device=device), 1)
 
     # the same steps one user at a time, on a sample of users, scaled to all of them
     picked = active[torch.randperm(len(active), generator=torch.Generator().manual_seed(1))[:sample].to(device)]
@@ -196,6 +199,11 @@ def report(rows: list[dict], command: str) -> str:
         f"eval {r['per_user_eval_s'] / r['eval_s']:.0f}x" for r in rows) + ".")
     r = rows[0]
     lines.append(f"Device peaks measured: {r['peak_gflops']:.0f} GFLOP/s (float32 matmul), {r['peak_gbps']:.1f} GB/s (copy).")
+    for r in rows:
+        if "pretrain_s" in r:
+            lines.append(f"{r['size']}: DNS pretraining (80 epochs) {r['pretrain_s']:.1f} s, so the default "
+                         f"`python -m irgan.train` run is about {r['pretrain_s'] + 15 * r['outer_epoch_s']:.0f} s "
+                         f"(pretraining + 15 outer epochs) at {r['threads']} thread(s).")
     return "\n".join(lines)
 
 
@@ -206,12 +214,21 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--sample", type=int, default=200, help="users the per-user implementation is timed on")
-    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one size, print JSON
+    parser.add_argument("--one", metavar="SIZE", help="measure one size in this process and print its JSON row")
+    parser.add_argument("--rows", nargs="+", metavar="JSON", help="report rows saved from --one runs instead of measuring")
     args = parser.parse_args()
     device = resolve_device(args.device)
     torch.set_num_threads(args.threads)
     if args.one:
         print(json.dumps(measure(args.one, args.data_dir, device, args.sample)))
+        return
+    command = "python -m benchmarks.bench_train " + " ".join(sys.argv[1:])
+    if args.rows:
+        rows = [json.loads(Path(f).read_text().strip().splitlines()[-1]) for f in args.rows]
+        command = "; ".join(f"python -m benchmarks.bench_train --one {r['size']} --threads {r['threads']}"
+                            + (f" --data-dir {r['data_dir']}" if r.get("data_dir") else "") + f" > {f}"
+                            for r, f in zip(rows, args.rows)) + f"; {command}"
+        _write(rows, command)
         return
     rows = []
     for size in args.sizes.split(","):
@@ -224,10 +241,13 @@ def main() -> None:
             sys.exit(f"{size} failed:\n{done.stderr[-3000:]}")
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
         print(json.dumps(rows[-1]), flush=True)
-    command = "python -m benchmarks.bench_train " + " ".join(sys.argv[1:])
+    _write(rows, command)
+
+
+def _write(rows: list[dict], command: str) -> None:
     text = report(rows, command)
     print(text)
-    write_section("bench_train_" + str(device.type), text)
+    write_section("bench_train_" + rows[0]["device"].split(":")[0], text)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,9 @@ def bpr_loss(model: MatrixFactorization, users, pos, neg, l2: float) -> tuple[fl
     ]
 
 
+SUMMED_FROM = 1.0  # pairs per model row from which summing per row beats scattering per pair (measured)
+
+
 @torch.no_grad()
 def bpr_sgd_step(users_ext: torch.Tensor, items_ext: torch.Tensor, users, pos, neg, lr: float, l2: float) -> None:
     """One SGD step of ``bpr_loss`` in place on packed tables: [user_emb | 1] and [item_emb | item_bias].
@@ -53,14 +56,15 @@ def bpr_sgd_step(users_ext: torch.Tensor, items_ext: torch.Tensor, users, pos, n
 def pointwise_loss(model: MatrixFactorization, users, items, labels, l2: float) -> tuple[float, list[Update]]:
     """sum BCE(sigmoid(s(u,i)), label) + l2/2 (|p_u|² + |q_i|² + b_i²): IRGAN's discriminator loss.
 
-    A batch with more pairs than the model has rows (D's full-data step) gets its gradients
-    summed per row through sparse products; a small one gets them per pair.
+    A batch with at least ``SUMMED_FROM`` pairs per row of the model (D's full-data step) gets its
+    gradients summed per row through sparse products, then applied to the whole tables; a small
+    one gets them per pair.
     """
     p, q, b = _rows(model.user_emb, users), _rows(model.item_emb, items), _rows(model.item_bias, items)
     x = (p * q).sum(1) + b
     loss = F.binary_cross_entropy_with_logits(x, labels, reduction="sum") + l2 * _half_square(p, q, b)
     g = torch.sigmoid(x) - labels
-    if len(users) < model.n_users + model.n_items:
+    if len(users) < SUMMED_FROM * (model.n_users + model.n_items):
         return loss.item(), [
             (model.user_emb, users, g[:, None] * q + l2 * p),
             (model.item_emb, items, g[:, None] * p + l2 * q),
