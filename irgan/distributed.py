@@ -40,7 +40,13 @@ class Shard:
     def sum(self, tensor: torch.Tensor) -> torch.Tensor:
         """Sum ``tensor`` over the processes, in place; unchanged when alone."""
         if self.active:
-            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+            device = _collective_device()  # NCCL sums CUDA tensors only, gloo CPU ones best
+            if tensor.device == device:
+                dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+            else:
+                summed = tensor.to(device)
+                dist.all_reduce(summed, op=dist.ReduceOp.SUM)
+                tensor.copy_(summed)
         return tensor
 
     def max(self, value: int) -> int:
