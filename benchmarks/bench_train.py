@@ -100,7 +100,7 @@ def per_user_d_epoch(D, optimizer, pair_users, real, fake, users, config: IRGANC
     for s, e in zip(starts.tolist(), ends.tolist()):
         u = pair_users[s:e].repeat(2)
         labels = torch.cat([torch.ones(e - s, device=u.device), torch.zeros(e - s, device=u.device)])
-        optimizer.step(pointwise_loss(D, u, torch.cat([real[s:e], fake[s:e]]), labels, config.d_l2)[1])
+        optimizer.step(pointwise_loss(D, u, torch.cat([real[s:e], fake[s:e]]), labels, config.d_l2, optimizer.lr)[1])
 
 
 def per_user_evaluate(model, train, test, users: np.ndarray, k: int = 10) -> float:

@@ -98,6 +98,7 @@ def table(summary: dict[str, dict], paper: bool) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--section", default=None, help="name of the RESULTS.md section (default: from --protocols)")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--epochs", type=int, default=15, help="IRGAN outer epochs (15 as the paper)")
     parser.add_argument("--bpr-epochs", type=int, default=80)
@@ -139,7 +140,7 @@ def report(args: argparse.Namespace, config: IRGANConfig, runs: dict[str, list],
             f"{args.threads} threads; mean ± std over {n_seeds} seed(s) finished of {args.seeds}; "
             "seconds = mean wall time per run.\n\n" + "\n\n".join(sections))
     print(body)
-    write_section("reproduce_paper_" + (args.protocols.replace(",", "_") or "authors_init"), body)
+    write_section(args.section or "reproduce_paper_" + (args.protocols.replace(",", "_") or "authors_init"), body)
 
 if __name__ == "__main__":
     main()

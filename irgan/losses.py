@@ -53,8 +53,15 @@ def bpr_sgd_step(users_ext: torch.Tensor, items_ext: torch.Tensor, users, pos, n
 
 
 @torch.no_grad()
-def pointwise_loss(model: MatrixFactorization, users, items, labels, l2: float) -> tuple[float, list[Update]]:
+def pointwise_loss(
+    model: MatrixFactorization, users, items, labels, l2: float, lr: float | None = None,
+) -> tuple[float, list[Update]]:
     """sum BCE(sigmoid(s(u,i)), label) + l2/2 (|p_u|² + |q_i|² + b_i²): IRGAN's discriminator loss.
+
+    With ``lr`` (plain SGD), the L2 pull on a row the batch holds n times is the one n
+    successive SGD steps would give, a shrink by (1 - lr l2)^n, not n times a single step:
+    summed linearly it overshoots, and diverges, once lr l2 n > 2, as on the few popular items
+    G proposes thousands of times in D's full-data step. Without it, the plain gradient.
 
     A batch with at least ``SUMMED_FROM`` pairs per row of the model (D's full-data step) gets its
     gradients summed per row through sparse products, then applied to the whole tables; a small
@@ -64,21 +71,33 @@ def pointwise_loss(model: MatrixFactorization, users, items, labels, l2: float) 
     x = (p * q).sum(1) + b
     loss = F.binary_cross_entropy_with_logits(x, labels, reduction="sum") + l2 * _half_square(p, q, b)
     g = torch.sigmoid(x) - labels
+    user_l2 = _l2_per_occurrence(l2, lr, _occurrences(users, model.n_users))  # (n_users,)
+    item_l2 = _l2_per_occurrence(l2, lr, _occurrences(items, model.n_items))
     if len(users) < SUMMED_FROM * (model.n_users + model.n_items):
+        u_l2, i_l2 = user_l2.index_select(0, users), item_l2.index_select(0, items)
         return loss.item(), [
-            (model.user_emb, users, g[:, None] * q + l2 * p),
-            (model.item_emb, items, g[:, None] * p + l2 * q),
-            (model.item_bias, items, g + l2 * b),
+            (model.user_emb, users, g[:, None] * q + u_l2[:, None] * p),
+            (model.item_emb, items, g[:, None] * p + i_l2[:, None] * q),
+            (model.item_bias, items, g + i_l2 * b),
         ]
     items_ext, users_ext = _extended(model)
     user_grad, item_grad = pair_products(users, items, g, (model.n_users, model.n_items), users_ext, items_ext)
-    user_grad = user_grad[:, :-1] + l2 * _occurrences(users, model.n_users)[:, None] * model.user_emb
-    item_grad += l2 * _occurrences(items, model.n_items)[:, None] * items_ext
+    user_grad = user_grad[:, :-1] + (user_l2 * _occurrences(users, model.n_users))[:, None] * model.user_emb
+    item_grad += (item_l2 * _occurrences(items, model.n_items))[:, None] * items_ext
     return loss.item(), [
         (model.user_emb, None, user_grad),
         (model.item_emb, None, item_grad[:, :-1]),
         (model.item_bias, None, item_grad[:, -1]),
     ]
+
+
+def _l2_per_occurrence(l2: float, lr: float | None, n: torch.Tensor) -> torch.Tensor:
+    """The L2 coefficient per occurrence of a row held n times: l2, or with ``lr`` the share of
+    n successive SGD shrinks, (1 - (1 - lr l2)^n) / (lr n), which is l2 while lr l2 n is small."""
+    if lr is None or l2 == 0:
+        return torch.full_like(n, l2)
+    shrink = 1 - (1 - lr * l2) ** n
+    return torch.where(n > 0, shrink / (lr * n.clamp(min=1)), torch.full_like(n, l2))
 
 
 @torch.no_grad()

@@ -225,7 +225,7 @@ def d_epoch(
     shard, n = optimizer.shard, len(users)
     if config.d_batch_size >= shard.max(n):  # one step on every pair: the order does not matter, keep users sorted
         loss, grads = pointwise_loss(D, users.repeat_interleave(2), torch.stack([real, fake], 1).view(-1),
-                                     torch.tensor([1.0, 0.0], device=users.device).repeat(n), config.d_l2)
+                                     torch.tensor([1.0, 0.0], device=users.device).repeat(n), config.d_l2, _sgd_lr(optimizer))
         optimizer.step(grads)
         return {"d_loss": _mean(loss, 2 * n, shard)}
     total = 0.0
@@ -233,10 +233,15 @@ def d_epoch(
         u = users[batch].repeat(2)
         items = torch.cat([real[batch], fake[batch]])
         labels = torch.cat([torch.ones(len(batch), device=u.device), torch.zeros(len(batch), device=u.device)])
-        loss, grads = pointwise_loss(D, u, items, labels, config.d_l2)
+        loss, grads = pointwise_loss(D, u, items, labels, config.d_l2, _sgd_lr(optimizer))
         optimizer.step(grads)
         total += loss
     return {"d_loss": _mean(total, 2 * n, shard)}
+
+
+def _sgd_lr(optimizer: RowOptimizer) -> float | None:
+    """The learning rate, for losses that adapt their L2 pull to plain SGD; None for Adam."""
+    return optimizer.lr if optimizer.name == "sgd" else None
 
 
 def n_steps(n: int, batch_size: int, shard: Shard = Shard()) -> int:

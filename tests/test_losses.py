@@ -327,3 +327,19 @@ def test_g_epoch_steps_along_the_exact_policy_gradient():
         err = (step[name] - exact[name]).abs()
         # 5 sigma of Monte-Carlo error, plus float32 rounding of a step of size lr
         assert (err <= 5 * var.sqrt() + 2e-3).all(), (name, err, var.sqrt())
+
+
+def test_pointwise_l2_on_a_row_held_thousands_of_times_shrinks_as_sequential_sgd():
+    """One item in 20,000 pairs with lr l2 n = 4: a linear L2 sum overshoots past zero (the
+    divergence D's full-data step met); the sequential form shrinks by (1 - lr l2)^n."""
+    model = make_model(Discriminator)
+    n, lr, l2 = 20_000, 1e-3, 0.2
+    users, items = torch.arange(n) % N_USERS, torch.full((n,), 2)
+    labels = torch.sigmoid(model.score(users, items)).detach()  # zero data gradient: only L2 acts
+    before = model.item_emb.detach()[2].clone()
+    for lr_arg, check in ((None, lambda after: (after / before < -1).all()),
+                          (lr, lambda after: torch.allclose(after, before * (1 - lr * l2) ** n, rtol=1e-3))):
+        copy = make_model(Discriminator)
+        _, updates = pointwise_loss(copy, users, items, labels, l2, lr_arg)
+        RowOptimizer("sgd", list(copy.parameters()), lr).step(updates)
+        assert check(copy.item_emb.detach()[2]), lr_arg
