@@ -11,6 +11,7 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
+from irgan.distributed import Shard
 from irgan.models import MatrixFactorization
 from irgan.optim import Update
 
@@ -54,14 +55,15 @@ def bpr_sgd_step(users_ext: torch.Tensor, items_ext: torch.Tensor, users, pos, n
 
 @torch.no_grad()
 def pointwise_loss(
-    model: MatrixFactorization, users, items, labels, l2: float, lr: float | None = None,
+    model: MatrixFactorization, users, items, labels, l2: float, lr: float | None = None, shard: Shard = Shard(),
 ) -> tuple[float, list[Update]]:
     """sum BCE(sigmoid(s(u,i)), label) + l2/2 (|p_u|² + |q_i|² + b_i²): IRGAN's discriminator loss.
 
     With ``lr`` (plain SGD), the L2 pull on a row the batch holds n times is the one n
     successive SGD steps would give, a shrink by (1 - lr l2)^n, not n times a single step:
     summed linearly it overshoots, and diverges, once lr l2 n > 2, as on the few popular items
-    G proposes thousands of times in D's full-data step. Without it, the plain gradient.
+    G proposes thousands of times in D's full-data step. Without it, the plain gradient. Under
+    torch.distributed (``shard``), n counts the pairs of every process, as one process would.
 
     A batch with at least ``SUMMED_FROM`` pairs per row of the model (D's full-data step) gets its
     gradients summed per row through sparse products, then applied to the whole tables; a small
@@ -71,8 +73,8 @@ def pointwise_loss(
     x = (p * q).sum(1) + b
     loss = F.binary_cross_entropy_with_logits(x, labels, reduction="sum") + l2 * _half_square(p, q, b)
     g = torch.sigmoid(x) - labels
-    user_l2 = _l2_per_occurrence(l2, lr, _occurrences(users, model.n_users))  # (n_users,)
-    item_l2 = _l2_per_occurrence(l2, lr, _occurrences(items, model.n_items))
+    user_n, item_n = (shard.sum(_occurrences(index, n)) for index, n in ((users, model.n_users), (items, model.n_items)))
+    user_l2, item_l2 = _l2_per_occurrence(l2, lr, user_n), _l2_per_occurrence(l2, lr, item_n)
     if len(users) < SUMMED_FROM * (model.n_users + model.n_items):
         u_l2, i_l2 = user_l2.index_select(0, users), item_l2.index_select(0, items)
         return loss.item(), [
@@ -83,7 +85,7 @@ def pointwise_loss(
     items_ext, users_ext = _extended(model)
     user_grad, item_grad = pair_products(users, items, g, (model.n_users, model.n_items), users_ext, items_ext)
     user_grad = user_grad[:, :-1] + (user_l2 * _occurrences(users, model.n_users))[:, None] * model.user_emb
-    item_grad += (item_l2 * _occurrences(items, model.n_items))[:, None] * items_ext
+    item_grad += (item_l2 * _occurrences(items, model.n_items))[:, None] * items_ext  # this process's share
     return loss.item(), [
         (model.user_emb, None, user_grad),
         (model.item_emb, None, item_grad[:, :-1]),

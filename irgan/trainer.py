@@ -224,8 +224,9 @@ def d_epoch(
     """One pass of D over (user, real item, G's item) triples: real labelled 1, G's labelled 0."""
     shard, n = optimizer.shard, len(users)
     if config.d_batch_size >= shard.max(n):  # one step on every pair: the order does not matter, keep users sorted
-        loss, grads = pointwise_loss(D, users.repeat_interleave(2), torch.stack([real, fake], 1).view(-1),
-                                     torch.tensor([1.0, 0.0], device=users.device).repeat(n), config.d_l2, _sgd_lr(optimizer))
+        labels = torch.tensor([1.0, 0.0], device=users.device).repeat(n)
+        loss, grads = pointwise_loss(D, users.repeat_interleave(2), torch.stack([real, fake], 1).view(-1), labels,
+                                     config.d_l2, _sgd_lr(optimizer), shard)
         optimizer.step(grads)
         return {"d_loss": _mean(loss, 2 * n, shard)}
     total = 0.0
@@ -233,7 +234,7 @@ def d_epoch(
         u = users[batch].repeat(2)
         items = torch.cat([real[batch], fake[batch]])
         labels = torch.cat([torch.ones(len(batch), device=u.device), torch.zeros(len(batch), device=u.device)])
-        loss, grads = pointwise_loss(D, u, items, labels, config.d_l2, _sgd_lr(optimizer))
+        loss, grads = pointwise_loss(D, u, items, labels, config.d_l2, _sgd_lr(optimizer), shard)
         optimizer.step(grads)
         total += loss
     return {"d_loss": _mean(total, 2 * n, shard)}
