@@ -73,8 +73,9 @@ def pointwise_loss(
     x = (p * q).sum(1) + b
     loss = F.binary_cross_entropy_with_logits(x, labels, reduction="sum") + l2 * _half_square(p, q, b)
     g = torch.sigmoid(x) - labels
-    user_n, item_n = (shard.sum(_occurrences(index, n)) for index, n in ((users, model.n_users), (items, model.n_items)))
-    user_l2, item_l2 = _l2_per_occurrence(l2, lr, user_n), _l2_per_occurrence(l2, lr, item_n)
+    user_n, item_n = _occurrences(users, model.n_users), _occurrences(items, model.n_items)  # this process's
+    user_l2 = _l2_per_occurrence(l2, lr, shard.sum(user_n.clone()))  # every process's count sets the shrink
+    item_l2 = _l2_per_occurrence(l2, lr, shard.sum(item_n.clone()))
     if len(users) < SUMMED_FROM * (model.n_users + model.n_items):
         u_l2, i_l2 = user_l2.index_select(0, users), item_l2.index_select(0, items)
         return loss.item(), [
@@ -82,10 +83,10 @@ def pointwise_loss(
             (model.item_emb, items, g[:, None] * p + i_l2[:, None] * q),
             (model.item_bias, items, g + i_l2 * b),
         ]
-    items_ext, users_ext = _extended(model)
+    users_ext, items_ext = packed_users(model), packed_items(model)
     user_grad, item_grad = pair_products(users, items, g, (model.n_users, model.n_items), users_ext, items_ext)
-    user_grad = user_grad[:, :-1] + (user_l2 * _occurrences(users, model.n_users))[:, None] * model.user_emb
-    item_grad += (item_l2 * _occurrences(items, model.n_items))[:, None] * items_ext  # this process's share
+    user_grad = user_grad[:, :-1] + (user_l2 * user_n)[:, None] * model.user_emb
+    item_grad += (item_l2 * item_n)[:, None] * items_ext
     return loss.item(), [
         (model.user_emb, None, user_grad),
         (model.item_emb, None, item_grad[:, :-1]),
@@ -120,7 +121,7 @@ def policy_gradient_loss(
         p = torch.softmax(model.score_users(users) / temperature, 1)
     loss = -(weights * p.view(-1).index_select(0, rows * p.shape[1] + items).log()).sum()
     c = torch.zeros(len(users), dtype=p.dtype, device=p.device).index_add_(0, rows, weights)
-    items_ext, users_ext = _extended(model, users)
+    users_ext, items_ext = packed_users(model, users), packed_items(model)
     sparse_user, sparse_item = pair_products(rows, items, weights, p.shape, users_ext, items_ext)
     if expected is None:
         expected = expected_items(model, p)
@@ -138,7 +139,7 @@ def policy_gradient_loss(
 
 def expected_items(model: MatrixFactorization, p: torch.Tensor) -> torch.Tensor:
     """E_p[(q_i, b_i)] for each row of p (B, n_items): the expected item vector and bias (B, dim + 1)."""
-    items_ext = torch.cat([model.item_emb, model.item_bias[:, None]], 1)
+    items_ext = packed_items(model)
     # (V^T P^T)^T rather than P V: MKL is several times faster with the long dimension last.
     return (items_ext.T @ p.T).T
 
@@ -166,12 +167,16 @@ def pair_products(
     return torch.from_numpy(W @ right.numpy()), torch.from_numpy(W.T @ left.numpy())
 
 
-def _extended(model: MatrixFactorization, users: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """[item_emb | item_bias] (n_items, dim + 1) and [user_emb | 1] (the users' rows, or all):
-    score(u, i) is the dot product of the two rows."""
+def packed_users(model: MatrixFactorization, users: torch.Tensor | None = None) -> torch.Tensor:
+    """[user_emb | 1] for the users' rows (or all), a new tensor: dotted with a row of
+    ``packed_items`` it gives score(u, i)."""
     user_emb = model.user_emb if users is None else _rows(model.user_emb, users)
-    return (torch.cat([model.item_emb, model.item_bias[:, None]], 1),
-            torch.cat([user_emb, torch.ones_like(user_emb[:, :1])], 1))
+    return torch.cat([user_emb, torch.ones_like(user_emb[:, :1])], 1).detach()
+
+
+def packed_items(model: MatrixFactorization) -> torch.Tensor:
+    """[item_emb | item_bias] (n_items, dim + 1), a new tensor."""
+    return torch.cat([model.item_emb, model.item_bias[:, None]], 1).detach()
 
 
 def _occurrences(index: torch.Tensor, n: int) -> torch.Tensor:

@@ -14,23 +14,12 @@ from irgan.baselines import BPRConfig, Popularity, fit_bpr
 from irgan.baselines.bpr import draw_negatives
 from irgan.metrics import evaluate
 from irgan.sampling import PositiveSet, positive_pairs
+from helpers import planted
 
 # A setting that learns the planted groups in a few epochs (the paper's SGD at 0.05 needs ~20).
 FAST_BPR = dict(epochs=5, lr=0.05, l2=0.01, optimizer="adam", init_scale=0.1, batch_size=64)
 
 
-def planted(seed: int = 0, n_groups: int = 3, users_per_group: int = 20, items_per_group: int = 20):
-    """Users in groups, each group liking its own block of items; half of each user's block is
-    train, the other half test. Item popularity carries no signal, the groups carry all of it.
-    Returns (train, test), csr_matrix float32 of shape (n_groups * users, n_groups * items)."""
-    rng = np.random.default_rng(seed)
-    n_users, n_items = n_groups * users_per_group, n_groups * items_per_group
-    train, test = np.zeros((n_users, n_items), np.float32), np.zeros((n_users, n_items), np.float32)
-    for u in range(n_users):
-        block = rng.permutation(np.arange(items_per_group)) + (u // users_per_group) * items_per_group
-        train[u, block[: items_per_group // 2]] = 1
-        test[u, block[items_per_group // 2:]] = 1
-    return sp.csr_matrix(train), sp.csr_matrix(test)
 
 
 @pytest.fixture(scope="module")

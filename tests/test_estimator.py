@@ -17,6 +17,7 @@ from irgan.config import IRGANConfig
 from irgan.data import DataError, Interactions
 from irgan.estimator import IRGAN, BPRRecommender, PopularityRecommender, Recommender
 from irgan.metrics import evaluate
+from helpers import planted as planted_blocks
 
 N_GROUPS, USERS_PER_GROUP, ITEMS_PER_GROUP, N_TRAIN = 4, 15, 10, 6
 N_USERS, N_ITEMS = N_GROUPS * USERS_PER_GROUP, N_GROUPS * ITEMS_PER_GROUP
@@ -28,14 +29,7 @@ FAST_BPR = dict(negatives="uniform", epochs=8, lr=0.2, l2=0.01, init_scale=0.1, 
 
 def planted(seed: int = 0) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     """60 users x 40 items in 4 groups; each user likes its group's 10 items: 6 in train, 4 in test."""
-    rng = np.random.default_rng(seed)
-    train = np.zeros((N_USERS, N_ITEMS), np.float32)
-    test = np.zeros((N_USERS, N_ITEMS), np.float32)
-    for u in range(N_USERS):
-        block = rng.permutation(ITEMS_PER_GROUP) + (u // USERS_PER_GROUP) * ITEMS_PER_GROUP
-        train[u, block[:N_TRAIN]] = 1
-        test[u, block[N_TRAIN:]] = 1
-    return sp.csr_matrix(train), sp.csr_matrix(test)
+    return planted_blocks(seed, N_USERS // USERS_PER_GROUP, USERS_PER_GROUP, ITEMS_PER_GROUP, N_TRAIN)
 
 
 def user_name(u: int) -> str:

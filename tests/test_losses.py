@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from irgan.config import IRGANConfig
-from irgan.losses import bpr_loss, bpr_sgd_step, pair_products, pointwise_loss, policy_gradient_loss
+from irgan.losses import (bpr_loss, bpr_sgd_step, packed_items, packed_users, pair_products, pointwise_loss,
+                          policy_gradient_loss)
 from irgan.models import Discriminator, Generator, MatrixFactorization, sample_rows
 from irgan.optim import RowOptimizer
 from irgan.sampling import PositiveSet
@@ -141,8 +142,7 @@ def test_bpr_sgd_step_is_bpr_loss_then_sgd():
     model, packed = make_model(), make_model()
     users, pos, neg = repeated_batch()
     RowOptimizer("sgd", list(model.parameters()), 0.05).step(bpr_loss(model, users, pos, neg, 0.1)[1])
-    users_ext = torch.cat([packed.user_emb.detach(), torch.ones(N_USERS, 1)], 1)
-    items_ext = torch.cat([packed.item_emb.detach(), packed.item_bias.detach()[:, None]], 1)
+    users_ext, items_ext = packed_users(packed), packed_items(packed)
     bpr_sgd_step(users_ext, items_ext, users, pos, neg, 0.05, 0.1)
     assert_close(users_ext[:, :-1], model.user_emb.detach(), 1e-6, 1e-5, "user_emb")
     assert torch.equal(users_ext[:, -1], torch.ones(N_USERS))

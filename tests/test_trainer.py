@@ -21,6 +21,7 @@ from irgan.metrics import evaluate
 from irgan.models import Discriminator, Generator, MatrixFactorization
 from irgan.sampling import PositiveSet
 from irgan.trainer import fit_irgan, initial_generator, sample_fake
+from helpers import planted
 
 HISTORY_KEYS = {"epoch", "g_epoch", "d_loss", "g_reward", "g_entropy", "g_coverage", "selection", "seconds"}
 
@@ -35,17 +36,6 @@ LEARNS = IRGANConfig(init="random", epochs=4, d_epochs=5, g_epochs=3, optimizer=
                      d_negatives="refresh")
 
 
-def planted(seed: int = 0, n_groups: int = 3, users_per_group: int = 20, items_per_group: int = 20):
-    """Users in groups, each group liking its own block of items; half of each user's block is
-    train, the other half test (same as in test_baselines.py). Returns csr (train, test)."""
-    rng = np.random.default_rng(seed)
-    n_users, n_items = n_groups * users_per_group, n_groups * items_per_group
-    train, test = np.zeros((n_users, n_items), np.float32), np.zeros((n_users, n_items), np.float32)
-    for u in range(n_users):
-        block = rng.permutation(np.arange(items_per_group)) + (u // users_per_group) * items_per_group
-        train[u, block[: items_per_group // 2]] = 1
-        test[u, block[items_per_group // 2:]] = 1
-    return sp.csr_matrix(train), sp.csr_matrix(test)
 
 
 @pytest.fixture(scope="module")

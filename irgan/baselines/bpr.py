@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from irgan.models import MatrixFactorization
 from irgan.sampling import PositiveSet, positive_pairs
 from irgan.device import resolve_device
-from irgan.losses import bpr_loss, bpr_sgd_step
+from irgan.losses import bpr_loss, bpr_sgd_step, packed_items, packed_users
 from irgan.optim import RowOptimizer
 
 
@@ -74,8 +74,7 @@ def fit_bpr(
         order = torch.randperm(len(users), generator=generator, device=device)
         triples = users[order], items[order], negatives[order]
         if packed:
-            users_ext = torch.cat([model.user_emb.detach(), torch.ones(model.n_users, 1, device=device)], 1)
-            items_ext = torch.cat([model.item_emb.detach(), model.item_bias.detach()[:, None]], 1)
+            users_ext, items_ext = packed_users(model), packed_items(model)
             for u, i, j in zip(*(t.split(config.batch_size) for t in triples)):
                 bpr_sgd_step(users_ext, items_ext, u, i, j, config.lr, config.l2)
             with torch.no_grad():
