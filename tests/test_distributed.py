@@ -22,10 +22,8 @@ from irgan.models import Discriminator
 from irgan.optim import RowOptimizer
 from irgan.sampling import positive_pairs
 from irgan.trainer import d_epoch, evaluate_sharded, fit_irgan
-from helpers import planted
 
 WORLD = 2
-SIZES = dict(users_per_group=15, items_per_group=16)  # 45 users: uneven shards on 2 processes
 # Adam at 0.05 learns planted groups in a few rounds (as in test_trainer.py); users are split
 # into batches of 8, so the two processes' shards (uneven on purpose) take several G steps.
 LEARNS = IRGANConfig(init="random", epochs=3, d_epochs=4, g_epochs=3, optimizer="adam", g_lr=0.05, d_lr=0.05,
@@ -33,6 +31,16 @@ LEARNS = IRGANConfig(init="random", epochs=3, d_epochs=4, g_epochs=3, optimizer=
                      d_negatives="refresh", select_on="test")
 
 
+def planted(seed: int = 0, n_groups: int = 3, users_per_group: int = 15, items_per_group: int = 16):
+    """Users in groups, each liking half of its group's item block in train and the rest in test."""
+    rng = np.random.default_rng(seed)
+    n_users, n_items = n_groups * users_per_group + 1, n_groups * items_per_group  # odd: uneven shards
+    train, test = np.zeros((n_users, n_items), np.float32), np.zeros((n_users, n_items), np.float32)
+    for u in range(n_users):
+        block = rng.permutation(items_per_group) + (u % n_groups) * items_per_group
+        train[u, block[: items_per_group // 2]] = 1
+        test[u, block[items_per_group // 2:]] = 1
+    return sp.csr_matrix(train), sp.csr_matrix(test)
 
 
 def _worker(rank: int, store: str, out: str, task) -> None:
@@ -53,7 +61,7 @@ def run_distributed(task, tmp_path: Path) -> list:
 
 def d_epochs_task(batch_size: int = 10_000):
     """Three D-epochs on this process's share of the pairs; D's parameters after them."""
-    train, _ = planted(**SIZES)
+    train, _ = planted()
     users, real = positive_pairs(train)
     fake = torch.randint(train.shape[1], real.shape, generator=torch.Generator().manual_seed(1))
     shard = current()
@@ -68,7 +76,7 @@ def d_epochs_task(batch_size: int = 10_000):
 
 def fit_task():
     """A short IRGAN game; the selected G's test metrics and parameters."""
-    train, test = planted(**SIZES)
+    train, test = planted()
     result = fit_irgan(train, test, LEARNS, seed=0, device="cpu")
     ks = (3, 5)
     return (evaluate(result.generator, train, test, ks), evaluate_sharded(result.generator, train, test, ks, current()),
@@ -98,7 +106,7 @@ def _small_batches():
 
 
 def test_two_processes_match_one_within_noise(tmp_path):
-    train, test = planted(**SIZES)
+    train, test = planted()
     single = fit_task()
     ranks = run_distributed(fit_task, tmp_path)
     for name, value in ranks[0][2].items():  # the processes hold the same G
@@ -121,7 +129,7 @@ def test_shard_owns_every_user_once():
 
 
 def test_torchrun_cli_writes_one_run(tmp_path):
-    train, test = planted(**SIZES)
+    train, test = planted()
     u, i = train.nonzero()
     tu, ti = test.nonzero()
     ratings = tmp_path / "ratings.csv"
