@@ -19,14 +19,17 @@ import numpy as np
 import torch
 
 from benchmarks.results import machine, write_section
-from irgan.baselines import BPRConfig, Popularity, fit_bpr
+from irgan.config import BPRConfig
+from irgan.models import Popularity
+from irgan.pretrain import fit_bpr
 from irgan.config import IRGANConfig
 from irgan.device import keep_freed_memory
 from irgan.data import load_dataset, validation_split
 from irgan.data.datasets import data_home
 from irgan.metrics import evaluate
 from irgan.model_files import load_model_file
-from irgan.trainer import KeepBest, fit_irgan
+from irgan.metrics import KeepBest
+from irgan.trainer import fit_irgan
 
 METRICS = ("P@3", "P@5", "P@10", "NDCG@3", "NDCG@5", "NDCG@10")
 PAPER = {  # the IRGAN paper's Table (MovieLens), as quoted in our issue tracker

@@ -1,11 +1,15 @@
-"""IRGAN's training configuration. The defaults are the IRGAN authors' protocol for MovieLens
-(their released ``cf_gan.py``), except model selection, which uses a validation split by default."""
+"""Training configurations: ``BPRConfig`` (BPR / DNS pretraining) and ``IRGANConfig`` (the game).
+
+The defaults are the IRGAN authors' protocol for MovieLens (their released ``cf_dns.py`` and
+``cf_gan.py``), except model selection, which uses a validation split by default. This module
+imports nothing of irgan: every other module may read a config.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from irgan.baselines.bpr import BPRConfig
-
+SCORERS = ("mf", "mlp", "itemitem")
+ESTIMATORS = ("reinforce", "snis", "exact")
 REWARDS = ("code", "paper")
 D_NEGATIVES = ("first", "refresh")
 SELECT_ON = ("validation", "test")
@@ -17,10 +21,40 @@ def _f(default, help: str):
 
 
 @dataclass(frozen=True)
+class BPRConfig:
+    """Pairwise training of a scorer (BPR, Rendle et al. UAI 2009; DNS, Zhang et al. SIGIR 2013);
+    the defaults are the IRGAN authors' DNS pretraining of G."""
+
+    negatives: str = _f("dns", "negative sampling: 'uniform' (BPR) or 'dns' (best of dns_candidates)")
+    dns_candidates: int = _f(5, "DNS: uniform non-positive candidates per pair; the highest-scored is the negative")
+    dim: int = _f(5, "embedding size")
+    init_scale: float = _f(0.05, "embeddings start uniform(-init_scale, init_scale)")
+    epochs: int = _f(80, "passes over the training positives")
+    lr: float = _f(0.05, "learning rate per (user, pos, neg) triple")
+    l2: float = _f(0.1, "L2 on the rows a triple touches, per occurrence")
+    optimizer: str = _f("sgd", "'sgd' (the authors') or 'adam'")
+    batch_size: int = _f(64, "triples per update, losses summed (the authors: 1; see RESULTS.md)")
+
+    def __post_init__(self) -> None:
+        if self.negatives not in ("uniform", "dns"):
+            raise ValueError(f"negatives must be 'uniform' or 'dns', got {self.negatives!r}")
+        if self.optimizer not in ("sgd", "adam"):
+            raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
+        for name in ("dns_candidates", "dim", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
 class IRGANConfig:
     """Every choice of IRGAN's item-recommendation game; the CLI's flags map 1:1 onto these fields."""
 
-    dim: int = _f(5, "embedding size of G and D")
+    g_scorer: str = _f("mf", "G's scorer: 'mf' (the paper's), 'mlp' (two-tower) or 'itemitem' (x_u . B[:, i])")
+    d_scorer: str = _f("mf", "D's scorer, as for g_scorer")
+    dim: int = _f(5, "embedding size of G and D (MF, MLP)")
+    hidden: int = _f(64, "MLP scorers: width of the towers' hidden layer")
+    itemitem_init: str = _f("ease", "item-item scorers start from 'ease' (its closed form on train) or 'zero'")
+    ease_l2: float = _f(300.0, "EASE's L2 when an item-item scorer starts from it")
     init_scale: float = _f(0.05, "random embeddings start uniform(-init_scale, init_scale), biases at 0")
     init: str = _f("dns", "G's start: 'dns' or 'bpr' (pretrained here), 'random', or the path of a model file (.pkl as the authors ship, or .npz)")
     pretrain: BPRConfig = field(default_factory=BPRConfig, metadata={"help": "the pretraining of G when init is 'dns' or 'bpr'"})
@@ -44,6 +78,8 @@ class IRGANConfig:
     g_sample_factor: int = _f(2, "G samples per training positive of the user, per G-epoch")
     g_mix: float = _f(0.2, "importance sampling: propose from (1 - g_mix) G + g_mix uniform over the user's positives")
     g_batch_users: int = _f(1024, "users per G update; the authors used 1, equivalent at this learning rate (RESULTS.md)")
+    g_estimator: str = _f("reinforce", "G's gradient: 'reinforce' (importance-sampled, the paper's), 'snis' (self-normalised weights, SD-GAR) or 'exact' (the expectation over the catalog)")
+    fast_path: bool = _f(True, "hand-derived gradients when a player is MF (same result as autograd, faster); off: autograd for every scorer")
     reward: str = _f("code", "'code': 2 (sigmoid(f) - 1/2), the authors' code; 'paper': log(1 + exp(f)), the paper's")
 
     select_on: str = _f("validation", "choose the best G/D on 'validation' (carved from train) or on 'test' (the authors' protocol: optimistic)")
@@ -52,12 +88,13 @@ class IRGANConfig:
     eval_every: int = _f(1, "G-epochs between evaluations of G for selection (the authors: 1)")
 
     def __post_init__(self) -> None:
-        choices = {"reward": REWARDS, "d_negatives": D_NEGATIVES, "select_on": SELECT_ON, "optimizer": ("sgd", "adam"),
+        choices = {"g_scorer": SCORERS, "d_scorer": SCORERS, "g_estimator": ESTIMATORS,
+                   "itemitem_init": ("ease", "zero"), "reward": REWARDS, "d_negatives": D_NEGATIVES, "select_on": SELECT_ON, "optimizer": ("sgd", "adam"),
                    "select_metric": SELECT_METRICS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        positive = ("dim", "epochs", "d_batch_size", "d_sample_every", "g_sample_factor", "g_batch_users", "eval_every")
+        positive = ("dim", "hidden", "epochs", "d_batch_size", "d_sample_every", "g_sample_factor", "g_batch_users", "eval_every")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -68,7 +105,7 @@ class IRGANConfig:
             raise ValueError(f"g_mix must be in [0, 1), got {self.g_mix}")
         if not 0 < self.validation_fraction < 1:
             raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction}")
-        if min(self.d_temperature, self.g_temperature, self.d_lr, self.g_lr) <= 0:
-            raise ValueError("temperatures and learning rates must be positive")
+        if not min(self.d_temperature, self.g_temperature, self.d_lr, self.g_lr, self.ease_l2) > 0:
+            raise ValueError("temperatures, learning rates and ease_l2 must be positive numbers")
         if isinstance(self.pretrain, dict):
             object.__setattr__(self, "pretrain", BPRConfig(**self.pretrain))

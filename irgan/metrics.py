@@ -8,12 +8,15 @@ users at a time, so a scoring callable never has to build a dense n_users x n_it
 """
 from __future__ import annotations
 
+import copy
 from typing import Callable, Sequence, Union
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import torch
+
+from irgan.distributed import Shard
 
 Scores = Union[np.ndarray, torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]
 
@@ -22,6 +25,11 @@ METRICS = ("P", "Recall", "NDCG", "MAP", "HR")
 
 #: Default batch size x n_items: small enough for the allocator to reuse a batch's memory.
 BATCH_ELEMENTS = 2**22
+
+
+def eval_ks(n_items: int) -> tuple[int, ...]:
+    """The cut-offs irgan reports, (3, 5, 10), less those longer than the catalog."""
+    return tuple(k for k in (3, 5, 10) if k <= n_items) or (n_items,)
 
 
 def metric_names(ks: Sequence[int]) -> list[str]:
@@ -382,3 +390,31 @@ def _as_float(scores: torch.Tensor, device: torch.device | None) -> torch.Tensor
     elif scores.dtype in (torch.float16, torch.bfloat16):
         scores = scores.float()
     return scores if device is None else scores.to(device)
+
+
+def evaluate_sharded(model, train: sp.csr_matrix, test: sp.csr_matrix, ks: Sequence[int],
+                     shard: Shard = Shard()) -> dict[str, float]:
+    """``evaluate`` over all users, each process of a torch.distributed job ranking only its own users."""
+    if not shard.active:
+        return evaluate(model, train, test, ks)
+    mine = shard.rows(test)
+    names = metric_names(ks)
+    if mine.nnz:
+        _, per_user = evaluate(model, train, mine, ks, per_user=True)
+        sums = per_user[names].to_numpy().sum(0).tolist() + [len(per_user)]
+    else:
+        sums = [0.0] * (len(names) + 1)
+    sums = shard.sum(torch.tensor(sums, dtype=torch.float64))
+    return dict(zip(names, (sums[:-1] / sums[-1]).tolist()))
+
+
+class KeepBest:
+    """Keeps a copy of the model with the highest selection metric seen so far (ties keep the first)."""
+
+    def __init__(self, metric: str) -> None:
+        self.metric, self.score, self.model, self.info = metric, -np.inf, None, {}
+
+    def offer(self, model: torch.nn.Module, metrics: dict[str, float], **info) -> None:
+        if metrics[self.metric] > self.score:
+            self.score, self.model = metrics[self.metric], copy.deepcopy(model)
+            self.info = {**info, "metrics": metrics}

@@ -1,4 +1,6 @@
-"""Vectorized helpers over the positives of a CSR matrix: pair lists, membership, negatives."""
+"""Every sampler irgan draws with, vectorized over all draws: positive pairs and membership,
+uniform and DNS negatives, draws from a softmax (G's proposals to D), and the importance-sampling
+mixture of G's policy-gradient step."""
 from __future__ import annotations
 
 import numpy as np
@@ -89,3 +91,84 @@ class PositiveSet:
         offset = (torch.rand(users.shape, generator=generator, device=users.device) * counts).long()
         offset = torch.minimum(offset, counts - 1)
         return self.items.index_select(0, self.starts.index_select(0, users) + offset)
+
+
+def sample_rows(
+    weights: torch.Tensor, counts: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Draw counts[r] column indices, with replacement, from each row's distribution
+    proportional to ``weights[r]`` (non-negative, not necessarily normalised).
+
+    Inverse-CDF sampling vectorized over all draws at once: every draw binary-searches its
+    row's cumulative sums in lockstep, log2(n_cols) gathers in all (``torch.searchsorted``
+    costs several times more per query on CPU). Returns a LongTensor (counts.sum(),), row 0's
+    draws first.
+    """
+    n_rows, n_cols = weights.shape
+    counts = counts.to(weights.device)
+    rows = torch.repeat_interleave(torch.arange(n_rows, device=weights.device), counts)
+    if rows.numel() == 0:
+        return rows
+    cdf = weights.cumsum(1)
+    total = cdf[:, -1]
+    if not bool(torch.isfinite(total).all()) or bool((total[counts > 0] <= 0).any()):
+        raise ValueError("every row with draws needs finite, non-negative weights with a positive sum")
+    # u in [0, total): the first column whose cumulative sum exceeds u has positive weight
+    below = torch.nextafter(total, torch.zeros_like(total))
+    u = torch.minimum(torch.rand(rows.shape, dtype=cdf.dtype, device=cdf.device, generator=generator)
+                      * total.index_select(0, rows), below.index_select(0, rows))
+    flat, first = cdf.view(-1), rows * n_cols
+    pos, size = first.clone(), n_cols
+    while size > 1:  # invariant: the answer lies in [pos, pos + size]
+        half = size // 2
+        pos += flat.index_select(0, pos + half).le(u) * half
+        size -= half
+    pos += flat.index_select(0, pos).le(u)
+    return pos - first
+
+
+@torch.no_grad()
+def dns_negatives(
+    scorer, positives: PositiveSet, users: torch.Tensor, candidates: int, generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """One negative per entry of ``users``: the best-scored of ``candidates`` uniform non-positives
+    (dynamic negative sampling, Zhang et al., SIGIR 2013); ``candidates=1`` is plain uniform."""
+    if candidates == 1:
+        return positives.uniform_negatives(users, generator)
+    drawn = positives.uniform_negatives(users.repeat_interleave(candidates), generator).view(-1, candidates)
+    scores = scorer.score(users[:, None].expand(-1, candidates).reshape(-1), drawn.view(-1)).view(-1, candidates)
+    return drawn.gather(1, scores.argmax(1, keepdim=True)).squeeze(1)
+
+
+@torch.no_grad()
+def sample_fake(
+    G, positives: PositiveSet, users: torch.Tensor, temperature: float, exclude_positives: bool,
+    rng: torch.Generator | None = None, batch_users: int = 1024,
+) -> torch.Tensor:
+    """G's proposals for D: |pos_u| items per user from softmax(G / temperature), aligned with
+    the row-major order of the positive pairs; ``exclude_positives`` draws only non-positives."""
+    if exclude_positives and bool((positives.counts[users] >= positives.n_items).any()):
+        raise ValueError("d_exclude_positives: a user has interacted with every item, so no negative exists for D")
+    out = []
+    for batch in users.split(batch_users):
+        exclude = positives.mask(batch) if exclude_positives else None
+        out.append(G.sample(batch, positives.counts[batch], temperature, exclude, rng))
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def sample_mixture(
+    p: torch.Tensor, positives: PositiveSet, users: torch.Tensor, counts: torch.Tensor, mix: float,
+    rng: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``counts[r]`` draws for ``users[r]`` from (1 - mix) p[r] + mix uniform(positives of users[r]).
+
+    Each draw picks its component by a coin flip, so the dense mixture is never built. Returns
+    (rows, items), both (counts.sum(),), grouped by row in order.
+    """
+    rows = torch.repeat_interleave(torch.arange(len(users), device=users.device), counts)
+    items = sample_rows(p, counts, rng)
+    if mix > 0:  # drawing both components for every draw is cheaper than splitting the draws
+        from_positives = torch.rand(rows.shape, generator=rng, device=rows.device) < mix
+        items = torch.where(from_positives, positives.random_positives(users.index_select(0, rows), rng), items)
+    return rows, items

@@ -12,21 +12,19 @@ import json
 import logging
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Sequence
 
 import torch
 
-from irgan.baselines.bpr import BPRConfig
-from irgan.checkpoint import atomic_write, save_checkpoint
-from irgan.config import IRGANConfig
-from irgan.data import DataError, load_dataset, validation_split
+from irgan.checkpoint import ModelFileError, atomic_write
+from irgan.config import BPRConfig, IRGANConfig
+from irgan.data import DataError, load_dataset
 from irgan.device import keep_freed_memory, resolve_device
 from irgan.distributed import current, init_from_env, local_device
-from irgan.metrics import evaluate
-from irgan.trainer import eval_ks
-from irgan.models import MatrixFactorization
-from irgan.trainer import fit_irgan, initial_generator
+from irgan.estimator import save_irgan_model
+from irgan.pipeline import run_recipe
 
 log = logging.getLogger("irgan.train")
 RUN_FILE = "run.json"
@@ -102,46 +100,29 @@ def _check_out(out: Path, resume: bool) -> None:
 
 def _train(data, config: IRGANConfig, out: Path, dataset: str, split: str | None, seed: int,
            device: torch.device, show_progress: bool, writer: bool = True) -> dict:
-    """Pretrain (or reload the pretrained start), play the game, write model.pt; the report.
+    """Run the recipe (pretrain, play, select, test) into ``out`` and write model.pt; the report.
     Other processes of a distributed job (``writer=False``) train alongside and write nothing."""
-    train, test = data.train, data.test
-    if config.select_on == "validation":
-        fit_train, selection = validation_split(train, config.validation_fraction, seed)
-    else:
-        log.warning("selecting G and D on the TEST set, as the IRGAN authors did: test figures are optimistic")
-        fit_train, selection = train, test
-
-    init_file = out / "init.pt"
-    if init_file.exists():  # resuming: the pretrained start was saved by the interrupted run
-        init = _load_init(init_file, train.shape, config.dim).to(device)
-    else:
-        init = initial_generator(config, fit_train.matrix, train.user_ids, train.item_ids, seed, device, show_progress)
-        if init is not None and writer:
-            atomic_write(init_file, lambda f: torch.save({k: v.detach().cpu() for k, v in init.state_dict().items()}, f))
+    with ExitStack() as stack:
+        on_evaluate = None
+        if writer:  # one JSON line per evaluation, to follow a run live
+            live = stack.enter_context((out / HISTORY_FILE).open("a"))
+            on_evaluate = lambda row: (live.write(json.dumps(row) + "\n"), live.flush())  # noqa: E731
+        result = run_recipe(data.train, data.test, config, seed=seed, device=device,
+                            show_progress=show_progress and writer, on_evaluate=on_evaluate,
+                            state_path=out / "train_state.pt", init_file=out / "init.pt" if writer else None)
     if not writer:
-        fit_irgan(fit_train.matrix, selection.matrix, config, init=init, seed=seed, device=device,
-                  state_path=out / "train_state.pt")
         return {}
-    with (out / HISTORY_FILE).open("a") as live:  # one JSON line per evaluation, to follow a run live
-        def log_row(row: dict) -> None:
-            live.write(json.dumps(row) + "\n")
-            live.flush()
-
-        result = fit_irgan(fit_train.matrix, selection.matrix, config, init=init, seed=seed, device=device,
-                           show_progress=show_progress, state_path=out / "train_state.pt", on_evaluate=log_row)
     # rewritten whole: a resumed run's live file also holds rows of the epoch that was cut short
     atomic_write(out / HISTORY_FILE, lambda f: f.write("".join(json.dumps(r) + "\n" for r in result.history).encode()))
-    seen = train.matrix  # train + validation: every pair known before test
-    ks = eval_ks(train.n_items)
     report = {
         "dataset": dataset,
         "split": split,
         "select_on": config.select_on,
         "protocol": ("model selection on a validation split carved from train" if config.select_on == "validation"
                      else "model selection on the TEST set (the IRGAN authors' protocol): test figures are optimistic"),
-        "test": evaluate(result.generator, seen, test.matrix, ks),
-        "test_discriminator": evaluate(result.discriminator, seen, test.matrix, ks),
-        "test_init": evaluate(init, seen, test.matrix, ks) if init is not None else None,
+        "test": result.test["generator"],
+        "test_discriminator": result.test["discriminator"],
+        "test_init": result.test["init"],
         "validation" if config.select_on == "validation" else "selection_test": result.best_generator["metrics"],
         "best_generator": {k: v for k, v in result.best_generator.items() if k != "metrics"},
         "best_discriminator": {k: v for k, v in result.best_discriminator.items() if k != "metrics"},
@@ -149,25 +130,11 @@ def _train(data, config: IRGANConfig, out: Path, dataset: str, split: str | None
         "seed": seed,
         "device": str(device),
         "processes": current().world,
-        "data": {"n_users": train.n_users, "n_items": train.n_items, "train": int(fit_train.nnz),
-                 "selection": int(selection.nnz), "test": int(test.nnz)},
+        "data": result.sizes,
         "history": result.history,
     }
-    save_checkpoint(out / "model.pt", result.generator, result.discriminator, config, train.user_ids, train.item_ids,
-                    seed=seed, dataset=dataset)
+    save_irgan_model(out / "model.pt", result, config, data.train, seed=seed, dataset=dataset)
     return report
-
-
-def _load_init(path: Path, shape: tuple[int, int], dim: int) -> MatrixFactorization:
-    """The pretrained start an interrupted run saved, checked against the data it resumes on."""
-    try:
-        model = MatrixFactorization.from_arrays(**torch.load(path, weights_only=True))
-    except Exception as err:
-        raise ValueError(f"{path} is not a pretrained model saved by irgan: {type(err).__name__}") from None
-    if (model.n_users, model.n_items, model.dim) != (*shape, dim):
-        raise ValueError(f"{path} was written for other data or another --dim "
-                         f"({model.n_users}x{model.n_items}, dim {model.dim}): cannot resume")
-    return model
 
 
 def config_parser(parser: argparse.ArgumentParser) -> None:
@@ -229,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             out = args.out or Path("runs") / f"{Path(args.dataset).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
             report = run(args.dataset, config, out, args.data_dir, args.split, args.seed, args.device,
                          show_progress=not args.quiet)
-    except (DataError, ValueError, FileNotFoundError, FileExistsError, FloatingPointError) as err:
+    except (DataError, ValueError, ModelFileError, FileNotFoundError, FileExistsError, FloatingPointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from irgan.baselines import BPRConfig
+from irgan.config import BPRConfig
 from irgan.checkpoint import load_checkpoint
 from irgan.config import IRGANConfig
 from irgan.train import DERIVED_PRETRAIN_FIELDS, config_from_args, config_parser, main

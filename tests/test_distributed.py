@@ -19,9 +19,10 @@ from irgan.config import IRGANConfig
 from irgan.distributed import Shard, current
 from irgan.metrics import evaluate
 from irgan.models import Discriminator
-from irgan.optim import RowOptimizer
+from irgan.fast_mf import RowOptimizer
 from irgan.sampling import positive_pairs
-from irgan.trainer import d_epoch, evaluate_sharded, fit_irgan
+from irgan.metrics import evaluate_sharded
+from irgan.trainer import d_epoch, fit_irgan
 
 WORLD = 2
 # Adam at 0.05 learns planted groups in a few rounds (as in test_trainer.py); users are split

@@ -11,7 +11,7 @@ import torch
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
-from irgan.baselines import BPRConfig
+from irgan.config import BPRConfig
 from irgan.checkpoint import save_checkpoint
 from irgan.config import IRGANConfig
 from irgan.data import DataError, Interactions

@@ -13,14 +13,18 @@ import scipy.sparse as sp
 import torch
 
 import irgan.trainer as trainer
-from irgan.baselines import BPRConfig, Popularity, fit_bpr
+from irgan.config import BPRConfig
+from irgan.models import Popularity
+from irgan.pretrain import fit_bpr
 from irgan.checkpoint import FORMAT, atomic_write, load_checkpoint, save_checkpoint
 from irgan.config import IRGANConfig
 from irgan.data import Interactions, validation_split
 from irgan.metrics import evaluate
 from irgan.models import Discriminator, Generator, MatrixFactorization
 from irgan.sampling import PositiveSet
-from irgan.trainer import fit_irgan, initial_generator, sample_fake
+from irgan.pipeline import initial_generator
+from irgan.sampling import sample_fake
+from irgan.trainer import fit_irgan
 from helpers import planted
 
 HISTORY_KEYS = {"epoch", "g_epoch", "d_loss", "g_reward", "g_entropy", "g_coverage", "selection", "seconds"}

@@ -10,10 +10,11 @@ import torch
 import torch.nn.functional as F
 
 from irgan.config import IRGANConfig
-from irgan.losses import (bpr_loss, bpr_sgd_step, packed_items, packed_users, pair_products, pointwise_loss,
+from irgan.fast_mf import (bpr_loss, bpr_sgd_step, packed_items, packed_users, pair_products, pointwise_loss,
                           policy_gradient_loss)
-from irgan.models import Discriminator, Generator, MatrixFactorization, sample_rows
-from irgan.optim import RowOptimizer
+from irgan.models import Discriminator, Generator, MatrixFactorization
+from irgan.sampling import sample_rows
+from irgan.fast_mf import RowOptimizer
 from irgan.sampling import PositiveSet
 from irgan.trainer import g_epoch
 

@@ -10,7 +10,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from irgan.baselines import BPRConfig, Popularity, fit_bpr
+from irgan.config import BPRConfig
+from irgan.models import Popularity
+from irgan.pretrain import fit_bpr
 from irgan.baselines.bpr import draw_negatives
 from irgan.metrics import evaluate
 from irgan.sampling import PositiveSet, positive_pairs

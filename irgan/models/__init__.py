@@ -1,0 +1,42 @@
+"""Scorers (one module each) and the two players that wrap them.
+
+A scorer is any ``torch.nn.Module`` with ``score(users, items) -> (n,)`` and
+``score_users(users) -> (len(users), n_items)``; optionally ``penalty(users, items)`` (the L2
+of the rows a batch touches) and ``init_args()`` (the constructor arguments that rebuild it,
+for model files). Built-in scorers are known by name; ``register_scorer`` adds your own, so that
+model files holding it can be loaded.
+"""
+from __future__ import annotations
+
+from torch import nn
+
+from irgan.models.itemitem import ItemItemScorer
+from irgan.models.mf import MatrixFactorization
+from irgan.models.mlp import MLPScorer
+from irgan.models.players import Discriminator, Generator, Player
+from irgan.models.popularity import Popularity
+
+SCORERS: dict[str, type[nn.Module]] = {"mf": MatrixFactorization, "mlp": MLPScorer, "itemitem": ItemItemScorer,
+                                       "popularity": Popularity}
+
+
+def register_scorer(cls: type[nn.Module], name: str | None = None) -> type[nn.Module]:
+    """Make a scorer class known to model files under ``name`` (default: the class name); usable
+    as a decorator. Its ``init_args()`` (or, without one, ``(n_users, n_items)``) must rebuild it."""
+    name = name or cls.__name__
+    if SCORERS.get(name, cls) is not cls:
+        raise ValueError(f"a different scorer is already registered as {name!r}")
+    SCORERS[name] = cls
+    return cls
+
+
+def scorer_kind(scorer: nn.Module) -> str:
+    """The registered name of ``scorer``'s class, or its class name (loadable once registered)."""
+    for name, cls in SCORERS.items():
+        if type(scorer) is cls:
+            return name
+    return type(scorer).__name__
+
+
+__all__ = ["Discriminator", "Generator", "ItemItemScorer", "MLPScorer", "MatrixFactorization", "Player",
+           "Popularity", "SCORERS", "register_scorer", "scorer_kind"]

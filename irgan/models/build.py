@@ -1,0 +1,45 @@
+"""Building a player's scorer from what a user gives: a built-in name, an instance, or a factory."""
+from __future__ import annotations
+
+import copy
+from typing import Callable, Union
+
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from irgan.config import IRGANConfig
+from irgan.models.itemitem import ItemItemScorer
+from irgan.models.mf import MatrixFactorization
+from irgan.models.mlp import MLPScorer
+
+ScorerSpec = Union[str, nn.Module, Callable[[int, int], nn.Module], None]
+
+
+def build_scorer(spec: ScorerSpec, train: sp.csr_matrix, config: IRGANConfig = IRGANConfig(),
+                 generator: torch.Generator | None = None) -> nn.Module:
+    """A scorer for ``train`` (csr (n_users, n_items)): a built-in name ('mf', 'mlp', 'itemitem')
+    sized by ``config`` and initialised from ``generator``; an instance (a copy, so that G and D
+    never share one); or a callable ``(n_users, n_items) -> scorer``."""
+    n_users, n_items = train.shape
+    if isinstance(spec, str):
+        if spec == "mf":
+            return MatrixFactorization(n_users, n_items, config.dim, config.init_scale, generator=generator)
+        if spec == "mlp":
+            return MLPScorer(n_users, n_items, config.dim, config.hidden, config.init_scale, generator=generator)
+        if spec == "itemitem":
+            scorer = ItemItemScorer(n_users, n_items, train)
+            if config.itemitem_init == "ease":
+                scorer.fit_ease(config.ease_l2)
+            return scorer
+        raise ValueError(f"unknown scorer {spec!r}: use 'mf', 'mlp', 'itemitem', an nn.Module or a callable")
+    scorer = copy.deepcopy(spec) if isinstance(spec, nn.Module) else spec(n_users, n_items) if callable(spec) else spec
+    if not isinstance(scorer, nn.Module):
+        raise TypeError(f"a scorer must be a torch.nn.Module, got {type(scorer).__name__}")
+    for method in ("score", "score_users"):
+        if not callable(getattr(scorer, method, None)):
+            raise TypeError(f"a scorer needs a {method}() method; {type(scorer).__name__} has none")
+    sizes = (getattr(scorer, "n_users", n_users), getattr(scorer, "n_items", n_items))
+    if sizes != (n_users, n_items):
+        raise ValueError(f"the scorer is sized for {sizes[0]} users x {sizes[1]} items, the data has {n_users} x {n_items}")
+    return scorer

@@ -1,0 +1,165 @@
+"""The one recipe: split -> pretrain -> play -> select -> (refit) -> test.
+
+The CLI (``irgan.train``), the estimator (``irgan.estimator.IRGAN``) and the benchmarks all call
+``run_recipe``; nothing else repeats these steps.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from irgan.checkpoint import ModelFileError, load_model, save_model
+from irgan.config import IRGANConfig
+from irgan.data import Interactions, validation_split
+from irgan.device import resolve_device
+from irgan.metrics import eval_ks, evaluate
+from irgan.model_files import load_model_file
+from irgan.models import Discriminator, Generator
+from irgan.models.build import ScorerSpec, build_scorer
+from irgan.pretrain import fit_bpr
+from irgan.trainer import fit_irgan
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RecipeResult:
+    """What the recipe ends with: the selected (or refit) players, G's pretrained start, the
+    selection record and history, the test figures (when a test set was given) and data sizes."""
+
+    generator: Generator
+    discriminator: Discriminator
+    init: nn.Module | None
+    best_generator: dict
+    best_discriminator: dict
+    history: list[dict]
+    test: dict[str, dict[str, float] | None] | None = None  # {"generator", "discriminator", "init"}
+    sizes: dict[str, int] = field(default_factory=dict)
+    refit: bool = False
+
+
+def initial_generator(
+    config: IRGANConfig,
+    train: sp.csr_matrix,
+    user_ids: np.ndarray | None = None,
+    item_ids: np.ndarray | None = None,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    show_progress: bool = False,
+    generator: ScorerSpec = None,
+) -> nn.Module | None:
+    """G's starting scorer as ``config.init`` says: pretrained here by BPR or DNS-BPR, read from a
+    model file (MF), or None (G keeps its random start)."""
+    if config.init == "random":
+        return None
+    if config.init in ("dns", "bpr"):
+        pretrain = dataclasses.replace(config.pretrain, negatives="dns" if config.init == "dns" else "uniform",
+                                       dim=config.dim)
+        spec = generator or config.g_scorer
+        scorer = None if spec == "mf" else build_scorer(spec, train, config, torch.Generator().manual_seed(seed))
+        log.info("pretraining G with %s-BPR for %d epochs", config.init.upper(), pretrain.epochs)
+        return fit_bpr(train, pretrain, seed=seed, device=device, show_progress=show_progress, scorer=scorer,
+                       fast_path=config.fast_path)
+    if user_ids is None or item_ids is None:
+        raise ValueError("loading G from a model file needs the data's user_ids and item_ids")
+    return load_model_file(config.init, user_ids, item_ids).to(device)
+
+
+def run_recipe(
+    train: Interactions,
+    test: Interactions | None = None,
+    config: IRGANConfig = IRGANConfig(),
+    *,
+    validation: Interactions | None = None,
+    seed: int = 0,
+    device: torch.device | str = "auto",
+    show_progress: bool = False,
+    generator: ScorerSpec = None,
+    discriminator: ScorerSpec = None,
+    refit: bool = False,
+    on_evaluate: Callable[[dict], None] | None = None,
+    state_path: str | Path | None = None,
+    init_file: str | Path | None = None,
+) -> RecipeResult:
+    """Split ``train`` (``validation`` given, else carved with ``config.validation_fraction``; or
+    the test set when ``config.select_on == 'test'``), pretrain G, play, keep the best G and D on
+    the selection set, optionally ``refit`` on all of ``train`` for the selected number of steps,
+    and evaluate on ``test`` (its ranking excludes every train positive).
+
+    ``init_file`` caches G's pretrained start as a model file, so that a resumed run reuses it;
+    ``state_path`` and ``on_evaluate`` go to ``fit_irgan``.
+    """
+    device = resolve_device(device)
+    fit_train, selection = _split(train, test, validation, config, seed)
+    init = _pretrained(config, fit_train, seed, device, show_progress, generator, init_file)
+    players = dict(generator=generator, discriminator=discriminator)
+    result = fit_irgan(fit_train.matrix, selection.matrix, config, init=init, seed=seed, device=device,
+                       show_progress=show_progress, on_evaluate=on_evaluate, state_path=state_path, **players)
+    G, D = result.generator, result.discriminator
+    if refit:
+        G, D, init = _refit(train, config, result.best_generator, seed, device, show_progress, players)
+    sizes = {"n_users": train.n_users, "n_items": train.n_items, "train": int(fit_train.nnz),
+             "selection": int(selection.nnz), "test": int(test.nnz) if test is not None else 0}
+    figures = None
+    if test is not None:
+        ks, seen = eval_ks(train.n_items), train.matrix  # train + validation: every pair known before test
+        figures = {"generator": evaluate(G, seen, test.matrix, ks), "discriminator": evaluate(D, seen, test.matrix, ks),
+                   "init": evaluate(init, seen, test.matrix, ks) if init is not None else None}
+    return RecipeResult(G, D, init, result.best_generator, result.best_discriminator, result.history, figures,
+                        sizes, refit)
+
+
+def _split(train: Interactions, test: Interactions | None, validation: Interactions | None, config: IRGANConfig,
+           seed: int) -> tuple[Interactions, Interactions]:
+    """(the data G and D train on, the data that selects them)."""
+    if config.select_on == "test":
+        if test is None:
+            raise ValueError("select_on='test' needs a test set")
+        log.warning("selecting G and D on the TEST set, as the IRGAN authors did: test figures are optimistic")
+        return train, test
+    if validation is not None:
+        return train, validation
+    return validation_split(train, config.validation_fraction, seed)
+
+
+def _pretrained(config: IRGANConfig, fit_train: Interactions, seed: int, device: torch.device, show_progress: bool,
+                generator: ScorerSpec, init_file: str | Path | None) -> nn.Module | None:
+    """G's start, read from ``init_file`` when a previous (interrupted) run left one there."""
+    if init_file is not None and Path(init_file).exists():
+        try:
+            saved = load_model(init_file, scorers=[type(generator)] if isinstance(generator, nn.Module) else [])
+        except ModelFileError as err:
+            raise ValueError(f"cannot resume from the pretrained start: {err}") from None
+        if saved.user_items.shape != fit_train.shape or (saved.user_items != fit_train.matrix).nnz:
+            raise ValueError(f"{init_file} was pretrained on other data: cannot resume")
+        return saved.scorers["model"].to(device)
+    init = initial_generator(config, fit_train.matrix, fit_train.user_ids, fit_train.item_ids, seed, device,
+                             show_progress, generator)
+    if init is not None and init_file is not None:
+        save_model(init_file, "BPRRecommender", {"model": init}, fit_train.user_ids, fit_train.item_ids,
+                   fit_train.matrix, params=dataclasses.asdict(config.pretrain), fitted={"seed": seed})
+    return init
+
+
+def _refit(train: Interactions, config: IRGANConfig, best: dict, seed: int, device: torch.device,
+           show_progress: bool, players: dict) -> tuple[Generator, Discriminator, nn.Module | None]:
+    """Pretrain and play again on all of ``train``, stopping where selection kept G: after G-epoch
+    ``best['g_epoch']`` of outer epoch ``best['epoch']`` (before any step when it kept G's start)."""
+    init = initial_generator(config, train.matrix, train.user_ids, train.item_ids, seed, device, show_progress,
+                             players["generator"])
+    stop = (best["epoch"], best["g_epoch"])
+    if stop[0] < 0:
+        config = dataclasses.replace(config, epochs=1, d_epochs=0, g_epochs=0)
+    else:
+        config = dataclasses.replace(config, epochs=stop[0] + 1)
+    result = fit_irgan(train.matrix, None, config, init=init, seed=seed, device=device, show_progress=show_progress,
+                       stop_at=stop, **players)
+    return result.generator, result.discriminator, init

@@ -1,0 +1,427 @@
+"""The contract every irgan estimator shares, in the style of implicit and scikit-learn: fit on
+raw data, recommend and score by raw ids, save and load one model file.
+
+Estimators subclass scikit-learn's ``BaseEstimator``: ``get_params`` / ``set_params`` reach into
+nested configs (``set_params(pretrain__epochs=3)``), so ``clone`` and ``GridSearchCV`` work; the
+search scores with ``score(X)``, NDCG@10 on held-out interactions, or ``ranking_scorer(metric)``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import logging
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+import torch.nn.functional as F
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError
+from torch import nn
+
+from irgan.checkpoint import ModelFile, load_model, save_model
+from irgan.data import DataError, Interactions, from_dataframe, interactions_from_dataframe
+from irgan.data.splits import sorted_unique
+from irgan.device import resolve_device
+from irgan.metrics import BATCH_ELEMENTS, evaluate, ordered_top_k
+
+log = logging.getLogger(__name__)
+
+Data = Interactions | sp.spmatrix | pd.DataFrame
+
+
+class Recommender(BaseEstimator):
+    """The shared contract: parameters, fitting on raw data, recommending and saving by raw ids.
+
+    Subclasses set ``_config_cls`` (a frozen dataclass whose fields are parameters, or None) and
+    ``_own_params`` (the estimator's other parameters and their defaults), and implement
+    ``_fit``, ``model_``, and ``_scorers`` / ``_fitted_state`` / ``_restore`` for save and load.
+    """
+
+    _config_cls: ClassVar[type | None] = None
+    _own_params: ClassVar[dict[str, Any]] = {"min_rating": 4.0}
+
+    def __init__(self, **params: Any) -> None:
+        unknown = sorted(set(params) - set(self._param_names()))
+        if unknown:
+            raise TypeError(f"{type(self).__name__}() got unexpected parameter(s) {unknown}; "
+                            f"valid ones: {', '.join(self._param_names())}")
+        config = self._config_cls(**{k: params[k] for k in self._config_names() if k in params}) \
+            if self._config_cls is not None else None
+        own = {**self._own_params, **{k: v for k, v in params.items() if k in self._own_params}}
+        self._check(config, own)
+        self.config = config
+        for name, value in own.items():
+            setattr(self, name, value)
+
+    # --- parameters (scikit-learn protocol) -----------------------------------------------
+
+    @classmethod
+    def _config_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls._config_cls)] if cls._config_cls is not None else []
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        return cls._config_names() + list(cls._own_params)
+
+    def _check(self, config: Any, own: dict[str, Any]) -> None:
+        """Raise ValueError for parameter values this estimator refuses (the config checks its own)."""
+        if own["min_rating"] is not None and not isinstance(own["min_rating"], (int, float)):
+            raise ValueError(f"min_rating must be a number or None, got {own['min_rating']!r}")
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Every constructor parameter by name; ``deep`` adds ``pretrain__<field>`` for nested configs."""
+        params = {name: getattr(self.config, name) for name in self._config_names()}
+        params.update({name: getattr(self, name) for name in self._own_params})
+        if deep:
+            for name, value in list(params.items()):
+                if dataclasses.is_dataclass(value) and not isinstance(value, type):
+                    params.update({f"{name}__{f.name}": getattr(value, f.name) for f in dataclasses.fields(value)})
+        return params
+
+    def set_params(self, **params: Any) -> "Recommender":
+        """Change parameters (``name=value`` or ``pretrain__field=value``); all or nothing. Returns self."""
+        valid = self.get_params(deep=True)
+        unknown = sorted(set(params) - set(valid))
+        if unknown:
+            raise ValueError(f"invalid parameter(s) {unknown} for {type(self).__name__}; "
+                             f"valid ones: {', '.join(self._param_names())}")
+        top = {k: v for k, v in params.items() if "__" not in k}
+        nested: dict[str, dict[str, Any]] = {}
+        for key, value in params.items():
+            if "__" in key:
+                outer, inner = key.split("__", 1)
+                nested.setdefault(outer, {})[inner] = value
+        for outer, inner in nested.items():  # applied on top of a new value given in the same call
+            base = top.get(outer, getattr(self.config, outer))
+            if isinstance(base, dict):
+                base = type(getattr(self.config, outer))(**base)
+            top[outer] = dataclasses.replace(base, **inner)
+        config_updates = {k: v for k, v in top.items() if k in self._config_names()}
+        config = dataclasses.replace(self.config, **config_updates) if config_updates else self.config
+        own = {**{k: getattr(self, k) for k in self._own_params},
+               **{k: v for k, v in top.items() if k in self._own_params}}
+        self._check(config, own)
+        self.config = config
+        for name, value in own.items():
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = type(self)().get_params(deep=False)
+        changed = [f"{k}={v!r}" for k, v in self.get_params(deep=False).items() if not _same(v, defaults[k])]
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+    # --- fitting ----------------------------------------------------------------------------
+
+    def fit(self, data: Data, validation: Data | None = None) -> "Recommender":
+        """Fit on ``data``: Interactions, a sparse (n_users, n_items) matrix (ids 0..n-1; any stored
+        non-zero is a positive) or a DataFrame with columns user, item[, rating] (rating >=
+        ``min_rating`` is a positive). ``validation`` (same kinds, same ids) selects models where
+        the estimator selects. Returns self."""
+        train = self._as_interactions(data)
+        selection = None if validation is None else self._align(validation, train)
+        start = time.perf_counter()
+        log.info("fitting %s on %r", type(self).__name__, train)
+        self._fit(train, selection)
+        self.user_ids_, self.item_ids_ = train.user_ids, train.item_ids
+        self.user_items_ = train.matrix  # what exclude_seen removes: every positive given to fit
+        self._index_ids()
+        log.info("fitted %s in %.1f s", type(self).__name__, time.perf_counter() - start)
+        return self
+
+    def _fit(self, train: Interactions, validation: Interactions | None) -> None:
+        raise NotImplementedError
+
+    def _as_interactions(self, data: Data) -> Interactions:
+        """The positives of ``data`` as Interactions; a DataFrame keeps every user and item it names."""
+        if isinstance(data, Interactions):
+            return data
+        if sp.issparse(data):
+            matrix = sp.csr_matrix(data, dtype=np.float32, copy=True)
+            matrix.eliminate_zeros()  # Interactions would count stored zeros as positives
+            return Interactions(matrix, np.arange(matrix.shape[0]), np.arange(matrix.shape[1]))
+        if isinstance(data, pd.DataFrame):
+            df = from_dataframe(data)
+            users, items = sorted_unique(df["user"]), sorted_unique(df["item"])
+            if "rating" in df.columns and self.min_rating is not None:
+                df = df[df["rating"].to_numpy() >= self.min_rating]
+                if df.empty:
+                    raise DataError(f"no rating is >= min_rating={self.min_rating}: nothing to fit "
+                                    "(lower min_rating, or pass min_rating=None to use every row)")
+            return interactions_from_dataframe(df, users, items)
+        raise TypeError("data must be Interactions, a scipy sparse matrix or a pandas DataFrame, "
+                        f"got {type(data).__name__}")
+
+    def _align(self, validation: Data, train: Interactions) -> Interactions:
+        """``validation`` as Interactions over ``train``'s id maps (a sparse matrix must have its shape)."""
+        if sp.issparse(validation):
+            if validation.shape != train.shape:
+                raise ValueError(f"validation has shape {validation.shape}, train has shape {train.shape}")
+            matrix = sp.csr_matrix(validation, dtype=np.float32, copy=True)
+            matrix.eliminate_zeros()
+            return train.with_matrix(matrix)
+        if isinstance(validation, Interactions):
+            if validation.same_maps(train):
+                return validation
+            df = validation.to_dataframe()
+        elif isinstance(validation, pd.DataFrame):
+            df = from_dataframe(validation)
+            if "rating" in df.columns and self.min_rating is not None:
+                df = df[df["rating"].to_numpy() >= self.min_rating]
+        else:
+            raise TypeError(f"validation must be Interactions, a scipy sparse matrix or a pandas DataFrame, "
+                            f"got {type(validation).__name__}")
+        return interactions_from_dataframe(df, train.user_ids, train.item_ids)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.__signature__ = _signature(cls)  # every parameter by name, for help() and IDEs
+
+    def _index_ids(self) -> None:
+        self._user_lookup, self._item_lookup = pd.Index(self.user_ids_), pd.Index(self.item_ids_)
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "user_items_")
+
+    def _check_fitted(self) -> None:
+        if not self.__sklearn_is_fitted__():
+            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet: call fit(data) "
+                                 f"or {type(self).__name__}.load(path) first")
+
+    @property
+    def model_(self) -> nn.Module:
+        """The fitted scorer that serves recommendations (an nn.Module with ``score_users``)."""
+        raise NotImplementedError
+
+    # --- serving ----------------------------------------------------------------------------
+
+    def recommend(self, users: Any, k: int = 10, exclude_seen: bool = True) -> pd.DataFrame:
+        """Top ``k`` items for a raw user id or a list of them: DataFrame (user, item, score, rank),
+        k rows per user (fewer when fewer unseen items remain), best first, rank 1-based.
+        ``exclude_seen`` drops the items the user had in fit's data. Ties go to the lower item index."""
+        self._check_fitted()
+        if not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        rows = self._lookup(self._user_lookup, users, "user")
+        model, n_items = self.model_, len(self.item_ids_)
+        device = _device_of(model)
+        k = min(int(k), n_items)
+        batch = max(1, BATCH_ELEMENTS // n_items)
+        parts_items, parts_scores = [], []
+        with torch.no_grad():
+            for start in range(0, len(rows), batch):
+                index = rows[start:start + batch]
+                scores = model.score_users(torch.as_tensor(index, device=device)).float()
+                if exclude_seen:  # out of place: scores may share memory with the model (Popularity)
+                    seen = self.user_items_[index].tocoo()
+                    scores = scores.index_put((torch.as_tensor(seen.row, dtype=torch.long, device=device),
+                                               torch.as_tensor(seen.col, dtype=torch.long, device=device)),
+                                              torch.tensor(-torch.inf, device=device))
+                top = ordered_top_k(scores, k)
+                parts_items.append(top.cpu().numpy())
+                parts_scores.append(scores.gather(1, top).cpu().numpy())
+        items = np.concatenate(parts_items) if parts_items else np.empty((0, k), np.int64)
+        scores = np.concatenate(parts_scores).astype(np.float64) if parts_scores else np.empty((0, k))
+        keep = np.isfinite(scores).ravel()  # -inf: a seen item, used only when too few unseen remain
+        return pd.DataFrame({
+            "user": np.repeat(self.user_ids_[rows], k)[keep],
+            "item": self.item_ids_[items.ravel()[keep]],
+            "score": scores.ravel()[keep],
+            "rank": np.tile(np.arange(1, k + 1, dtype=np.int64), len(rows))[keep],
+        })
+
+    def score_pairs(self, users: Any, items: Any) -> np.ndarray:
+        """Scores of (user, item) pairs by raw ids: arrays of equal length (or a scalar broadcast) -> float64 (n,)."""
+        self._check_fitted()
+        users, items = np.broadcast_arrays(_as_array(users), _as_array(items))
+        u = self._lookup(self._user_lookup, users.ravel(), "user")
+        i = self._lookup(self._item_lookup, items.ravel(), "item")
+        model = self.model_
+        device = _device_of(model)
+        with torch.no_grad():
+            out = model.score(torch.as_tensor(u, device=device), torch.as_tensor(i, device=device))
+        return out.double().cpu().numpy().reshape(users.shape)
+
+    def score(self, X: Data, y: Any = None, metric: str = "NDCG@10") -> float:
+        """scikit-learn's score: ``metric`` (e.g. "NDCG@10", "P@5", "MRR") of the full ranking on
+        held-out interactions ``X`` (same kinds as ``fit``; users and items unknown to the model are
+        dropped), each user's ranking excluding what fit saw. Cut-offs longer than the catalog shrink to it."""
+        self._check_fitted()
+        held_out = self._held_out(X)
+        name, _, k = metric.partition("@")
+        k = min(int(k), len(self.item_ids_)) if k else 1
+        return evaluate(self.model_, self.user_items_, held_out, ks=(k,))[f"{name}@{k}" if name != "MRR" else "MRR"]
+
+    def _held_out(self, X: Data) -> sp.csr_matrix:
+        """``X``'s positives over the fitted id maps, less pairs fit saw; ValueError when none remain."""
+        if sp.issparse(X) or isinstance(X, Interactions):
+            matrix = self._align(X, Interactions(self.user_items_, self.user_ids_, self.item_ids_)).matrix
+        else:
+            df = from_dataframe(X)
+            if "rating" in df.columns and self.min_rating is not None:
+                df = df[df["rating"].to_numpy() >= self.min_rating]
+            known = (self._user_lookup.get_indexer(df["user"]) >= 0) & (self._item_lookup.get_indexer(df["item"]) >= 0)
+            matrix = interactions_from_dataframe(df[known], self.user_ids_, self.item_ids_).matrix
+        matrix = sp.csr_matrix(matrix - matrix.multiply(self.user_items_.astype(bool)))
+        matrix.eliminate_zeros()
+        if matrix.nnz == 0:
+            raise ValueError("no held-out interaction of a known user and item that fit did not see: nothing to score")
+        return matrix
+
+    def similar_items(self, items: Any, k: int = 10) -> pd.DataFrame:
+        """The ``k`` items whose embeddings have the highest cosine similarity to each given raw item id
+        (itself excluded): DataFrame (item, similar_item, score, rank), best first."""
+        self._check_fitted()
+        if not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        rows = self._lookup(self._item_lookup, items, "item")
+        emb = F.normalize(self._item_emb().detach().float(), dim=1)
+        k = min(int(k), len(self.item_ids_) - 1)
+        if k == 0 or len(rows) == 0:
+            return pd.DataFrame({"item": self.item_ids_[:0], "similar_item": self.item_ids_[:0],
+                                 "score": np.empty(0), "rank": np.empty(0, np.int64)})
+        batch = max(1, BATCH_ELEMENTS // len(self.item_ids_))
+        parts_items, parts_scores = [], []
+        with torch.no_grad():
+            for start in range(0, len(rows), batch):
+                index = torch.as_tensor(rows[start:start + batch], device=emb.device)
+                sims = emb.index_select(0, index) @ emb.T
+                sims[torch.arange(len(index), device=emb.device), index] = -torch.inf
+                top = ordered_top_k(sims, k)
+                parts_items.append(top.cpu().numpy())
+                parts_scores.append(sims.gather(1, top).cpu().numpy())
+        return pd.DataFrame({
+            "item": np.repeat(self.item_ids_[rows], k),
+            "similar_item": self.item_ids_[np.concatenate(parts_items).ravel()],
+            "score": np.concatenate(parts_scores).astype(np.float64).ravel(),
+            "rank": np.tile(np.arange(1, k + 1, dtype=np.int64), len(rows)),
+        })
+
+    @property
+    def user_embeddings(self) -> np.ndarray:
+        """User embeddings of the serving model: float32 (n_users, dim), row order of ``user_ids_``."""
+        self._check_fitted()
+        return self._embedding_model().user_emb.detach().cpu().numpy().copy()
+
+    @property
+    def item_embeddings(self) -> np.ndarray:
+        """Item embeddings of the serving model: float32 (n_items, dim), row order of ``item_ids_``."""
+        self._check_fitted()
+        return self._item_emb().detach().cpu().numpy().copy()
+
+    def _item_emb(self) -> torch.Tensor:
+        return self._embedding_model().item_emb
+
+    def _embedding_model(self) -> nn.Module:
+        model = getattr(self.model_, "scorer", self.model_)
+        if not hasattr(model, "user_emb") or not hasattr(model, "item_emb"):
+            raise NotImplementedError(f"{type(self).__name__}'s {type(model).__name__} has no user_emb / item_emb "
+                                      "embeddings: similar_items and the embedding properties need them")
+        return model
+
+    @staticmethod
+    def _lookup(index: pd.Index, raw: Any, kind: str) -> np.ndarray:
+        """Matrix indices (int64 (n,)) of raw ids, a scalar or a sequence; KeyError names unknown ids."""
+        raw = _as_array(raw).ravel()
+        found = index.get_indexer(raw) if len(raw) else np.empty(0, np.int64)
+        if (found < 0).any():
+            unknown = raw[found < 0][:5].tolist()
+            raise KeyError(f"unknown {kind} id(s) {unknown}: not in the data the model was fitted on")
+        return found.astype(np.int64)
+
+    # --- saving -----------------------------------------------------------------------------
+
+    def save(self, path: str | Path) -> None:
+        """Write the fitted estimator to one model file, atomically (``irgan.checkpoint``)."""
+        self._check_fitted()
+        params = {name: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v
+                  for name, v in self.get_params(deep=False).items()}
+        params = {k: v if v is None or isinstance(v, (str, int, float, bool, dict)) else None for k, v in params.items()}
+        save_model(path, type(self).__name__, self._scorers(), self.user_ids_, self.item_ids_, self.user_items_,
+                   params, self._fitted_state())
+        log.info("saved %s to %s", type(self).__name__, path)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "auto",
+             scorers: tuple[type[nn.Module], ...] = ()) -> "Recommender":
+        """Read a model file (``save``'s, or the CLI's ``model.pt``) onto ``device``; ``scorers``:
+        classes of your own scorers it holds. Any other file raises ValueError in one line."""
+        saved = load_model(path, scorers)
+        target = _estimators().get(saved.estimator)
+        if target is None or not issubclass(target, cls):
+            raise ValueError(f"{path} holds a {saved.estimator}, not a {cls.__name__}: load it with {saved.estimator}.load")
+        known = set(target._param_names())
+        try:
+            est = target(**{k: v for k, v in saved.params.items() if k in known})
+            est.user_items_, est.user_ids_, est.item_ids_ = saved.user_items, saved.user_ids, saved.item_ids
+            est._index_ids()
+            est._restore(saved, resolve_device(device))
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{path} is a damaged irgan model file: {type(err).__name__}: {err}") from None
+        return est
+
+    def _scorers(self) -> dict[str, nn.Module]:
+        raise NotImplementedError
+
+    def _fitted_state(self) -> dict:
+        raise NotImplementedError
+
+    def _restore(self, saved: ModelFile, device: torch.device) -> None:
+        raise NotImplementedError
+
+
+def ranking_scorer(metric: str = "NDCG@10"):
+    """A scikit-learn scorer ``f(estimator, X, y=None) -> float``: ``metric`` on held-out
+    interactions X (e.g. ``GridSearchCV(BPRRecommender(), grid, scoring=ranking_scorer("P@5"))``)."""
+    def scorer(estimator: Recommender, X: Data, y: Any = None) -> float:
+        return estimator.score(X, metric=metric)
+    return scorer
+
+
+def _estimators() -> dict[str, type[Recommender]]:
+    """Every Recommender subclass by name, the built-ins and any defined elsewhere."""
+    found, stack = {}, [Recommender]
+    while stack:
+        for sub in stack.pop().__subclasses__():
+            found[sub.__name__] = sub
+            stack.append(sub)
+    return found
+
+
+def _signature(cls: type[Recommender]) -> inspect.Signature:
+    """Keyword-only signature listing every parameter and its default, for help() and IDEs."""
+    defaults = {}
+    if cls._config_cls is not None:
+        default_config = cls._config_cls()
+        defaults = {name: getattr(default_config, name) for name in cls._config_names()}
+    defaults.update(cls._own_params)
+    return inspect.Signature([inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=value)
+                              for name, value in defaults.items()])
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    tensor = next(iter(model.parameters()), None)
+    if tensor is None:
+        tensor = next(iter(model.buffers()))
+    return tensor.device
+
+
+def _as_array(values: Any) -> np.ndarray:
+    """Raw ids as a 1-d or 0-d numpy array (a string is one id, not a sequence of characters)."""
+    if isinstance(values, (str, bytes)) or np.ndim(values) == 0:
+        return np.asarray([values], dtype=object if isinstance(values, (str, bytes)) else None).reshape(())
+    if isinstance(values, (pd.Series, pd.Index)):
+        return values.to_numpy()
+    return np.asarray(list(values) if not isinstance(values, np.ndarray) else values)
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:  # e.g. arrays
+        return a is b
