@@ -19,17 +19,13 @@ import numpy as np
 import torch
 
 from benchmarks.results import machine, write_section
-from irgan.config import BPRConfig
-from irgan.models import Popularity
-from irgan.pretrain import fit_bpr
 from irgan.config import IRGANConfig
-from irgan.device import keep_freed_memory
 from irgan.data import load_dataset, validation_split
 from irgan.data.datasets import data_home
+from irgan.device import keep_freed_memory
 from irgan.metrics import evaluate
-from irgan.model_files import load_model_file
-from irgan.metrics import KeepBest
-from irgan.trainer import fit_irgan
+from irgan.models import Popularity
+from irgan.pipeline import initial_generator, run_recipe
 
 METRICS = ("P@3", "P@5", "P@10", "NDCG@3", "NDCG@5", "NDCG@10")
 PAPER = {  # the IRGAN paper's Table (MovieLens), as quoted in our issue tracker
@@ -40,42 +36,38 @@ PAPER = {  # the IRGAN paper's Table (MovieLens), as quoted in our issue tracker
 
 
 def run_seed(data, protocol: str, seed: int, config: IRGANConfig, bpr_epochs: int) -> dict[str, dict]:
-    """Test metrics and seconds of each method for one seed under one selection protocol."""
+    """Test metrics and seconds of each method for one seed under one selection protocol: the
+    baselines, then the recipe (``run_recipe``), whose pretrained start is the DNS-BPR row."""
     train, test = data.train, data.test
-    if protocol == "validation":
-        fit_train, selection = validation_split(train, config.validation_fraction, seed)
-    else:
-        fit_train, selection = train, test
+    irgan_config = dataclasses.replace(config, select_on=protocol, pretrain_select=True,
+                                       pretrain=dataclasses.replace(config.pretrain, epochs=bpr_epochs))
+    fit_train = validation_split(train, config.validation_fraction, seed)[0] if protocol == "validation" else train
     rows: dict[str, dict] = {}
-
     start = time.perf_counter()
     rows["popularity"] = {**evaluate(Popularity(fit_train.matrix), train.matrix, test.matrix),
                           "seconds": time.perf_counter() - start}
-    dns_model = None
-    for name, negatives in (("BPR", "uniform"), ("DNS-BPR", "dns")):
-        best = KeepBest(config.select_metric)
-        start = time.perf_counter()
-        fit_bpr(fit_train.matrix, BPRConfig(negatives=negatives, epochs=bpr_epochs), seed=seed, device="cpu",
-                on_epoch=lambda epoch, model: best.offer(model, evaluate(model, fit_train.matrix, selection.matrix), epoch=epoch))
-        rows[name] = {**evaluate(best.model, train.matrix, test.matrix), "seconds": time.perf_counter() - start}
-        dns_model = best.model
-    irgan_config = dataclasses.replace(config, select_on=protocol)
+    bpr = dataclasses.replace(irgan_config, init="bpr")
     start = time.perf_counter()
-    result = fit_irgan(fit_train.matrix, selection.matrix, irgan_config, init=dns_model, seed=seed, device="cpu")
-    seconds = time.perf_counter() - start
-    rows["IRGAN G"] = {**evaluate(result.generator, train.matrix, test.matrix), "seconds": seconds}
-    rows["IRGAN D"] = {**evaluate(result.discriminator, train.matrix, test.matrix), "seconds": seconds}
+    init = initial_generator(bpr, fit_train.matrix, seed=seed, selection=_selection(data, bpr, seed).matrix)
+    rows["BPR"] = {**evaluate(init, train.matrix, test.matrix), "seconds": time.perf_counter() - start}
+    result = run_recipe(train, test, irgan_config, seed=seed, device="cpu")
+    rows["DNS-BPR"] = {**result.test["init"], "seconds": result.seconds["pretrain"]}
+    rows["IRGAN G"] = {**result.test["generator"], "seconds": result.seconds["play"]}
+    rows["IRGAN D"] = {**result.test["discriminator"], "seconds": result.seconds["play"]}
     return rows
+
+
+def _selection(data, config: IRGANConfig, seed: int):
+    """The set that selects models under ``config.select_on``, as the recipe carves it."""
+    return validation_split(data.train, config.validation_fraction, seed)[1] if config.select_on == "validation" \
+        else data.test
 
 
 def run_authors_init(data, seed: int, config: IRGANConfig, model_file: Path) -> dict:
     """IRGAN under the authors' protocol, G started from their pretrained file."""
-    train, test = data.train, data.test
-    init = load_model_file(model_file, train.user_ids, train.item_ids)
-    start = time.perf_counter()
-    result = fit_irgan(train.matrix, test.matrix, dataclasses.replace(config, select_on="test"), init=init,
-                       seed=seed, device="cpu")
-    return {**evaluate(result.generator, train.matrix, test.matrix), "seconds": time.perf_counter() - start}
+    result = run_recipe(data.train, data.test, dataclasses.replace(config, select_on="test", init=str(model_file)),
+                        seed=seed, device="cpu")
+    return {**result.test["generator"], "seconds": result.seconds["play"]}
 
 
 def summarize(runs: list[dict[str, dict]]) -> dict[str, dict]:

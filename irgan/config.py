@@ -58,6 +58,7 @@ class IRGANConfig:
     init_scale: float = _f(0.05, "random embeddings start uniform(-init_scale, init_scale), biases at 0")
     init: str = _f("dns", "G's start: 'dns' or 'bpr' (pretrained here), 'random', or the path of a model file (.pkl as the authors ship, or .npz)")
     pretrain: BPRConfig = field(default_factory=BPRConfig, metadata={"help": "the pretraining of G when init is 'dns' or 'bpr'"})
+    pretrain_select: bool = _f(False, "start G from the pretraining epoch that scores best on the selection set (select_metric), not the last")
 
     epochs: int = _f(15, "outer epochs, each d_epochs of D then g_epochs of G")
     d_epochs: int = _f(100, "D-epochs per outer epoch (one pass over the positives and as many G samples)")

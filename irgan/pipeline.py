@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -20,7 +21,7 @@ from irgan.checkpoint import ModelFileError, load_model, save_model
 from irgan.config import IRGANConfig
 from irgan.data import Interactions, validation_split
 from irgan.device import resolve_device
-from irgan.metrics import eval_ks, evaluate
+from irgan.metrics import KeepBest, eval_ks, evaluate
 from irgan.model_files import load_model_file
 from irgan.models import Discriminator, Generator
 from irgan.models.build import ScorerSpec, build_scorer
@@ -44,6 +45,7 @@ class RecipeResult:
     test: dict[str, dict[str, float] | None] | None = None  # {"generator", "discriminator", "init"}
     sizes: dict[str, int] = field(default_factory=dict)
     refit: bool = False
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time of "pretrain", "play", "refit", "test"
 
 
 def initial_generator(
@@ -55,9 +57,11 @@ def initial_generator(
     device: torch.device | str = "cpu",
     show_progress: bool = False,
     generator: ScorerSpec = None,
+    selection: sp.csr_matrix | None = None,
 ) -> nn.Module | None:
-    """G's starting scorer as ``config.init`` says: pretrained here by BPR or DNS-BPR, read from a
-    model file (MF), or None (G keeps its random start)."""
+    """G's starting scorer as ``config.init`` says: pretrained here by BPR or DNS-BPR (the last
+    epoch, or with ``config.pretrain_select`` the best on ``selection``), read from a model file
+    (MF), or None (G keeps its random start)."""
     if config.init == "random":
         return None
     if config.init in ("dns", "bpr"):
@@ -66,8 +70,13 @@ def initial_generator(
         spec = generator or config.g_scorer
         scorer = None if spec == "mf" else build_scorer(spec, train, config, torch.Generator().manual_seed(seed))
         log.info("pretraining G with %s-BPR for %d epochs", config.init.upper(), pretrain.epochs)
-        return fit_bpr(train, pretrain, seed=seed, device=device, show_progress=show_progress, scorer=scorer,
-                       fast_path=config.fast_path)
+        best, on_epoch = None, None
+        if config.pretrain_select and selection is not None:
+            best = KeepBest(config.select_metric)
+            on_epoch = lambda epoch, model: best.offer(model, evaluate(model, train, selection), epoch=epoch)  # noqa: E731
+        last = fit_bpr(train, pretrain, seed=seed, device=device, show_progress=show_progress, on_epoch=on_epoch,
+                       scorer=scorer, fast_path=config.fast_path)
+        return best.model if best is not None else last
     if user_ids is None or item_ids is None:
         raise ValueError("loading G from a model file needs the data's user_ids and item_ids")
     return load_model_file(config.init, user_ids, item_ids).to(device)
@@ -98,14 +107,24 @@ def run_recipe(
     ``state_path`` and ``on_evaluate`` go to ``fit_irgan``.
     """
     device = resolve_device(device)
+    clock = [time.perf_counter()]
+    seconds = {}
+
+    def lap(name: str) -> None:
+        clock.append(time.perf_counter())
+        seconds[name] = clock[-1] - clock[-2]
+
     fit_train, selection = _split(train, test, validation, config, seed)
-    init = _pretrained(config, fit_train, seed, device, show_progress, generator, init_file)
+    init = _pretrained(config, fit_train, selection, seed, device, show_progress, generator, init_file)
+    lap("pretrain")
     players = dict(generator=generator, discriminator=discriminator)
     result = fit_irgan(fit_train.matrix, selection.matrix, config, init=init, seed=seed, device=device,
                        show_progress=show_progress, on_evaluate=on_evaluate, state_path=state_path, **players)
     G, D = result.generator, result.discriminator
+    lap("play")
     if refit:
         G, D, init = _refit(train, config, result.best_generator, seed, device, show_progress, players)
+        lap("refit")
     sizes = {"n_users": train.n_users, "n_items": train.n_items, "train": int(fit_train.nnz),
              "selection": int(selection.nnz), "test": int(test.nnz) if test is not None else 0}
     figures = None
@@ -113,8 +132,9 @@ def run_recipe(
         ks, seen = eval_ks(train.n_items), train.matrix  # train + validation: every pair known before test
         figures = {"generator": evaluate(G, seen, test.matrix, ks), "discriminator": evaluate(D, seen, test.matrix, ks),
                    "init": evaluate(init, seen, test.matrix, ks) if init is not None else None}
+        lap("test")
     return RecipeResult(G, D, init, result.best_generator, result.best_discriminator, result.history, figures,
-                        sizes, refit)
+                        sizes, refit, seconds)
 
 
 def _split(train: Interactions, test: Interactions | None, validation: Interactions | None, config: IRGANConfig,
@@ -130,8 +150,8 @@ def _split(train: Interactions, test: Interactions | None, validation: Interacti
     return validation_split(train, config.validation_fraction, seed)
 
 
-def _pretrained(config: IRGANConfig, fit_train: Interactions, seed: int, device: torch.device, show_progress: bool,
-                generator: ScorerSpec, init_file: str | Path | None) -> nn.Module | None:
+def _pretrained(config: IRGANConfig, fit_train: Interactions, selection: Interactions, seed: int, device: torch.device,
+                show_progress: bool, generator: ScorerSpec, init_file: str | Path | None) -> nn.Module | None:
     """G's start, read from ``init_file`` when a previous (interrupted) run left one there."""
     if init_file is not None and Path(init_file).exists():
         try:
@@ -142,7 +162,7 @@ def _pretrained(config: IRGANConfig, fit_train: Interactions, seed: int, device:
             raise ValueError(f"{init_file} was pretrained on other data: cannot resume")
         return saved.scorers["model"].to(device)
     init = initial_generator(config, fit_train.matrix, fit_train.user_ids, fit_train.item_ids, seed, device,
-                             show_progress, generator)
+                             show_progress, generator, selection.matrix)
     if init is not None and init_file is not None:
         save_model(init_file, "BPRRecommender", {"model": init}, fit_train.user_ids, fit_train.item_ids,
                    fit_train.matrix, params=dataclasses.asdict(config.pretrain), fitted={"seed": seed})

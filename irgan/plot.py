@@ -133,8 +133,8 @@ def plot_history(
     return written
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m irgan.plot", description=__doc__,
+def main(argv: Sequence[str] | None = None, prog: str = "python -m irgan.plot") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by python -m irgan.train")
     parser.add_argument("--out", default=None, help=f"folder for the PNG files (default: RUN_DIR/{DEFAULT_OUT})")

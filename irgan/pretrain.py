@@ -19,6 +19,7 @@ from irgan.fast_mf import RowOptimizer, bpr_loss, bpr_sgd_step, packed_items, pa
 from irgan.models.mf import MatrixFactorization
 from irgan.objectives import bpr_objective
 from irgan.sampling import PositiveSet, dns_negatives, positive_pairs
+from irgan.updates import torch_optimizer
 
 
 def fit_bpr(
@@ -91,12 +92,3 @@ def _step(scorer: nn.Module, config: BPRConfig, fast: bool) -> Callable:
             bpr_objective(scorer, u, i, j, config.l2).backward()
             optimizer.step()
     return autograd_pass
-
-
-def torch_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
-    """'sgd' (plain, as the IRGAN authors') or 'adam', from torch.optim."""
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr)
-    raise ValueError(f"unknown optimizer {name!r}: use 'sgd' or 'adam'")

@@ -169,8 +169,8 @@ def config_from_args(args: argparse.Namespace) -> IRGANConfig:
     return IRGANConfig(**top, pretrain=BPRConfig(**pretrain))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m irgan.train", description=__doc__,
+def main(argv: Sequence[str] | None = None, prog: str = "python -m irgan.train") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="ml-100k", help="ml-100k, ml-1m, ml-20m, or the path of a ratings file (user, item, rating[, timestamp])")
     parser.add_argument("--data-dir", default=None, help="folder holding the data sets (default: $IRGAN_DATA or ~/.cache/irgan)")

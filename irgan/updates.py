@@ -14,7 +14,15 @@ from irgan.fast_mf import RowOptimizer, expected_items, pointwise_loss, policy_g
 from irgan.models.mf import MatrixFactorization
 from irgan.objectives import (exact_policy_gradient_objective, l2_term, pointwise_objective,
                               policy_gradient_objective)
-from irgan.pretrain import torch_optimizer
+
+
+def torch_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
+    """'sgd' (plain, as the IRGAN authors') or 'adam', from torch.optim."""
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    raise ValueError(f"unknown optimizer {name!r}: use 'sgd' or 'adam'")
 
 
 def is_fast(scorer: nn.Module, fast_path: bool) -> bool:

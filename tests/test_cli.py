@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from irgan.config import BPRConfig
-from irgan.checkpoint import load_checkpoint
-from irgan.config import IRGANConfig
+from irgan.checkpoint import FORMAT, load_model
+from irgan.config import BPRConfig, IRGANConfig
+from irgan.estimator import IRGAN
+from irgan.models import ItemItemScorer, MatrixFactorization, MLPScorer
 from irgan.train import DERIVED_PRETRAIN_FIELDS, config_from_args, config_parser, main
 
 N_USERS, N_ITEMS = 40, 30
@@ -61,14 +62,78 @@ def test_run_writes_metrics_and_checkpoint(run_dir):
     assert report["seconds"] > 0 and report["device"] == "cpu"
 
 
-def test_run_checkpoint_loads(run_dir):
-    ckpt = load_checkpoint(run_dir / "model.pt")
+def test_run_model_file_loads(run_dir):
+    saved = load_model(run_dir / "model.pt")
+    assert torch.load(run_dir / "model.pt", weights_only=True)["format"] == FORMAT
     report = json.loads((run_dir / "metrics.json").read_text())
-    assert ckpt.config == IRGANConfig(**report["config"])
-    assert ckpt.user_ids.tolist() == [1000 + u for u in range(N_USERS)]
-    assert ckpt.item_ids.tolist() == [7 * i + 3 for i in range(N_ITEMS)]
-    assert (ckpt.generator.n_users, ckpt.generator.n_items) == (N_USERS, N_ITEMS)
-    assert ckpt.extra["seed"] == 0
+    assert saved.estimator == "IRGAN"
+    params = {k: v for k, v in saved.params.items() if k != "seed"}
+    assert IRGANConfig(**params) == IRGANConfig(**report["config"])
+    assert saved.params["seed"] == 0
+    assert saved.user_ids.tolist() == [1000 + u for u in range(N_USERS)]
+    assert saved.item_ids.tolist() == [7 * i + 3 for i in range(N_ITEMS)]
+    assert set(saved.scorers) == {"generator", "discriminator"}
+    assert all(type(s) is MatrixFactorization for s in saved.scorers.values())
+    assert (saved.scorers["generator"].n_users, saved.scorers["generator"].n_items) == (N_USERS, N_ITEMS)
+    assert saved.user_items.shape == (N_USERS, N_ITEMS) and saved.user_items.nnz > 0
+    assert {"history", "best", "test", "refit", "dataset"} <= set(saved.fitted)
+    assert saved.fitted["history"] == report["history"]
+    assert saved.fitted["test"]["generator"] == pytest.approx(report["test"])
+
+
+def test_run_model_serves_recommend_by_raw_ids(run_dir):
+    """The CLI's model.pt is an estimator: recommend by raw ids, ranked as the saved G scores."""
+    model = IRGAN.load(run_dir / "model.pt", device="cpu")
+    generator = load_model(run_dir / "model.pt").scorers["generator"]
+    assert model.config.epochs == 1 and model.seed == 0
+    assert model.chosen_side_ == "generator"
+    users = [1000, 1017, 1000 + N_USERS - 1]
+    recs = model.recommend(users, k=5)
+    assert recs["user"].tolist() == np.repeat(users, 5).tolist()
+    with torch.no_grad():
+        scores = generator.score_users(torch.arange(N_USERS)).numpy()
+    for user in users:
+        row = model.user_ids_.tolist().index(user)
+        masked = scores[row].copy()
+        masked[model.user_items_[row].indices] = -np.inf  # exclude what training saw
+        expected = model.item_ids_[np.argsort(-masked, kind="stable")[:5]]
+        got = recs.loc[recs["user"] == user]
+        assert got["item"].tolist() == expected.tolist()
+        assert set(got["item"]) <= {7 * i + 3 for i in range(N_ITEMS)}  # raw item ids
+        np.testing.assert_allclose(got["score"].to_numpy(), masked[np.argsort(-masked, kind="stable")[:5]], rtol=1e-6)
+    pairs = model.score_pairs(recs["user"].to_numpy(), recs["item"].to_numpy())
+    np.testing.assert_allclose(pairs, recs["score"].to_numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("flags, g_scorer, d_scorer, fast_path", [
+    (["--g-scorer", "mlp", "--d-scorer", "mlp", "--hidden", "8"], MLPScorer, MLPScorer, True),
+    (["--g-scorer", "itemitem"], ItemItemScorer, MatrixFactorization, True),
+    (["--no-fast-path"], MatrixFactorization, MatrixFactorization, False),
+], ids=["mlp", "itemitem", "no-fast-path"])
+def test_scorer_flags_write_a_model_of_those_scorers(ratings_csv, run_dir, tmp_path, flags, g_scorer, d_scorer,
+                                                    fast_path):
+    out = tmp_path / "r"
+    assert main(["--dataset", str(ratings_csv), *FAST, "--out", str(out), *flags]) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    assert all(0 <= v <= 1 for v in report["test"].values())
+    config = IRGANConfig(**report["config"])
+    names = {MatrixFactorization: "mf", MLPScorer: "mlp", ItemItemScorer: "itemitem"}
+    assert (config.g_scorer, config.d_scorer) == (names[g_scorer], names[d_scorer])
+    assert config.fast_path is fast_path
+    model = IRGAN.load(out / "model.pt", device="cpu")
+    assert model.config == config
+    assert type(model.generator_.scorer) is g_scorer and type(model.discriminator_.scorer) is d_scorer
+    if g_scorer is MLPScorer:
+        assert model.generator_.scorer.hidden == 8 and model.discriminator_.scorer.hidden == 8
+    recs = model.recommend(1000, k=3)
+    assert len(recs) == 3 and np.isfinite(recs["score"]).all()
+    assert set(recs["item"]) <= {7 * i + 3 for i in range(N_ITEMS)}
+    if not fast_path:  # autograd throughout: the same players as run_dir's hand-derived MF gradients
+        fast = load_model(run_dir / "model.pt").scorers
+        for role in ("generator", "discriminator"):
+            slow = load_model(out / "model.pt").scorers[role].state_dict()
+            for name, tensor in fast[role].state_dict().items():
+                torch.testing.assert_close(slow[name], tensor, rtol=1e-4, atol=1e-5)
 
 
 def test_run_prints_a_table(ratings_csv, tmp_path, capsys):
@@ -144,7 +209,7 @@ def parse(*argv: str) -> IRGANConfig:
     return config_from_args(parser.parse_args(list(argv)))
 
 
-CHOICES = {"init": "random", "optimizer": "adam", "d_negatives": "refresh", "reward": "paper", "select_on": "test",
+CHOICES = {"g_scorer": "mlp", "d_scorer": "itemitem", "itemitem_init": "zero", "g_estimator": "snis", "init": "random", "optimizer": "adam", "d_negatives": "refresh", "reward": "paper", "select_on": "test",
            "select_metric": "NDCG@10"}
 
 

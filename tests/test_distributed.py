@@ -14,15 +14,13 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from irgan.baselines import Popularity
 from irgan.config import IRGANConfig
 from irgan.distributed import Shard, current
-from irgan.metrics import evaluate
-from irgan.models import Discriminator
-from irgan.fast_mf import RowOptimizer
+from irgan.metrics import evaluate, evaluate_sharded
+from irgan.models import Discriminator, MatrixFactorization, Popularity
 from irgan.sampling import positive_pairs
-from irgan.metrics import evaluate_sharded
 from irgan.trainer import d_epoch, fit_irgan
+from irgan.updates import FastDUpdate, d_update
 
 WORLD = 2
 # Adam at 0.05 learns planted groups in a few rounds (as in test_trainer.py); users are split
@@ -67,11 +65,12 @@ def d_epochs_task(batch_size: int = 10_000):
     fake = torch.randint(train.shape[1], real.shape, generator=torch.Generator().manual_seed(1))
     shard = current()
     mine = shard.owns(users)
-    D = Discriminator(*train.shape, 4, 0.1, generator=torch.Generator().manual_seed(0))
-    opt = RowOptimizer("sgd", list(D.parameters()), 0.01, shard)
+    D = Discriminator(MatrixFactorization(*train.shape, 4, 0.1, generator=torch.Generator().manual_seed(0)))
+    step = d_update(D.scorer, "sgd", 0.01, fast_path=True, shard=shard)
+    assert isinstance(step, FastDUpdate)
     config = IRGANConfig(d_batch_size=batch_size, d_l2=0.1)
     rng = torch.Generator().manual_seed(shard.rank)
-    stats = [d_epoch(D, opt, users[mine], real[mine], fake[mine], config, rng) for _ in range(3)]
+    stats = [d_epoch(step, users[mine], real[mine], fake[mine], config, rng) for _ in range(3)]
     return {name: p.detach().clone() for name, p in D.named_parameters()}, stats
 
 

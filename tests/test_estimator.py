@@ -11,12 +11,12 @@ import torch
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
-from irgan.config import BPRConfig
-from irgan.checkpoint import save_checkpoint
-from irgan.config import IRGANConfig
+from irgan.checkpoint import ModelFileError, save_model
+from irgan.config import BPRConfig, IRGANConfig
 from irgan.data import DataError, Interactions
 from irgan.estimator import IRGAN, BPRRecommender, PopularityRecommender, Recommender
 from irgan.metrics import evaluate
+from irgan.models import MatrixFactorization
 from helpers import planted as planted_blocks
 
 N_GROUPS, USERS_PER_GROUP, ITEMS_PER_GROUP, N_TRAIN = 4, 15, 10, 6
@@ -120,7 +120,7 @@ def test_recommend_unknown_user_raises_keyerror_naming_it(fitted):
     with pytest.raises(KeyError, match="unknown user id.*999"):
         fitted.recommend([0, 999])
     with pytest.raises(KeyError, match="unknown item id.*-3"):
-        fitted.score([0], [-3])
+        fitted.score_pairs([0], [-3])
 
 
 def test_exclude_seen_and_short_lists(fitted, data):
@@ -133,12 +133,12 @@ def test_exclude_seen_and_short_lists(fitted, data):
     assert seen_items(train, 0) <= set(everything["item"])
 
 
-def test_score_agrees_with_recommend(fitted):
+def test_score_pairs_agrees_with_recommend(fitted):
     recs = fitted.recommend([1, 2, 3], k=6)
-    scores = fitted.score(recs["user"].to_numpy(), recs["item"].to_numpy())
+    scores = fitted.score_pairs(recs["user"].to_numpy(), recs["item"].to_numpy())
     assert scores.shape == (18,) and scores.dtype == np.float64
     np.testing.assert_allclose(scores, recs["score"].to_numpy(), rtol=1e-5, atol=1e-6)
-    assert fitted.score(1, [0, 1, 2]).shape == (3,)  # a scalar user broadcasts
+    assert fitted.score_pairs(1, [0, 1, 2]).shape == (3,)  # a scalar user broadcasts
 
 
 def test_save_load_round_trip_is_identical(fitted, tmp_path):
@@ -160,7 +160,7 @@ def test_save_load_round_trip_is_identical(fitted, tmp_path):
 def test_methods_before_fit_raise_not_fitted(fitted, tmp_path):
     fresh = clone(fitted)
     assert fresh.get_params() == fitted.get_params()
-    for call in (lambda: fresh.recommend(0), lambda: fresh.score([0], [0]), lambda: fresh.similar_items(0),
+    for call in (lambda: fresh.recommend(0), lambda: fresh.score_pairs([0], [0]), lambda: fresh.score(sp.csr_matrix(fitted.user_items_.shape)), lambda: fresh.similar_items(0),
                  lambda: fresh.save(tmp_path / "x.pt"), lambda: fresh.item_embeddings, lambda: fresh.model_):
         with pytest.raises(NotFittedError, match="not fitted"):
             call()
@@ -168,7 +168,7 @@ def test_methods_before_fit_raise_not_fitted(fitted, tmp_path):
 
 def test_similar_items_and_embeddings(fitted):
     if isinstance(fitted, PopularityRecommender):
-        with pytest.raises(NotImplementedError, match="no embeddings"):
+        with pytest.raises(NotImplementedError, match="no user_emb / item_emb embeddings"):
             fitted.similar_items(0)
         with pytest.raises(NotImplementedError):
             fitted.user_embeddings
@@ -231,7 +231,7 @@ def test_fit_on_interactions_keeps_its_raw_ids(data):
     recs = model.recommend(100, k=3)
     assert recs["user"].tolist() == [100] * 3
     assert set(recs["item"]) <= set(items)
-    assert model.score(100, "item-0").shape == ()
+    assert model.score_pairs(100, "item-0").shape == ()
 
 
 def test_stored_zeros_in_a_sparse_matrix_are_not_positives():
@@ -297,7 +297,7 @@ def test_params_round_trip_and_nested_pretrain():
     model = IRGAN(epochs=2, d_lr=0.01, pretrain=BPRConfig(epochs=3), side="best", seed=4)
     params = model.get_params(deep=False)
     assert set(params) == {f.name for f in dataclasses.fields(IRGANConfig)} | {
-        "seed", "device", "show_progress", "side", "min_rating"}
+        "generator", "discriminator", "seed", "device", "show_progress", "side", "min_rating"}
     assert IRGAN(**params).get_params() == model.get_params()
     assert model.get_params()["pretrain__epochs"] == 3
     model.set_params(**model.get_params(deep=True))  # a no-op
@@ -314,7 +314,7 @@ def test_bad_params_raise_and_leave_the_estimator_unchanged():
     before = model.get_params()
     with pytest.raises(ValueError, match="invalid parameter.*nope"):
         model.set_params(nope=1)
-    with pytest.raises(ValueError, match="learning rates must be positive"):
+    with pytest.raises(ValueError, match="learning rates and ease_l2 must be positive"):
         model.set_params(epochs=3, d_lr=-1.0)  # the config's own check
     with pytest.raises(ValueError, match="side"):
         model.set_params(epochs=3, side="both")
@@ -347,21 +347,43 @@ def test_bpr_beats_popularity_on_planted_groups(data, fits):
 def test_load_refuses_foreign_files(tmp_path, data):
     junk = tmp_path / "junk.pt"
     junk.write_bytes(np.random.default_rng(0).bytes(256))
-    with pytest.raises(ValueError, match="not a saved irgan estimator"):
+    with pytest.raises(ModelFileError, match="not a loadable irgan model file"):
         IRGAN.load(junk)
     other = tmp_path / "dict.pt"
     torch.save({"format": "something-else"}, other)
-    with pytest.raises(ValueError, match="not a saved irgan estimator"):
+    with pytest.raises(ValueError, match="not an irgan model file"):
         Recommender.load(other)
-    checkpoint = tmp_path / "checkpoint.pt"
-    g = IRGAN(**TINY_IRGAN)  # an irgan *checkpoint* (the CLI's) is not an estimator file
-    from irgan.models import Discriminator, Generator
-    save_checkpoint(checkpoint, Generator(2, 3), Discriminator(2, 3), g.config, [0, 1], [0, 1, 2])
-    with pytest.raises(ValueError, match="not a saved irgan estimator"):
-        IRGAN.load(checkpoint)
+    init = tmp_path / "init.pt"  # the CLI's init.pt: a BPRRecommender model file, not an IRGAN
+    save_model(init, "BPRRecommender", {"model": MatrixFactorization(2, 3)}, [0, 1], [0, 1, 2],
+               sp.csr_matrix((2, 3), dtype=np.float32))
+    with pytest.raises(ValueError, match="holds a BPRRecommender"):
+        IRGAN.load(init)
+    assert type(Recommender.load(init, device="cpu")) is BPRRecommender
     popularity = tmp_path / "pop.pt"
     PopularityRecommender().fit(data[0]).save(popularity)
     with pytest.raises(ValueError, match="holds a PopularityRecommender"):
         IRGAN.load(popularity)
     with pytest.raises(FileNotFoundError):
         IRGAN.load(tmp_path / "missing.pt")
+
+
+def test_load_converts_a_version_1_cli_checkpoint(tmp_path):
+    """A model.pt of the CLI before irgan-model-v2 ("irgan-checkpoint-v1") loads as an IRGAN."""
+    g, d = MatrixFactorization(3, 4, dim=2), MatrixFactorization(3, 4, dim=2)
+    config = IRGANConfig(epochs=2, d_lr=0.01)
+    state = {"format": "irgan-checkpoint-v1",
+             "generator": {k: v.detach() for k, v in g.state_dict().items()},
+             "discriminator": {k: v.detach() for k, v in d.state_dict().items()},
+             "config": dataclasses.asdict(config), "user_ids": ["a", "b", "c"], "item_ids": [10, 20, 30, 40],
+             "extra": {"seed": 0, "dataset": "ratings.csv"}}
+    path = tmp_path / "old.pt"
+    torch.save(state, path)
+    model = IRGAN.load(path, device="cpu")
+    assert model.config == config
+    assert model.user_ids_.tolist() == ["a", "b", "c"] and model.item_ids_.tolist() == [10, 20, 30, 40]
+    with torch.no_grad():
+        expected = g.score_users(torch.tensor([1]))[0].numpy()
+    recs = model.recommend("b", k=4)
+    assert recs["item"].tolist() == [[10, 20, 30, 40][i] for i in np.argsort(-expected, kind="stable")]
+    np.testing.assert_allclose(model.score_pairs("b", [10, 20, 30, 40]), expected, rtol=1e-6)
+    torch.testing.assert_close(model.discriminator_.scorer.item_emb, d.item_emb)

@@ -12,11 +12,11 @@ import torch.nn.functional as F
 from irgan.config import IRGANConfig
 from irgan.fast_mf import (bpr_loss, bpr_sgd_step, packed_items, packed_users, pair_products, pointwise_loss,
                           policy_gradient_loss)
-from irgan.models import Discriminator, Generator, MatrixFactorization
-from irgan.sampling import sample_rows
 from irgan.fast_mf import RowOptimizer
-from irgan.sampling import PositiveSet
+from irgan.models import Discriminator, Generator, MatrixFactorization
+from irgan.sampling import PositiveSet, sample_rows
 from irgan.trainer import g_epoch
+from irgan.updates import FastGUpdate, g_update
 
 N_USERS, N_ITEMS, DIM = 5, 8, 3
 
@@ -25,8 +25,9 @@ def seeded(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def make_model(cls=MatrixFactorization, seed: int = 0, n_users: int = N_USERS, n_items: int = N_ITEMS):
-    model = cls(n_users, n_items, DIM, init_scale=0.7, generator=seeded(seed))
+def make_model(seed: int = 0, n_users: int = N_USERS, n_items: int = N_ITEMS) -> MatrixFactorization:
+    """An MF scorer with non-zero biases (the fast path takes the scorer, not a player)."""
+    model = MatrixFactorization(n_users, n_items, DIM, init_scale=0.7, generator=seeded(seed))
     with torch.no_grad():
         model.item_bias.copy_(torch.randn(n_items, generator=seeded(seed + 100)) * 0.5)
     return model
@@ -97,7 +98,7 @@ def test_bpr_loss_matches_autograd(l2):
 @pytest.mark.parametrize("n", [8, 40])  # fewer pairs than model rows: per-pair gradients; more: summed per row
 @pytest.mark.parametrize("l2", [0.0, 0.2])
 def test_pointwise_loss_matches_autograd(l2, n):
-    model = make_model(Discriminator)
+    model = make_model()
     users, items, _ = repeated_batch(n, seed=1)
     labels = (torch.rand(len(users), generator=seeded(2)) < 0.5).float()
 
@@ -115,7 +116,7 @@ def test_pointwise_loss_matches_autograd(l2, n):
 
 @pytest.mark.parametrize("temperature", [1.0, 0.3])
 def test_policy_gradient_loss_matches_autograd(temperature):
-    model = make_model(Generator)
+    model = make_model()
     users = torch.tensor([3, 0, 4])  # distinct users, not sorted; user 1 and 2 untouched
     g = seeded(5)
     rows = torch.randint(3, (30,), generator=g)
@@ -133,7 +134,7 @@ def test_policy_gradient_loss_matches_autograd(temperature):
     assert torch.equal(dense(model, updates)["user_emb"][[1, 2]], torch.zeros(2, DIM))
 
     # the precomputed p path gives the same answer
-    p = model.log_probs(users, temperature).exp().detach()
+    p = Generator(model).log_probs(users, temperature).exp().detach()
     value2, updates2 = policy_gradient_loss(model, users, rows, items, weights, temperature, p=p)
     assert value2 == pytest.approx(value, rel=1e-6)
     assert_grads_close(dense(model, updates2), dense(model, updates), atol=1e-6)
@@ -162,7 +163,7 @@ def test_pair_products_sum_repeated_unsorted_pairs():
 
 
 def test_losses_do_not_touch_parameters_or_build_graphs():
-    model = make_model(Generator)
+    model = make_model()
     before = [p.detach().clone() for p in model.parameters()]
     users, pos, neg = repeated_batch()
     for _, updates in (bpr_loss(model, users, pos, neg, 0.1),
@@ -186,7 +187,7 @@ def test_row_optimizer_sgd_is_the_manual_update():
 
 
 def test_row_optimizer_dense_rows_none():
-    model = make_model(Generator)
+    model = make_model()
     _, updates = policy_gradient_loss(model, torch.tensor([0]), torch.tensor([0, 0]), torch.tensor([2, 5]),
                                       torch.tensor([1.0, 0.5]))
     assert any(rows is None for _, rows, _ in updates)
@@ -239,12 +240,12 @@ MIX, TEMPERATURE = 0.2, 0.7
 
 
 def reinforce_setup():
-    G = make_model(Generator, seed=7, n_users=2, n_items=6)
+    G = make_model(seed=7, n_users=2, n_items=6)  # G's MF scorer
     users = torch.arange(2)
     rewards = torch.tensor([[0.9, -0.4, 0.1, 0.7, -0.8, 0.3],
                             [-0.2, 0.5, 0.8, -0.6, 0.2, 0.4]])
     with torch.no_grad():
-        p = G.log_probs(users, TEMPERATURE).exp()
+        p = Generator(G).log_probs(users, TEMPERATURE).exp()
     mask = torch.as_tensor(POSITIVES)
     q = (1 - MIX) * p + MIX * mask / mask.sum(1, keepdim=True)  # the trainer's proposal
     return G, users, rewards, p, q
@@ -252,7 +253,7 @@ def reinforce_setup():
 
 def exact_policy_gradient(G, users, rewards) -> dict[str, torch.Tensor]:
     """d/dθ sum_u E_{i ~ p(.|u)}[r_ui] by autograd: the gradient REINFORCE estimates."""
-    _, grads = autograd(G, lambda m: (m.log_probs(users, TEMPERATURE).exp() * rewards).sum())
+    _, grads = autograd(G, lambda m: (Generator(m).log_probs(users, TEMPERATURE).exp() * rewards).sum())
     return grads
 
 
@@ -301,26 +302,28 @@ def test_importance_weighted_policy_gradient_monte_carlo():
 
 def test_g_epoch_steps_along_the_exact_policy_gradient():
     """One SGD g_epoch with D's rewards moves G by lr x (an unbiased estimate of) grad E_p[reward]."""
-    G, users, _, p, q = reinforce_setup()
-    D = make_model(Discriminator, seed=8, n_users=2, n_items=6)
+    scorer, users, _, p, q = reinforce_setup()
+    G, D = Generator(scorer), Discriminator(make_model(seed=8, n_users=2, n_items=6))
     with torch.no_grad():
         rewards = D.reward(users[:, None].expand(-1, 6), torch.arange(6).expand(2, -1), "code")
     factor, lr = 20_000, 1e-3
     config = IRGANConfig(optimizer="sgd", g_lr=lr, g_l2=0.0, g_temperature=TEMPERATURE, g_mix=MIX,
                          g_sample_factor=factor, reward="code")
-    before = {n: t.detach().clone() for n, t in G.named_parameters()}
+    before = {n: t.detach().clone() for n, t in scorer.named_parameters()}
     positives = PositiveSet(sp.csr_matrix(POSITIVES))
-    stats = g_epoch(G, D, RowOptimizer("sgd", list(G.parameters()), lr), positives, users, config, seeded(3))
+    step = g_update(G.scorer, "sgd", lr, fast_path=True)
+    assert isinstance(step, FastGUpdate)
+    stats = g_epoch(G, D, step, positives, users, config, seeded(3))
     assert set(stats) == {"g_reward", "g_entropy", "g_entropy_share", "g_coverage"}
     log_p = torch.log_softmax(before["user_emb"][users] @ before["item_emb"].T / TEMPERATURE
                               + before["item_bias"] / TEMPERATURE, 1)
     assert stats["g_entropy"] == pytest.approx(-(log_p.exp() * log_p).sum(1).mean().item(), rel=1e-5)
     assert stats["g_entropy_share"] == pytest.approx(stats["g_entropy"] / np.log(6))
     assert stats["g_coverage"] == 1.0
-    step = {n: (t.detach() - before[n]) / lr for n, t in G.named_parameters()}
+    step = {n: (t.detach() - before[n]) / lr for n, t in scorer.named_parameters()}
 
-    exact = exact_policy_gradient(make_model(Generator, seed=7, n_users=2, n_items=6), users, rewards)
-    samples = per_sample_ascent(make_model(Generator, seed=7, n_users=2, n_items=6), users, rewards, p, q)
+    exact = exact_policy_gradient(make_model(seed=7, n_users=2, n_items=6), users, rewards)
+    samples = per_sample_ascent(make_model(seed=7, n_users=2, n_items=6), users, rewards, p, q)
     counts = factor * POSITIVES.sum(1)
     for name in exact:
         var = sum((sum(q[u, i] * samples[u, i][name] ** 2 for i in range(6))
@@ -333,14 +336,14 @@ def test_g_epoch_steps_along_the_exact_policy_gradient():
 def test_pointwise_l2_on_a_row_held_thousands_of_times_shrinks_as_sequential_sgd():
     """One item in 20,000 pairs with lr l2 n = 4: a linear L2 sum overshoots past zero (the
     divergence D's full-data step met); the sequential form shrinks by (1 - lr l2)^n."""
-    model = make_model(Discriminator)
+    model = make_model()
     n, lr, l2 = 20_000, 1e-3, 0.2
     users, items = torch.arange(n) % N_USERS, torch.full((n,), 2)
     labels = torch.sigmoid(model.score(users, items)).detach()  # zero data gradient: only L2 acts
     before = model.item_emb.detach()[2].clone()
     for lr_arg, check in ((None, lambda after: (after / before < -1).all()),
                           (lr, lambda after: torch.allclose(after, before * (1 - lr * l2) ** n, rtol=1e-3))):
-        copy = make_model(Discriminator)
+        copy = make_model()
         _, updates = pointwise_loss(copy, users, items, labels, l2, lr_arg)
         RowOptimizer("sgd", list(copy.parameters()), lr).step(updates)
         assert check(copy.item_emb.detach()[2]), lr_arg

@@ -1,4 +1,5 @@
-"""Models: the MF scorer's shapes and agreement, G's sampling, D's rewards, inverse-CDF sampling."""
+"""Models: the MF scorer's shapes, agreement and penalty, the players wrapping it (G's sampling,
+D's rewards), inverse-CDF sampling."""
 from __future__ import annotations
 
 import numpy as np
@@ -34,7 +35,7 @@ def test_shapes(model):
     assert model.score(users[:, None].expand(-1, 5), torch.arange(5).repeat(4, 1)).shape == (4, 5)
     assert model.score_users(users).shape == (4, 11)
     assert model(users).shape == (4, 11)  # forward is score_users
-    g = Generator(7, 11, dim=4, generator=seeded())
+    g = Generator(MatrixFactorization(7, 11, dim=4, generator=seeded()))
     assert g.log_probs(users).shape == (4, 11)
     assert torch.allclose(g.log_probs(users).exp().sum(1), torch.ones(4))
 
@@ -68,7 +69,7 @@ def test_score_users_agrees_with_score_on_all_pairs(model):
 
 
 def test_log_probs_temperature_and_exclude():
-    g = Generator(2, 6, dim=3, init_scale=1.0, generator=seeded())
+    g = Generator(MatrixFactorization(2, 6, dim=3, init_scale=1.0, generator=seeded()))
     users = torch.tensor([0, 1])
     with torch.no_grad():
         expected = torch.log_softmax(g.score_users(users) / 0.3, 1)
@@ -86,8 +87,9 @@ def test_from_arrays_round_trip(model):
     assert (copy.n_users, copy.n_items, copy.dim) == (7, 11, 4)
     assert all(torch.equal(a, b) for a, b in zip(copy.parameters(), model.parameters()))
     assert copy.user_emb.dtype == torch.float32
-    g = Generator.from_arrays(*(a.astype(np.float64) for a in arrays))  # subclasses and any float dtype
-    assert isinstance(g, Generator) and g.user_emb.dtype == torch.float32
+    g = Generator(MatrixFactorization.from_arrays(*(a.astype(np.float64) for a in arrays)))  # any float dtype
+    assert isinstance(g.scorer, MatrixFactorization) and g.scorer.user_emb.dtype == torch.float32
+    assert all(torch.equal(a, b) for a, b in zip(g.parameters(), model.parameters()))
 
 
 @pytest.mark.parametrize(
@@ -105,35 +107,44 @@ def test_from_arrays_validates_shapes(shapes):
         MatrixFactorization.from_arrays(*(np.zeros(s) for s in shapes))
 
 
-def test_copy_from(model):
-    target = Discriminator(7, 11, dim=4)
-    assert target.copy_from(model) is target
+def test_load_state_dict_copies(model):
+    target = Discriminator(MatrixFactorization(7, 11, dim=4))
+    target.scorer.load_state_dict(model.state_dict())
     assert all(torch.equal(a, b) for a, b in zip(target.parameters(), model.parameters()))
     with torch.no_grad():
         model.user_emb.add_(1)  # a copy, not shared storage
-    assert not torch.equal(target.user_emb, model.user_emb)
+    assert not torch.equal(target.scorer.user_emb, model.user_emb)
 
 
 @pytest.mark.parametrize("sizes", [(8, 11, 4), (7, 12, 4), (7, 11, 5)])
-def test_copy_from_refuses_mismatched_sizes(model, sizes):
-    before = [p.detach().clone() for p in model.parameters()]
-    with pytest.raises(ValueError, match="cannot initialise"):
-        model.copy_from(MatrixFactorization(*sizes))
-    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+def test_load_state_dict_refuses_mismatched_sizes(model, sizes):
+    other = MatrixFactorization(*sizes)
+    mismatched = [name for name, p in other.state_dict().items() if p.shape != model.state_dict()[name].shape]
+    before = {name: p.detach().clone() for name, p in model.state_dict().items()}
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        model.load_state_dict(other.state_dict())
+    # (torch copies the tensors whose sizes fit before it raises; those that do not are untouched)
+    assert mismatched and all(torch.equal(model.state_dict()[name], before[name]) for name in mismatched)
 
 
-def test_l2_counts_each_occurrence(model):
-    users, items = torch.tensor([0, 0, 2]), torch.tensor([1, 1])
+def test_penalty_counts_each_occurrence(model):
+    users, items = torch.tensor([0, 0, 2]), torch.tensor([1, 1, 4])
+    user_part, item_part = model.penalty(users, items)
+    assert user_part.shape == (3,) and item_part.shape == (3,)  # one entry per occurrence
+    assert torch.allclose(user_part, model.user_emb[users].square().sum(1) / 2)
+    assert torch.allclose(item_part, (model.item_emb[items].square().sum(1) + model.item_bias[items].square()) / 2)
     expected = (model.user_emb[users].square().sum() + model.item_emb[items].square().sum()
                 + model.item_bias[items].square().sum()) / 2
-    assert torch.allclose(model.l2(users, items), expected)
-    assert torch.allclose(model.l2(users), model.user_emb[users].square().sum() / 2)
+    assert torch.allclose(user_part.sum() + item_part.sum(), expected)
+    assert user_part[0] == user_part[1] and item_part[0] == item_part[1]  # a repeated row counts each time
+    no_items = model.penalty(users, items[:0])[1]
+    assert no_items.shape == (0,)
 
 
 # --- Discriminator.reward --------------------------------------------------------------------
 
 def test_reward_kinds():
-    d = Discriminator(3, 4, dim=2, init_scale=2.0, generator=seeded())
+    d = Discriminator(MatrixFactorization(3, 4, dim=2, init_scale=2.0, generator=seeded()))
     users, items = torch.tensor([0, 1, 2, 2]), torch.tensor([3, 0, 1, 3])
     with torch.no_grad():
         f = d.score(users, items)
@@ -146,7 +157,7 @@ def test_reward_kinds():
 
 
 def test_unknown_reward_raises():
-    d = Discriminator(2, 3)
+    d = Discriminator(MatrixFactorization(2, 3))
     with pytest.raises(ValueError, match="unknown reward"):
         d.reward(torch.tensor([0]), torch.tensor([1]), "log")
 
@@ -224,9 +235,9 @@ def test_sample_rows_zero_counts():
 
 
 def test_generator_sample_never_returns_excluded_items():
-    g = Generator(5, 12, dim=3, init_scale=1.0, generator=seeded(0))
+    g = Generator(MatrixFactorization(5, 12, dim=3, init_scale=1.0, generator=seeded(0)))
     with torch.no_grad():
-        g.item_bias[:6] = 8.0  # G strongly prefers items 0-5 ...
+        g.scorer.item_bias[:6] = 8.0  # G strongly prefers items 0-5 ...
     users = torch.arange(5)
     exclude = torch.zeros(5, 12, dtype=torch.bool)
     exclude[:, :6] = True  # ... which are all excluded
@@ -241,7 +252,7 @@ def test_generator_sample_never_returns_excluded_items():
 
 
 def test_generator_sample_follows_log_probs():
-    g = Generator(1, 5, dim=2, init_scale=1.0, generator=seeded(4))
+    g = Generator(MatrixFactorization(1, 5, dim=2, init_scale=1.0, generator=seeded(4)))
     p = g.log_probs(torch.tensor([0]), temperature=0.7).exp()[0].detach()
     draws = g.sample(torch.tensor([0]), torch.tensor([30000]), temperature=0.7, generator=seeded(5))
     observed = torch.bincount(draws, minlength=5).numpy()

@@ -1,4 +1,5 @@
-"""Baselines (popularity, BPR, DNS-BPR) on planted structure, and the positive-set sampling they use."""
+"""Baselines (popularity, BPR, DNS-BPR) on planted structure, and the positive-set sampling they use
+(``irgan.sampling``: positive sets, uniform and DNS negatives)."""
 from __future__ import annotations
 
 from unittest import mock
@@ -12,10 +13,9 @@ from hypothesis import strategies as st
 
 from irgan.config import BPRConfig
 from irgan.models import Popularity
-from irgan.pretrain import fit_bpr
-from irgan.baselines.bpr import draw_negatives
 from irgan.metrics import evaluate
-from irgan.sampling import PositiveSet, positive_pairs
+from irgan.pretrain import fit_bpr
+from irgan.sampling import PositiveSet, dns_negatives, positive_pairs
 from helpers import planted
 
 # A setting that learns the planted groups in a few epochs (the paper's SGD at 0.05 needs ~20).
@@ -114,11 +114,11 @@ def test_dns_negative_is_the_best_scored_non_positive():
     users = torch.tensor([0, 1] * 200)
     # with 60 candidates the best-scored non-positive is (all but surely) among them, and wins:
     # user 0 (positive 0) gets item 1, user 1 (positives 1, 2) gets item 0
-    dns = draw_negatives(model, PositiveSet(train), users, BPRConfig(dns_candidates=60), torch.Generator().manual_seed(0))
+    dns = dns_negatives(model, PositiveSet(train), users, 60, torch.Generator().manual_seed(0))
     assert torch.equal(dns, torch.where(users == 0, 1, 0))
-    few = draw_negatives(model, PositiveSet(train), users, BPRConfig(dns_candidates=2), torch.Generator().manual_seed(0))
+    few = dns_negatives(model, PositiveSet(train), users, 2, torch.Generator().manual_seed(0))
     assert not PositiveSet(train).contains(users, few).any()
-    uniform = draw_negatives(model, PositiveSet(train), users, BPRConfig(negatives="uniform"), torch.Generator().manual_seed(0))
+    uniform = dns_negatives(model, PositiveSet(train), users, 1, torch.Generator().manual_seed(0))  # 1 candidate: uniform
     assert not PositiveSet(train).contains(users, uniform).any()
     # best-of-2 picks the top item more often than a uniform draw does
     assert few[users == 1].eq(0).sum() > uniform[users == 1].eq(0).sum()

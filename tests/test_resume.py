@@ -24,7 +24,7 @@ import scipy.sparse as sp
 import torch
 
 import irgan.trainer
-from irgan.checkpoint import FORMAT, STATE_FORMAT, load_checkpoint
+from irgan.checkpoint import FORMAT, STATE_FORMAT, ModelFileError, load_model
 from irgan.config import IRGANConfig
 from irgan.train import main
 from irgan.trainer import fit_irgan
@@ -61,10 +61,13 @@ def read_report(run: Path) -> dict:
 
 
 def same_models(a: Path, b: Path) -> None:
-    x, y = load_checkpoint(a / "model.pt"), load_checkpoint(b / "model.pt")
-    for p, q in ((x.generator, y.generator), (x.discriminator, y.discriminator)):
-        for key, value in p.state_dict().items():
-            assert torch.equal(value, q.state_dict()[key]), key
+    x, y = load_model(a / "model.pt"), load_model(b / "model.pt")
+    assert set(x.scorers) == set(y.scorers) == {"generator", "discriminator"}
+    for role in x.scorers:
+        p, q = x.scorers[role].state_dict(), y.scorers[role].state_dict()
+        assert p.keys() == q.keys()
+        for key, value in p.items():
+            assert torch.equal(value, q[key]), (role, key)
 
 
 # --- real signals, real processes -----------------------------------------------------------
@@ -328,16 +331,16 @@ def test_the_payload_is_live(tmp_path):
     assert marker.exists()
 
 
-def test_load_checkpoint_refuses_a_crafted_file(tmp_path):
+def test_load_model_refuses_a_crafted_file(tmp_path):
     marker = tmp_path / "PWNED"
     path = tmp_path / "model.pt"
-    torch.save({"format": FORMAT, "generator": Payload(marker)}, path)
-    with pytest.raises(ValueError, match="not a loadable irgan checkpoint"):
-        load_checkpoint(path)
+    torch.save({"format": FORMAT, "scorers": {"generator": Payload(marker)}}, path)
+    with pytest.raises(ModelFileError, match="not a loadable irgan model file"):
+        load_model(path)
     with open(path, "wb") as f:  # a bare pickle, not torch's zip layout
-        pickle.dump({"format": FORMAT, "generator": Payload(marker)}, f, protocol=2)
-    with pytest.raises(ValueError, match="not a loadable irgan checkpoint"):
-        load_checkpoint(path)
+        pickle.dump({"format": FORMAT, "scorers": {"generator": Payload(marker)}}, f, protocol=2)
+    with pytest.raises(ModelFileError, match="not a loadable irgan model file"):
+        load_model(path)
     assert not marker.exists()
 
 

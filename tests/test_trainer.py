@@ -1,4 +1,5 @@
-"""The adversarial loop on planted data, its config, G's starting points, and checkpoints."""
+"""The adversarial loop on planted data, its config, G's proposals to D and G's starting points
+(model files: tests/test_checkpoint.py; the recipe around the loop: tests/test_pipeline_units.py)."""
 from __future__ import annotations
 
 import dataclasses
@@ -13,17 +14,13 @@ import scipy.sparse as sp
 import torch
 
 import irgan.trainer as trainer
-from irgan.config import BPRConfig
-from irgan.models import Popularity
-from irgan.pretrain import fit_bpr
-from irgan.checkpoint import FORMAT, atomic_write, load_checkpoint, save_checkpoint
-from irgan.config import IRGANConfig
+from irgan.config import BPRConfig, IRGANConfig
 from irgan.data import Interactions, validation_split
 from irgan.metrics import evaluate
-from irgan.models import Discriminator, Generator, MatrixFactorization
-from irgan.sampling import PositiveSet
+from irgan.models import Discriminator, Generator, MatrixFactorization, Popularity
 from irgan.pipeline import initial_generator
-from irgan.sampling import sample_fake
+from irgan.pretrain import fit_bpr
+from irgan.sampling import PositiveSet, sample_fake
 from irgan.trainer import fit_irgan
 from helpers import planted
 
@@ -77,7 +74,9 @@ def test_fit_irgan_sizes_and_history(tiny_result, data):
     fit, _, _, _ = data
     G, D = tiny_result.generator, tiny_result.discriminator
     assert isinstance(G, Generator) and isinstance(D, Discriminator)
-    assert (G.n_users, G.n_items, G.dim) == (D.n_users, D.n_items, D.dim) == (*fit.shape, TINY.dim)
+    assert isinstance(G.scorer, MatrixFactorization) and isinstance(D.scorer, MatrixFactorization)
+    assert (G.scorer.n_users, G.scorer.n_items, G.scorer.dim) == (*fit.shape, TINY.dim)
+    assert (D.scorer.n_users, D.scorer.n_items, D.scorer.dim) == (*fit.shape, TINY.dim)
     history = tiny_result.history
     assert len(history) == TINY.epochs * TINY.g_epochs  # eval_every=1
     for row in history:
@@ -153,7 +152,7 @@ def test_fit_irgan_starts_from_init(data):
     init = MatrixFactorization(*fit.shape, TINY.dim, init_scale=0.3, generator=torch.Generator().manual_seed(5))
     result = fit_irgan(fit, validation, dataclasses.replace(TINY, g_epochs=0, epochs=1), init=init, seed=0, device="cpu")
     assert all(torch.equal(a, b) for a, b in zip(weights(result.generator), weights(init)))  # G never moved
-    with pytest.raises(ValueError, match="cannot initialise"):
+    with pytest.raises(ValueError, match="cannot start G"):
         fit_irgan(fit, validation, TINY, init=MatrixFactorization(fit.shape[0], fit.shape[1] + 1, TINY.dim))
 
 
@@ -168,7 +167,8 @@ def test_fit_irgan_refuses_empty_train(data):
 def peaked_generator(train: sp.csr_matrix) -> Generator:
     """A G whose softmax puts almost all mass on each user's own positives."""
     dense = train.toarray()
-    return Generator.from_arrays(dense, 10 * np.eye(dense.shape[1], dtype=np.float32), np.zeros(dense.shape[1]))
+    return Generator(MatrixFactorization.from_arrays(dense, 10 * np.eye(dense.shape[1], dtype=np.float32),
+                                                     np.zeros(dense.shape[1])))
 
 
 def test_sample_fake_excludes_positives_when_asked():
@@ -177,27 +177,53 @@ def test_sample_fake_excludes_positives_when_asked():
     positives, users = PositiveSet(train), torch.arange(6)
     G = peaked_generator(train)
     rows = torch.repeat_interleave(users, positives.counts)
-    keep = IRGANConfig(d_exclude_positives=False, d_temperature=1.0)
-    fake = sample_fake(G, positives, users, keep, torch.Generator().manual_seed(0))
+    fake = sample_fake(G, positives, users, 1.0, False, torch.Generator().manual_seed(0))
     assert fake.shape == (train.nnz,)
     assert positives.contains(rows, fake).float().mean() > 0.9  # G proposes positives ...
-    exclude = dataclasses.replace(keep, d_exclude_positives=True)
-    fake = sample_fake(G, positives, users, exclude, torch.Generator().manual_seed(0), batch_users=4)
+    fake = sample_fake(G, positives, users, 1.0, True, torch.Generator().manual_seed(0), batch_users=4)
     assert fake.shape == (train.nnz,)
     assert not positives.contains(rows, fake).any()  # ... unless told not to
 
 
-def test_sample_fake_excludes_positives_of_a_user_with_every_item():
+def test_sample_fake_refuses_to_exclude_positives_of_a_user_with_every_item():
+    # user 0 has every item: with exclude_positives it has nothing to draw, and sample_fake says so
     train = sp.csr_matrix(np.array([[1, 1, 1, 1], [1, 0, 0, 0], [0, 1, 0, 1]], np.float32))
-    positives, users = PositiveSet(train), torch.arange(3)
-    G = Generator(3, 4, generator=torch.Generator().manual_seed(0))
-    config = IRGANConfig(d_exclude_positives=True)
-    try:
-        fake = sample_fake(G, positives, users, config, torch.Generator().manual_seed(0))
-    except ValueError:
-        return  # refusing is fine too: that user has no negative
-    rows = torch.repeat_interleave(users, positives.counts)
-    assert not positives.contains(rows, fake).any()
+    positives = PositiveSet(train)
+    G = peaked_generator(train)
+    for users in (torch.arange(3), torch.tensor([1, 2, 0])):
+        for batch_users in (1, 1024):  # refused up front, whichever batch holds that user
+            with pytest.raises(ValueError, match="d_exclude_positives"):
+                sample_fake(G, positives, users, 1.0, True, torch.Generator().manual_seed(0), batch_users=batch_users)
+    # without exclusion that user is fine: its draws are its positives (all items)
+    fake = sample_fake(G, positives, torch.arange(3), 1.0, False, torch.Generator().manual_seed(0))
+    assert fake.shape == (train.nnz,)
+
+
+def test_sample_fake_never_draws_a_positive_of_users_with_negatives():
+    # users 1 and 2 have negatives: excluding positives, 3000 draws of a G peaked on their
+    # positives never hit one (user 0, who has every item, is not asked for)
+    train = sp.csr_matrix(np.array([[1, 1, 1, 1], [1, 0, 0, 0], [0, 1, 0, 1]], np.float32))
+    positives, users = PositiveSet(train), torch.tensor([1, 2])
+    G = peaked_generator(train)
+    rows = torch.repeat_interleave(users, positives.counts[users])
+    rng = torch.Generator().manual_seed(0)
+    kept = torch.cat([sample_fake(G, positives, users, 1.0, False, rng) for _ in range(1000)])
+    assert positives.contains(rows.repeat(1000), kept).float().mean() > 0.9  # control: G proposes positives
+    for batch_users in (1, 2):
+        drawn = torch.cat([sample_fake(G, positives, users, 1.0, True, rng, batch_users=batch_users)
+                           for _ in range(1000)])
+        assert drawn.shape == (3000,)
+        assert not positives.contains(rows.repeat(1000), drawn).any()
+        assert set(drawn[0::3].tolist()) == {1, 2, 3} and set(drawn[1::3].tolist()) | set(drawn[2::3].tolist()) == {0, 2}
+
+
+def test_fit_irgan_refuses_d_exclude_positives_for_a_user_with_every_item():
+    train = sp.csr_matrix(np.array([[1, 1, 1, 1, 1, 1], [1, 0, 0, 1, 0, 0], [0, 1, 0, 1, 0, 0]], np.float32))
+    selection = sp.csr_matrix(np.array([[0] * 6, [0, 1, 0, 0, 0, 0], [0, 0, 1, 0, 0, 0]], np.float32))
+    config = dataclasses.replace(TINY, d_exclude_positives=True, select_metric="P@3", epochs=1)
+    with pytest.raises(ValueError, match="d_exclude_positives"):
+        fit_irgan(train, selection, config, seed=0, device="cpu")
+    fit_irgan(train, selection, dataclasses.replace(config, d_exclude_positives=False), seed=0, device="cpu")
 
 
 def test_d_exclude_positives_in_the_loop(data):
@@ -318,74 +344,3 @@ def test_initial_generator_loads_the_authors_dns_model(shared_data):
     metrics = evaluate(model, data.train.matrix, data.test.matrix)
     assert round(metrics["P@3"], 4) == 0.3845  # the figure the authors' files give (irgan-ml100k/README.md)
     assert round(metrics["P@5"], 4) == 0.3474
-
-
-# --- checkpoints -----------------------------------------------------------------------------
-
-@pytest.fixture
-def players():
-    g = torch.Generator().manual_seed(0)
-    G, D = Generator(4, 6, dim=3, init_scale=1.0, generator=g), Discriminator(4, 6, dim=3, init_scale=1.0, generator=g)
-    with torch.no_grad():
-        G.item_bias.normal_(generator=g)
-        D.item_bias.normal_(generator=g)
-    return G, D
-
-
-def test_checkpoint_round_trip(tmp_path, players):
-    G, D = players
-    config = IRGANConfig(dim=3, epochs=2, reward="paper", pretrain=BPRConfig(epochs=7))
-    user_ids, item_ids = np.array([10, 20, 30, 40]), np.array(["a", "b", "c", "d", "e", "f"])
-    save_checkpoint(tmp_path / "run" / "model.pt", G, D, config, user_ids, item_ids, seed=3, dataset="x")
-    assert [p.name for p in (tmp_path / "run").iterdir()] == ["model.pt"]  # no temp file left
-    ckpt = load_checkpoint(tmp_path / "run" / "model.pt")
-    assert isinstance(ckpt.generator, Generator) and isinstance(ckpt.discriminator, Discriminator)
-    users = torch.arange(4)
-    with torch.no_grad():
-        assert torch.equal(ckpt.generator.score_users(users), G.score_users(users))
-        assert torch.equal(ckpt.discriminator.score_users(users), D.score_users(users))
-    assert ckpt.config == config
-    assert ckpt.user_ids.tolist() == user_ids.tolist() and ckpt.item_ids.tolist() == item_ids.tolist()
-    assert ckpt.extra == {"seed": 3, "dataset": "x"}
-
-
-def test_checkpoint_refuses_a_non_checkpoint(tmp_path):
-    text = tmp_path / "notes.pt"
-    text.write_text("hello")
-    with pytest.raises(ValueError, match="not a loadable"):
-        load_checkpoint(text)
-    other = tmp_path / "other.pt"
-    torch.save({"format": "something-else", "weights": torch.zeros(2)}, other)
-    with pytest.raises(ValueError, match="not an irgan checkpoint"):
-        load_checkpoint(other)
-    torch.save([1, 2, 3], other)
-    with pytest.raises(ValueError, match="not an irgan checkpoint"):
-        load_checkpoint(other)
-    with pytest.raises(FileNotFoundError):
-        load_checkpoint(tmp_path / "missing.pt")
-
-
-def test_checkpoint_refuses_a_crafted_pickle(tmp_path):
-    marker = tmp_path / "pwned"
-    path = tmp_path / "model.pt"
-    torch.save({"format": FORMAT, "generator": Evil(marker)}, path)
-    with pytest.raises(ValueError, match="not a loadable"):
-        load_checkpoint(path)
-    assert not marker.exists()
-
-
-def test_atomic_write_leaves_nothing_on_failure(tmp_path):
-    target = tmp_path / "out.json"
-    target.write_bytes(b"old")
-
-    def fail(f):
-        f.write(b"partial")
-        raise RuntimeError("disk full")
-
-    with pytest.raises(RuntimeError, match="disk full"):
-        atomic_write(target, fail)
-    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
-    assert target.read_bytes() == b"old"
-    atomic_write(tmp_path / "new" / "x.bin", lambda f: f.write(b"ok"))  # creates the folder
-    assert (tmp_path / "new" / "x.bin").read_bytes() == b"ok"
-    assert [p.name for p in (tmp_path / "new").iterdir()] == ["x.bin"]

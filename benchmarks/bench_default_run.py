@@ -1,0 +1,55 @@
+"""Whole-process time of the default ``python -m irgan.train --dataset ml-100k``: this tree's code
+on the fast MF path and on autograd (``--no-fast-path``), against another checkout (``--old``),
+runs interleaved so that machine load hits all alike; median of ``--repeats``.
+
+    python -m benchmarks.bench_default_run --old /path/to/old/checkout --data-dir DATA
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parents[1]
+
+
+def one_run(tree: Path, data_dir: str, extra: list[str]) -> tuple[float, str]:
+    """Seconds of one whole CLI process run in ``tree`` (one thread), and its table's G row."""
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "irgan.train", "--dataset", "ml-100k", "--data-dir", data_dir,
+                               "--quiet", "--out", str(Path(tmp) / "run"), *extra], cwd=tree, capture_output=True,
+                              text=True, env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(tree)})
+        seconds = time.perf_counter() - start
+    if done.returncode:
+        raise SystemExit(f"run in {tree} failed: {done.stderr[-500:]}")
+    return seconds, next(line for line in done.stdout.splitlines() if line.startswith("IRGAN G"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--old", required=True, help="checkout of the code to compare with")
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    variants = {"old": (Path(args.old), []), "new (fast MF path)": (HERE, []), "new (autograd, --no-fast-path)": (HERE, ["--no-fast-path"])}
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    rows: dict[str, str] = {}
+    for _ in range(args.repeats):
+        for name, (tree, extra) in variants.items():
+            seconds, rows[name] = one_run(tree, args.data_dir, extra)
+            times[name].append(seconds)
+            print(f"{name}: {seconds:.1f} s", flush=True)
+    old = statistics.median(times["old"])
+    for name, values in times.items():
+        median = statistics.median(values)
+        print(f"| {name} | {median:.1f} | {' / '.join(f'{v:.1f}' for v in values)} | {median / old:.2f} | `{rows[name]}` |")
+
+
+if __name__ == "__main__":
+    main()

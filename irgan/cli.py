@@ -1,0 +1,31 @@
+"""The ``irgan`` command: ``irgan train ...`` (as ``python -m irgan.train``) and ``irgan plot RUN_DIR``."""
+from __future__ import annotations
+
+import sys
+from typing import Sequence
+
+USAGE = """usage: irgan COMMAND [ARGS]
+
+commands:
+  train   pretrain G, play IRGAN, select, test and save a run   (irgan train --help)
+  plot    draw a run's learning curves as PNGs                  (irgan plot --help)"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command == "train":
+        from irgan.train import main as train
+        return train(rest, prog="irgan train")
+    if command == "plot":
+        from irgan.plot import main as plot
+        return plot(rest, prog="irgan plot")
+    print(f"irgan: unknown command {command!r}\n{USAGE}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
