@@ -36,8 +36,11 @@ def main() -> None:
     parser.add_argument("--old", required=True, help="checkout of the code to compare with")
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-autograd", action="store_true", help="skip the (several times slower) autograd runs")
     args = parser.parse_args()
-    variants = {"old": (Path(args.old), []), "new (fast MF path)": (HERE, []), "new (autograd, --no-fast-path)": (HERE, ["--no-fast-path"])}
+    variants = {"old": (Path(args.old), []), "new (fast MF path)": (HERE, [])}
+    if not args.no_autograd:
+        variants["new (autograd, --no-fast-path)"] = (HERE, ["--no-fast-path"])
     times: dict[str, list[float]] = {name: [] for name in variants}
     rows: dict[str, str] = {}
     for _ in range(args.repeats):

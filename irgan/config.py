@@ -43,6 +43,8 @@ class BPRConfig:
         for name in ("dns_candidates", "dim", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0 or not self.l2 >= 0:
+            raise ValueError(f"lr must be positive and l2 non-negative, got lr={self.lr}, l2={self.l2}")
 
 
 @dataclass(frozen=True)

@@ -259,18 +259,25 @@ class Recommender(BaseEstimator):
 
     def _held_out(self, X: Data) -> sp.csr_matrix:
         """``X``'s positives over the fitted id maps, less pairs fit saw; ValueError when none remain."""
+        nothing = ValueError("no held-out interaction of a known user and item that fit did not see: nothing to score")
+        if isinstance(X, Interactions) and not X.same_maps(Interactions(self.user_items_, self.user_ids_, self.item_ids_)):
+            X = X.to_dataframe()
         if sp.issparse(X) or isinstance(X, Interactions):
             matrix = self._align(X, Interactions(self.user_items_, self.user_ids_, self.item_ids_)).matrix
         else:
+            if len(X) == 0:
+                raise nothing
             df = from_dataframe(X)
             if "rating" in df.columns and self.min_rating is not None:
                 df = df[df["rating"].to_numpy() >= self.min_rating]
             known = (self._user_lookup.get_indexer(df["user"]) >= 0) & (self._item_lookup.get_indexer(df["item"]) >= 0)
+            if not known.any():
+                raise nothing
             matrix = interactions_from_dataframe(df[known], self.user_ids_, self.item_ids_).matrix
         matrix = sp.csr_matrix(matrix - matrix.multiply(self.user_items_.astype(bool)))
         matrix.eliminate_zeros()
         if matrix.nnz == 0:
-            raise ValueError("no held-out interaction of a known user and item that fit did not see: nothing to score")
+            raise nothing
         return matrix
 
     def similar_items(self, items: Any, k: int = 10) -> pd.DataFrame:

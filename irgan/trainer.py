@@ -102,7 +102,7 @@ def fit_irgan(
     if selection is None and state_path is not None:
         raise ValueError("a game without a selection set keeps no best players to resume: pass no state_path")
     game = _setup(train, selection, config, init, seed, device, generator, discriminator)
-    fingerprint = data_fingerprint(train, selection)
+    fingerprint = data_fingerprint(train, selection) if state_path is not None else None
     if state_path is not None and Path(state_path).exists():
         _restore(game, load_train_state(state_path, config, fingerprint))
         log.info("resumed IRGAN from %s at outer epoch %d", state_path, game.first_epoch)
@@ -123,19 +123,9 @@ def fit_irgan(
             if stop_at == (epoch, g_ep):
                 break
             if game.best_g is not None and ((g_ep + 1) % config.eval_every == 0 or g_ep == config.g_epochs - 1):
-                metrics = score(game.G)
-                game.best_g.offer(game.G, metrics, epoch=epoch, g_epoch=g_ep)
-                row = {"epoch": epoch, "g_epoch": g_ep, **d_stats, **g_stats,
-                       "selection": metrics, "seconds": time.perf_counter() - start}
-                row["warnings"] = diagnose(row)
-                for message in row["warnings"]:
-                    if message.split(":")[0] not in warned:  # once per kind, not once per G-epoch
-                        warned.add(message.split(":")[0])
-                        log.warning("outer epoch %d, G-epoch %d: %s", epoch, g_ep, message)
-                game.history.append(row)
-                if on_evaluate is not None and game.shard.rank == 0:
-                    on_evaluate(row)
-                bar.set_postfix({config.select_metric: f"{metrics[config.select_metric]:.4f}"})
+                row = {"epoch": epoch, "g_epoch": g_ep, **d_stats, **g_stats}
+                _record(game, row, score(game.G), time.perf_counter() - start, warned, on_evaluate)
+                bar.set_postfix({config.select_metric: f"{row['selection'][config.select_metric]:.4f}"})
         if not _finite(game.G) or not _finite(game.D):
             raise FloatingPointError(
                 f"IRGAN diverged in outer epoch {epoch}: NaN or inf in the parameters; lower the learning "
@@ -148,6 +138,21 @@ def fit_irgan(
     if game.best_g is None:
         return IRGANResult(game.G, game.D, {"epoch": epoch, "stop_at": stop_at}, {}, game.history)
     return IRGANResult(game.best_g.model, game.best_d.model, game.best_g.info, game.best_d.info, game.history)
+
+
+def _record(game: _Game, row: dict, metrics: dict[str, float], seconds: float, warned: set[str],
+            on_evaluate: Callable[[dict], None] | None) -> None:
+    """Offer G for selection and add the history row, warning once per kind of pathology it shows."""
+    game.best_g.offer(game.G, metrics, epoch=row["epoch"], g_epoch=row["g_epoch"])
+    row.update(selection=metrics, seconds=seconds)
+    row["warnings"] = diagnose(row)
+    for message in row["warnings"]:
+        if message.split(":")[0] not in warned:  # once per kind, not once per G-epoch
+            warned.add(message.split(":")[0])
+            log.warning("outer epoch %d, G-epoch %d: %s", row["epoch"], row["g_epoch"], message)
+    game.history.append(row)
+    if on_evaluate is not None and game.shard.rank == 0:
+        on_evaluate(row)
 
 
 def _setup(train: sp.csr_matrix, selection: sp.csr_matrix, config: IRGANConfig, init: nn.Module | None, seed: int,

@@ -78,6 +78,7 @@ def test_run_model_file_loads(run_dir):
     assert saved.user_items.shape == (N_USERS, N_ITEMS) and saved.user_items.nnz > 0
     assert {"history", "best", "test", "refit", "dataset"} <= set(saved.fitted)
     assert saved.fitted["history"] == report["history"]
+    assert saved.fitted["dataset"].endswith("ratings.csv") and saved.fitted["refit"] is False
     assert saved.fitted["test"]["generator"] == pytest.approx(report["test"])
 
 
@@ -209,7 +210,8 @@ def parse(*argv: str) -> IRGANConfig:
     return config_from_args(parser.parse_args(list(argv)))
 
 
-CHOICES = {"g_scorer": "mlp", "d_scorer": "itemitem", "itemitem_init": "zero", "g_estimator": "snis", "init": "random", "optimizer": "adam", "d_negatives": "refresh", "reward": "paper", "select_on": "test",
+CHOICES = {"g_scorer": "mlp", "d_scorer": "itemitem", "itemitem_init": "zero", "g_estimator": "snis", "init": "random",
+           "optimizer": "adam", "d_negatives": "refresh", "reward": "paper", "select_on": "test",
            "select_metric": "NDCG@10"}
 
 

@@ -20,7 +20,7 @@ from irgan.metrics import evaluate, evaluate_sharded
 from irgan.models import Discriminator, MatrixFactorization, Popularity
 from irgan.sampling import positive_pairs
 from irgan.trainer import d_epoch, fit_irgan
-from irgan.updates import FastDUpdate, d_update
+from irgan.updates import DUpdate, FastDUpdate, d_update
 
 WORLD = 2
 # Adam at 0.05 learns planted groups in a few rounds (as in test_trainer.py); users are split
@@ -58,7 +58,7 @@ def run_distributed(task, tmp_path: Path) -> list:
     return [torch.load(f"{out}.{rank}", weights_only=False) for rank in range(WORLD)]
 
 
-def d_epochs_task(batch_size: int = 10_000):
+def d_epochs_task(batch_size: int = 10_000, fast_path: bool = True):
     """Three D-epochs on this process's share of the pairs; D's parameters after them."""
     train, _ = planted()
     users, real = positive_pairs(train)
@@ -66,8 +66,8 @@ def d_epochs_task(batch_size: int = 10_000):
     shard = current()
     mine = shard.owns(users)
     D = Discriminator(MatrixFactorization(*train.shape, 4, 0.1, generator=torch.Generator().manual_seed(0)))
-    step = d_update(D.scorer, "sgd", 0.01, fast_path=True, shard=shard)
-    assert isinstance(step, FastDUpdate)
+    step = d_update(D.scorer, "sgd", 0.01, fast_path=fast_path, shard=shard)
+    assert type(step) is (FastDUpdate if fast_path else DUpdate)
     config = IRGANConfig(d_batch_size=batch_size, d_l2=0.1)
     rng = torch.Generator().manual_seed(shard.rank)
     stats = [d_epoch(step, users[mine], real[mine], fake[mine], config, rng) for _ in range(3)]
@@ -83,10 +83,16 @@ def fit_task():
             {name: p.detach().clone() for name, p in result.generator.named_parameters()})
 
 
-def test_full_batch_d_epochs_equal_a_single_process(tmp_path):
-    """Full-batch D steps sum the same per-pair gradients however the users are sharded."""
-    single, single_stats = d_epochs_task()
-    ranks = run_distributed(d_epochs_task, tmp_path)
+def _autograd_full_batch():
+    return d_epochs_task(fast_path=False)
+
+
+@pytest.mark.parametrize("task", [d_epochs_task, _autograd_full_batch], ids=["fast_path", "autograd"])
+def test_full_batch_d_epochs_equal_a_single_process(tmp_path, task):
+    """Full-batch D steps sum the same per-pair gradients however the users are sharded, on
+    both paths (the SGD shrink of L2 counts every process's pairs)."""
+    single, single_stats = task()
+    ranks = run_distributed(task, tmp_path)
     for params, stats in ranks:
         for name, value in single.items():
             assert torch.allclose(params[name], value, atol=1e-6), name
