@@ -101,6 +101,7 @@ def _read(state: dict, known: dict[str, type[nn.Module]]) -> ModelFile:
                              f"and {len(item_ids)} items")
     indices, indptr = state["user_items"]["indices"].numpy(), state["user_items"]["indptr"].numpy()
     user_items = sp.csr_matrix((np.ones(len(indices), np.float32), indices, indptr), shape=shape)
+    user_items.check_format(full_check=True)
     players = {role: _scorer(role, spec, known, shape) for role, spec in state["scorers"].items()}
     return ModelFile(state["estimator"], players, user_ids, item_ids, user_items, state["params"], state["fitted"])
 

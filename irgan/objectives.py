@@ -41,10 +41,15 @@ def l2_term(scorer: nn.Module, l2: float, users: torch.Tensor, items: torch.Tens
     user_part, item_part = scorer.penalty(users, items)
     total = torch.zeros((), dtype=user_part.dtype, device=user_part.device)
     for index, part in ((users, user_part), (items, item_part)):
-        if index.numel():
-            counts = torch.bincount(index).to(part.dtype)
-            coef = l2_per_occurrence(l2, lr, shard.sum(counts.clone()) if shard.active else counts)
-            total = total + (coef.index_select(0, index) * part).sum()
+        size = int(index.max()) + 1 if index.numel() else 0
+        if shard.active:  # every process joins the sum, with counts of one length
+            size = shard.max(size)
+        elif size == 0:
+            continue
+        counts = torch.bincount(index, minlength=size).to(part.dtype)
+        coef = l2_per_occurrence(l2, lr, shard.sum(counts) if shard.active else counts).index_select(0, index)
+        # the value is the plain l2 penalty; the gradient carries the per-occurrence coefficients
+        total = total + (coef * part + (l2 * part - coef * part).detach()).sum()
     return total
 
 

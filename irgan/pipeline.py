@@ -155,7 +155,9 @@ def _pretrained(config: IRGANConfig, fit_train: Interactions, selection: Interac
     """G's start, read from ``init_file`` when a previous (interrupted) run left one there."""
     if init_file is not None and Path(init_file).exists():
         try:
-            saved = load_model(init_file, scorers=[type(generator)] if isinstance(generator, nn.Module) else [])
+            custom = generator if isinstance(generator, nn.Module) else \
+                generator(*fit_train.shape) if callable(generator) and not isinstance(generator, str) else None
+            saved = load_model(init_file, scorers=[type(custom)] if custom is not None else [])
         except ModelFileError as err:
             raise ValueError(f"cannot resume from the pretrained start: {err}") from None
         if saved.user_items.shape != fit_train.shape or (saved.user_items != fit_train.matrix).nnz:

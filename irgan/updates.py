@@ -45,8 +45,9 @@ class _Update:
         loss.backward()
         if self.shard.active:  # every process applies the summed gradient
             for param in self.scorer.parameters():
-                if param.grad is not None:
-                    self.shard.sum(param.grad)
+                if param.grad is None:
+                    param.grad = torch.zeros_like(param)
+                self.shard.sum(param.grad)
         self.optimizer.step()
         return loss.item()
 
@@ -113,6 +114,9 @@ class FastGUpdate(GUpdate):
         entropy = _fast_entropy(G, users, logits, p, expected, temperature)
         self.optimizer.step(grads)
         return entropy
+
+    def exact(self, users: torch.Tensor, temperature: float, l2: float, reward: torch.Tensor) -> torch.Tensor:
+        raise ValueError("g_estimator 'exact' runs on autograd: build the update with fast_path=False")
 
 
 def _entropy(p: torch.Tensor, log_p: torch.Tensor) -> torch.Tensor:
