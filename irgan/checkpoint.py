@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import os
 import tempfile
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from torch import nn
 
 from irgan.models import SCORERS, Popularity, scorer_kind
 
+log = logging.getLogger(__name__)
 FORMAT = "irgan-model-v2"
 OLD_FORMATS = ("irgan-checkpoint-v1", "irgan-estimator-v1")
 STATE_FORMAT = "irgan-train-state-v2"
@@ -132,7 +134,9 @@ def _upgrade(old: dict) -> dict:
         fitted = {"config": old["config"], **old.get("extra", {})}
         players = {r: old[r] for r in ("generator", "discriminator")}
         empty = {"shape": list(n), "indptr": torch.zeros(n[0] + 1, dtype=torch.long), "indices": torch.zeros(0, dtype=torch.long)}
-        params, user_items, name = {**old["config"]}, empty, "IRGAN"
+        params, user_items, name = {**old["config"], "seed": old.get("extra", {}).get("seed", 0)}, empty, "IRGAN"
+        log.warning("a version-1 model.pt holds no training positives: recommend(exclude_seen=True) cannot "
+                    "leave out what users already had; retrain, or save it again from a fitted estimator")
     else:
         ids, fitted, name = [old["user_ids"], old["item_ids"]], dict(old["fitted"]), old["estimator"]
         players = {r: fitted.pop(r) for r in ("generator", "discriminator", "model") if r in fitted}

@@ -21,7 +21,8 @@ from irgan.checkpoint import ModelFile, save_model
 from irgan.config import BPRConfig, IRGANConfig
 from irgan.data import Interactions
 from irgan.metrics import evaluate
-from irgan.models import Discriminator, Generator, Popularity
+from irgan.config import SCORERS as SCORERS_BY_NAME
+from irgan.models import Discriminator, Generator, Popularity, scorer_kind
 from irgan.pipeline import RecipeResult, run_recipe
 from irgan.pretrain import fit_bpr
 from irgan.recommender import NotFittedError, Recommender, ranking_scorer
@@ -86,6 +87,9 @@ class IRGAN(Recommender):
         return {"history": self.history_, "best": self.best_}
 
     def _restore(self, saved: ModelFile, device: torch.device) -> None:
+        for role in ("generator", "discriminator"):  # a scorer of one's own refits as its class, not as g_scorer
+            if getattr(self, role) is None and scorer_kind(saved.scorers[role]) not in SCORERS_BY_NAME:
+                setattr(self, role, type(saved.scorers[role]))
         self.generator_ = Generator(saved.scorers["generator"]).to(device)
         self.discriminator_ = Discriminator(saved.scorers["discriminator"]).to(device)
         self.history_ = saved.fitted.get("history", [])

@@ -65,21 +65,30 @@ def initial_generator(
     if config.init == "random":
         return None
     if config.init in ("dns", "bpr"):
-        pretrain = dataclasses.replace(config.pretrain, negatives="dns" if config.init == "dns" else "uniform",
-                                       dim=config.dim)
-        spec = generator or config.g_scorer
-        scorer = None if spec == "mf" else build_scorer(spec, train, config, torch.Generator().manual_seed(seed))
-        log.info("pretraining G with %s-BPR for %d epochs", config.init.upper(), pretrain.epochs)
-        best, on_epoch = None, None
-        if config.pretrain_select and selection is not None:
-            best = KeepBest(config.select_metric)
-            on_epoch = lambda epoch, model: best.offer(model, evaluate(model, train, selection), epoch=epoch)  # noqa: E731
-        last = fit_bpr(train, pretrain, seed=seed, device=device, show_progress=show_progress, on_epoch=on_epoch,
-                       scorer=scorer, fast_path=config.fast_path)
-        return best.model if best is not None else last
+        return pretrain_generator(config, train, seed, device, show_progress, generator, selection)[0]
     if user_ids is None or item_ids is None:
         raise ValueError("loading G from a model file needs the data's user_ids and item_ids")
     return load_model_file(config.init, user_ids, item_ids).to(device)
+
+
+def pretrain_generator(
+    config: IRGANConfig, train: sp.csr_matrix, seed: int = 0, device: torch.device | str = "cpu",
+    show_progress: bool = False, generator: ScorerSpec = None, selection: sp.csr_matrix | None = None,
+) -> tuple[nn.Module, int]:
+    """G's scorer pretrained by BPR (``config.init == 'bpr'``) or DNS-BPR, and the number of epochs
+    it was trained for: all of them, or with ``config.pretrain_select`` those up to the best on ``selection``."""
+    pretrain = dataclasses.replace(config.pretrain, negatives="dns" if config.init == "dns" else "uniform",
+                                   dim=config.dim)
+    spec = generator or config.g_scorer
+    scorer = None if spec == "mf" else build_scorer(spec, train, config, torch.Generator().manual_seed(seed))
+    log.info("pretraining G with %s-BPR for %d epochs", config.init.upper(), pretrain.epochs)
+    best, on_epoch = None, None
+    if config.pretrain_select and selection is not None:
+        best = KeepBest(config.select_metric)
+        on_epoch = lambda epoch, model: best.offer(model, evaluate(model, train, selection), epoch=epoch)  # noqa: E731
+    last = fit_bpr(train, pretrain, seed=seed, device=device, show_progress=show_progress, on_epoch=on_epoch,
+                   scorer=scorer, fast_path=config.fast_path)
+    return (best.model, best.info["epoch"] + 1) if best is not None else (last, pretrain.epochs)
 
 
 def run_recipe(
@@ -115,7 +124,7 @@ def run_recipe(
         seconds[name] = clock[-1] - clock[-2]
 
     fit_train, selection = _split(train, test, validation, config, seed)
-    init = _pretrained(config, fit_train, selection, seed, device, show_progress, generator, init_file)
+    init, pretrain_epochs = _pretrained(config, fit_train, selection, seed, device, show_progress, generator, init_file)
     lap("pretrain")
     players = dict(generator=generator, discriminator=discriminator)
     result = fit_irgan(fit_train.matrix, selection.matrix, config, init=init, seed=seed, device=device,
@@ -123,9 +132,11 @@ def run_recipe(
     G, D = result.generator, result.discriminator
     lap("play")
     if refit:
-        G, D, init = _refit(train, config, result.best_generator, seed, device, show_progress, players)
+        refit_config = dataclasses.replace(config, pretrain_select=False, pretrain=dataclasses.replace(
+            config.pretrain, epochs=pretrain_epochs)) if config.pretrain_select else config
+        G, D, init = _refit(train, refit_config, result.best_generator, seed, device, show_progress, players)
         lap("refit")
-    sizes = {"n_users": train.n_users, "n_items": train.n_items, "train": int(fit_train.nnz),
+    sizes = {"n_users": train.n_users, "n_items": train.n_items, "train": int((train if refit else fit_train).nnz),
              "selection": int(selection.nnz), "test": int(test.nnz) if test is not None else 0}
     figures = None
     if test is not None:
@@ -151,8 +162,9 @@ def _split(train: Interactions, test: Interactions | None, validation: Interacti
 
 
 def _pretrained(config: IRGANConfig, fit_train: Interactions, selection: Interactions, seed: int, device: torch.device,
-                show_progress: bool, generator: ScorerSpec, init_file: str | Path | None) -> nn.Module | None:
-    """G's start, read from ``init_file`` when a previous (interrupted) run left one there."""
+                show_progress: bool, generator: ScorerSpec, init_file: str | Path | None) -> tuple[nn.Module | None, int]:
+    """G's start and its pretraining epochs, read from ``init_file`` when a previous (interrupted)
+    run left one there."""
     if init_file is not None and Path(init_file).exists():
         try:
             custom = generator if isinstance(generator, nn.Module) else \
@@ -162,19 +174,25 @@ def _pretrained(config: IRGANConfig, fit_train: Interactions, selection: Interac
             raise ValueError(f"cannot resume from the pretrained start: {err}") from None
         if saved.user_items.shape != fit_train.shape or (saved.user_items != fit_train.matrix).nnz:
             raise ValueError(f"{init_file} was pretrained on other data: cannot resume")
-        return saved.scorers["model"].to(device)
-    init = initial_generator(config, fit_train.matrix, fit_train.user_ids, fit_train.item_ids, seed, device,
-                             show_progress, generator, selection.matrix)
+        return saved.scorers["model"].to(device), saved.fitted.get("pretrain_epochs", config.pretrain.epochs)
+    if config.init in ("dns", "bpr"):
+        init, epochs = pretrain_generator(config, fit_train.matrix, seed, device, show_progress, generator,
+                                          selection.matrix)
+    else:
+        init, epochs = initial_generator(config, fit_train.matrix, fit_train.user_ids, fit_train.item_ids, seed,
+                                         device), 0
     if init is not None and init_file is not None:
         save_model(init_file, "BPRRecommender", {"model": init}, fit_train.user_ids, fit_train.item_ids,
-                   fit_train.matrix, params=dataclasses.asdict(config.pretrain), fitted={"seed": seed})
-    return init
+                   fit_train.matrix, params=dataclasses.asdict(config.pretrain),
+                   fitted={"seed": seed, "pretrain_epochs": epochs})
+    return init, epochs
 
 
 def _refit(train: Interactions, config: IRGANConfig, best: dict, seed: int, device: torch.device,
            show_progress: bool, players: dict) -> tuple[Generator, Discriminator, nn.Module | None]:
     """Pretrain and play again on all of ``train``, stopping where selection kept G: after G-epoch
-    ``best['g_epoch']`` of outer epoch ``best['epoch']`` (before any step when it kept G's start)."""
+    ``best['g_epoch']`` of outer epoch ``best['epoch']`` (before any step when it kept G's start).
+    D is the one at that point too: a refit has no selection set to pick D's own best epoch with."""
     init = initial_generator(config, train.matrix, train.user_ids, train.item_ids, seed, device, show_progress,
                              players["generator"])
     stop = (best["epoch"], best["g_epoch"])

@@ -260,10 +260,11 @@ class Recommender(BaseEstimator):
     def _held_out(self, X: Data) -> sp.csr_matrix:
         """``X``'s positives over the fitted id maps, less pairs fit saw; ValueError when none remain."""
         nothing = ValueError("no held-out interaction of a known user and item that fit did not see: nothing to score")
-        if isinstance(X, Interactions) and not X.same_maps(Interactions(self.user_items_, self.user_ids_, self.item_ids_)):
+        fitted = Interactions(self.user_items_, self.user_ids_, self.item_ids_)
+        if isinstance(X, Interactions) and not X.same_maps(fitted):
             X = X.to_dataframe()
         if sp.issparse(X) or isinstance(X, Interactions):
-            matrix = self._align(X, Interactions(self.user_items_, self.user_ids_, self.item_ids_)).matrix
+            matrix = self._align(X, fitted).matrix
         else:
             if len(X) == 0:
                 raise nothing

@@ -126,18 +126,24 @@ def fit_irgan(
                 row = {"epoch": epoch, "g_epoch": g_ep, **d_stats, **g_stats}
                 _record(game, row, score(game.G), time.perf_counter() - start, warned, on_evaluate)
                 bar.set_postfix({config.select_metric: f"{row['selection'][config.select_metric]:.4f}"})
-        if not _finite(game.G) or not _finite(game.D):
-            raise FloatingPointError(
-                f"IRGAN diverged in outer epoch {epoch}: NaN or inf in the parameters; lower the learning "
-                "rates. The last good state (previous epoch) is kept" + (f" in {state_path}" if state_path else ""))
-        if state_path is not None and game.shard.rank == 0:
-            save_train_state(state_path, _state(game, config, epoch + 1, time.perf_counter() - start, fingerprint))
+        _end_epoch(game, config, epoch, state_path, time.perf_counter() - start, fingerprint)
         if stop_at is not None and epoch >= stop_at[0]:
             break
     bar.close()
     if game.best_g is None:
         return IRGANResult(game.G, game.D, {"epoch": epoch, "stop_at": stop_at}, {}, game.history)
     return IRGANResult(game.best_g.model, game.best_d.model, game.best_g.info, game.best_d.info, game.history)
+
+
+def _end_epoch(game: _Game, config: IRGANConfig, epoch: int, state_path: str | Path | None, seconds: float,
+               fingerprint: str | None) -> None:
+    """Stop on divergence (the previous epoch's state is kept), else save the state after ``epoch``."""
+    if not _finite(game.G) or not _finite(game.D):
+        raise FloatingPointError(
+            f"IRGAN diverged in outer epoch {epoch}: NaN or inf in the parameters; lower the learning "
+            "rates. The last good state (previous epoch) is kept" + (f" in {state_path}" if state_path else ""))
+    if state_path is not None and game.shard.rank == 0:
+        save_train_state(state_path, _state(game, config, epoch + 1, seconds, fingerprint))
 
 
 def _record(game: _Game, row: dict, metrics: dict[str, float], seconds: float, warned: set[str],
@@ -268,8 +274,8 @@ def g_epoch(
         if config.g_estimator == "exact":
             with torch.no_grad():
                 reward = D.reward_users(batch, config.reward)
-            row_entropy = step.exact(batch, config.g_temperature, config.g_l2, reward)
-            rewards.append((torch.softmax(G.score_users(batch).detach() / config.g_temperature, 1) * reward).sum(1))
+            row_entropy, expected_reward = step.exact(batch, config.g_temperature, config.g_l2, reward)
+            rewards.append(expected_reward)
         else:
             logits, p, rows, items, reward, weights = _g_draws(G, D, batch, positives, config, rng)
             row_entropy = step(batch, config.g_temperature, config.g_l2, rows, items, weights, logits, p)

@@ -90,11 +90,14 @@ class GUpdate(_Update):
         self._backward_step(loss + l2_term(self.scorer, l2, users, users[:0]))
         return _entropy(p, log_p)
 
-    def exact(self, users: torch.Tensor, temperature: float, l2: float, reward: torch.Tensor) -> torch.Tensor:
-        """The step along the exact expected gradient, ``reward`` (B, n_items) given for every item."""
+    def exact(self, users: torch.Tensor, temperature: float, l2: float,
+              reward: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The step along the exact expected gradient, ``reward`` (B, n_items) given for every item.
+        Returns each row's entropy and expected reward under G before the step, both (B,)."""
         log_p = torch.log_softmax(self.scorer.score_users(users) / temperature, 1)
         self._backward_step(exact_policy_gradient_objective(log_p, reward) + l2_term(self.scorer, l2, users, users[:0]))
-        return _entropy(log_p.detach().exp(), log_p)
+        p = log_p.detach().exp()
+        return _entropy(p, log_p), (p * reward).sum(1)
 
 
 class FastGUpdate(GUpdate):
@@ -115,7 +118,8 @@ class FastGUpdate(GUpdate):
         self.optimizer.step(grads)
         return entropy
 
-    def exact(self, users: torch.Tensor, temperature: float, l2: float, reward: torch.Tensor) -> torch.Tensor:
+    def exact(self, users: torch.Tensor, temperature: float, l2: float,
+              reward: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise ValueError("g_estimator 'exact' runs on autograd: build the update with fast_path=False")
 
 

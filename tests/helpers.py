@@ -19,3 +19,41 @@ def planted(seed: int = 0, n_groups: int = 3, users_per_group: int = 20, items_p
         train[u, block[:n_train]] = 1
         test[u, block[n_train:]] = 1
     return sp.csr_matrix(train), sp.csr_matrix(test)
+
+
+class Evil:
+    """Pickles into a call of os.system("touch marker"): unpickling it unsafely creates the marker."""
+
+    def __init__(self, marker) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+        import shlex
+        return os.system, (f"touch {shlex.quote(str(self.marker))}",)
+
+
+N_USERS, N_ITEMS, DIM = 5, 8, 3  # the small MF scorer whose gradients the fast-path and objective tests check
+
+
+def seeded(seed: int = 0):
+    import torch
+    return torch.Generator().manual_seed(seed)
+
+
+def make_model(seed: int = 0, n_users: int = N_USERS, n_items: int = N_ITEMS):
+    """A small MF scorer with large enough parameters, non-zero biases included, for gradients to matter."""
+    import torch
+    from irgan.models import MatrixFactorization
+    model = MatrixFactorization(n_users, n_items, DIM, init_scale=0.7, generator=seeded(seed))
+    with torch.no_grad():
+        model.item_bias.copy_(torch.randn(n_items, generator=seeded(seed + 100)) * 0.5)
+    return model
+
+
+def repeated_batch(n: int = 40, seed: int = 0):
+    """(users, items, items) index tensors (n,) with many repeats: gradients must accumulate per row."""
+    import torch
+    g = seeded(seed)
+    return (torch.randint(N_USERS, (n,), generator=g), torch.randint(N_ITEMS, (n,), generator=g),
+            torch.randint(N_ITEMS, (n,), generator=g))

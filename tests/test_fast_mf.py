@@ -9,28 +9,18 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
+from helpers import DIM, N_ITEMS, N_USERS, make_model, repeated_batch, seeded
 from irgan.config import IRGANConfig
 from irgan.fast_mf import (bpr_loss, bpr_sgd_step, packed_items, packed_users, pair_products, pointwise_loss,
                           policy_gradient_loss)
 from irgan.fast_mf import RowOptimizer
-from irgan.models import Discriminator, Generator, MatrixFactorization
+from irgan.models import Discriminator, Generator
 from irgan.sampling import PositiveSet, sample_rows
 from irgan.trainer import g_epoch
 from irgan.updates import FastGUpdate, g_update
 
-N_USERS, N_ITEMS, DIM = 5, 8, 3
 
 
-def seeded(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def make_model(seed: int = 0, n_users: int = N_USERS, n_items: int = N_ITEMS) -> MatrixFactorization:
-    """An MF scorer with non-zero biases (the fast path takes the scorer, not a player)."""
-    model = MatrixFactorization(n_users, n_items, DIM, init_scale=0.7, generator=seeded(seed))
-    with torch.no_grad():
-        model.item_bias.copy_(torch.randn(n_items, generator=seeded(seed + 100)) * 0.5)
-    return model
 
 
 def dense(model: torch.nn.Module, updates) -> dict[str, torch.Tensor]:
@@ -68,12 +58,6 @@ def assert_grads_close(got: dict, expected: dict, atol: float = 1e-5) -> None:
     for name in got:
         assert_close(got[name], expected[name], atol, 1e-4, name)
 
-
-def repeated_batch(n: int = 40, seed: int = 0):
-    """Users and items with many repeats, so hand-written gradients must accumulate rows."""
-    g = seeded(seed)
-    return (torch.randint(N_USERS, (n,), generator=g), torch.randint(N_ITEMS, (n,), generator=g),
-            torch.randint(N_ITEMS, (n,), generator=g))
 
 
 # --- losses vs autograd ----------------------------------------------------------------------

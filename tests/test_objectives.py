@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from helpers import planted
+from helpers import DIM, N_ITEMS, make_model, planted, repeated_batch, seeded
 from torch import nn
 
 from irgan.config import IRGANConfig
@@ -19,19 +19,8 @@ from irgan.sampling import PositiveSet, positive_pairs, sample_fake, sample_rows
 from irgan.trainer import d_epoch, fit_irgan, g_epoch
 from irgan.updates import DUpdate, FastDUpdate, FastGUpdate, GUpdate, d_update, g_update
 
-N_USERS, N_ITEMS, DIM = 5, 8, 3
 
 
-def seeded(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def make_model(seed: int = 0) -> MatrixFactorization:
-    """A small MF scorer with large enough parameters, non-zero biases included, for gradients to matter."""
-    model = MatrixFactorization(N_USERS, N_ITEMS, DIM, init_scale=0.7, generator=seeded(seed))
-    with torch.no_grad():
-        model.item_bias.copy_(torch.randn(N_ITEMS, generator=seeded(seed + 100)) * 0.5)
-    return model
 
 
 def dense(model: nn.Module, updates) -> dict[str, torch.Tensor]:
@@ -64,19 +53,13 @@ def assert_grads_close(got: dict, expected: dict, atol: float = 1e-5, rtol: floa
     assert max(g.abs().max() for g in expected.values()) > 0.1  # not trivially zero
 
 
-def repeated(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Users and two item columns with many repeats: gradients must accumulate per row."""
-    g = seeded(seed)
-    return (torch.randint(N_USERS, (n,), generator=g), torch.randint(N_ITEMS, (n,), generator=g),
-            torch.randint(N_ITEMS, (n,), generator=g))
-
 
 # --- one step: autograd objective vs hand-derived gradient -----------------------------------
 
 @pytest.mark.parametrize("l2", [0.0, 0.3])
 def test_bpr_objective_matches_fast_bpr_loss(l2):
     model = make_model()
-    users, pos, neg = repeated(40)
+    users, pos, neg = repeated_batch(40)
     value, updates = bpr_loss(model, users, pos, neg, l2)
     expected_value, expected = autograd(model, lambda m: bpr_objective(m, users, pos, neg, l2))
     assert value == pytest.approx(expected_value, rel=1e-5)
@@ -88,7 +71,7 @@ def test_bpr_objective_matches_fast_bpr_loss(l2):
 @pytest.mark.parametrize("n, lr, l2", [(12, None, 0.5), (12, 0.5, 0.5), (2000, None, 0.5), (2000, 0.01, 0.5)])
 def test_pointwise_objective_matches_fast_pointwise_loss(n, lr, l2):
     model = make_model(1)
-    users, items, _ = repeated(n, seed=2)
+    users, items, _ = repeated_batch(n, seed=2)
     labels = (torch.rand(n, generator=seeded(3)) < 0.5).float()
     value, updates = pointwise_loss(model, users, items, labels, l2, lr)
     _, expected = autograd(model, lambda m: pointwise_objective(m, users, items, labels, l2, lr))

@@ -150,7 +150,7 @@ def test_refit_plays_again_on_all_train_up_to_the_selected_point(data, monkeypat
     assert again["selection"] is None and (again["train"] != train.matrix).nnz == 0  # all of train
     # the same selection as without refit ...
     assert refit.best_generator == plain.best_generator and strip(refit.history) == strip(plain.history)
-    assert refit.sizes == plain.sizes
+    assert refit.sizes == {**plain.sizes, "train": train.nnz}  # the refit players trained on all of train
     # ... then a new start pretrained on all of train, and a game cut where selection kept G
     assert same(refit.init, initial_generator(config, train.matrix, seed=0)) and not same(refit.init, plain.init)
     epoch, g_ep = plain.best_generator["epoch"], plain.best_generator["g_epoch"]
@@ -273,3 +273,26 @@ def test_custom_scorers_play_as_instance_and_as_callable(data, instance_role):
     assert all(np.isfinite([row["d_loss"], row["g_reward"], row["g_entropy"]]).all() for row in result.history)
     assert result.test["init"] is None and FIGURES <= set(result.test["generator"])
     assert result.test["generator"] == evaluate(result.generator, train.matrix, test.matrix)
+
+
+def test_refit_pretrains_for_the_selected_number_of_pretraining_epochs(data, monkeypatch):
+    """With pretrain_select, the refit's pretraining stops where selection kept the pretrained start."""
+    train, test = data
+    config = dataclasses.replace(TINY, pretrain=BPRConfig(epochs=6), pretrain_select=True)
+    runs, real = [], pipeline.fit_bpr
+
+    def fit_bpr(matrix, pretrain, **kwargs):
+        runs.append({"epochs": pretrain.epochs, "select": kwargs.get("on_epoch") is not None, "nnz": matrix.nnz})
+        return real(matrix, pretrain, **kwargs)
+
+    monkeypatch.setattr(pipeline, "fit_bpr", fit_bpr)
+    fit, validation = validation_split(train, config.validation_fraction, 0)
+    best = {}
+    real(fit.matrix, dataclasses.replace(config.pretrain, dim=config.dim), seed=0, device="cpu",
+         on_epoch=lambda epoch, model: best.setdefault("scores", []).append(
+             evaluate(model, fit.matrix, validation.matrix)[config.select_metric]))
+    selected = int(np.argmax(best["scores"])) + 1  # the first best epoch, as KeepBest keeps it
+    run_recipe(train, test, config, seed=0, device="cpu", refit=True)
+    first, again = runs
+    assert first == {"epochs": 6, "select": True, "nnz": fit.nnz}
+    assert again == {"epochs": selected, "select": False, "nnz": train.nnz}

@@ -268,6 +268,9 @@ def test_custom_scorer_saves_and_loads_with_scorers(custom, tmp_path):
     pd.testing.assert_frame_equal(loaded.recommend(users, k=5), custom.recommend(users, k=5))
     np.testing.assert_allclose(loaded.score_pairs(3, [100, 105]), custom.score_pairs(3, [100, 105]))
     assert loaded.history_ == custom.history_
+    # a loaded estimator refits with the scorer it was saved with, not the default g_scorer
+    assert loaded.get_params()["generator"] is TinyScorer
+    assert loaded.get_params()["discriminator"] is None  # D was a built-in, named by d_scorer
 
 
 def test_custom_scorer_without_scorers_is_a_one_line_error(custom, tmp_path):

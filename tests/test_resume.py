@@ -9,8 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import pickle
-import shlex
 import shutil
 import signal
 import subprocess
@@ -24,7 +22,8 @@ import scipy.sparse as sp
 import torch
 
 import irgan.trainer
-from irgan.checkpoint import FORMAT, STATE_FORMAT, ModelFileError, load_model
+from helpers import Evil
+from irgan.checkpoint import STATE_FORMAT, load_model
 from irgan.config import IRGANConfig
 from irgan.train import main
 from irgan.trainer import fit_irgan
@@ -314,40 +313,10 @@ def test_fit_irgan_refuses_another_config_or_other_data(tmp_path):
 # --- files crafted to run code on load --------------------------------------------------------
 
 
-class Payload:
-    """Unpickling this runs a shell command that creates ``marker``."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return os.system, (f"touch {shlex.quote(str(self.marker))}",)
-
-
-def test_the_payload_is_live(tmp_path):
-    """Control: a plain unpickler does run it, so the refusals below are real."""
-    marker = tmp_path / "PWNED"
-    pickle.loads(pickle.dumps(Payload(marker)))
-    assert marker.exists()
-
-
-def test_load_model_refuses_a_crafted_file(tmp_path):
-    marker = tmp_path / "PWNED"
-    path = tmp_path / "model.pt"
-    torch.save({"format": FORMAT, "scorers": {"generator": Payload(marker)}}, path)
-    with pytest.raises(ModelFileError, match="not a loadable irgan model file"):
-        load_model(path)
-    with open(path, "wb") as f:  # a bare pickle, not torch's zip layout
-        pickle.dump({"format": FORMAT, "scorers": {"generator": Payload(marker)}}, f, protocol=2)
-    with pytest.raises(ModelFileError, match="not a loadable irgan model file"):
-        load_model(path)
-    assert not marker.exists()
-
-
 def test_fit_irgan_refuses_a_crafted_state(tmp_path):
     marker = tmp_path / "PWNED"
     state = tmp_path / "train_state.pt"
-    torch.save({"format": STATE_FORMAT, "config": Payload(marker)}, state)
+    torch.save({"format": STATE_FORMAT, "config": Evil(marker)}, state)
     train = sp.csr_matrix(np.eye(6, 12, dtype=np.float32))
     with pytest.raises(ValueError, match="not a loadable irgan training state"):
         fit_irgan(train, sp.csr_matrix(np.eye(6, 12, 1, dtype=np.float32)), IRGANConfig(epochs=1, init="random"),
@@ -358,7 +327,7 @@ def test_fit_irgan_refuses_a_crafted_state(tmp_path):
 def test_resume_refuses_a_crafted_state(tmp_path, monkeypatch, capsys, data_files):
     marker = tmp_path / "PWNED"
     run = interrupted(monkeypatch, capsys, data_files["a"], tmp_path / "run")
-    torch.save({"format": STATE_FORMAT, "generator": Payload(marker)}, run / "train_state.pt")
+    torch.save({"format": STATE_FORMAT, "generator": Evil(marker)}, run / "train_state.pt")
     code, err = call(["--resume", str(run), "--quiet"], capsys)
     assert code == 2 and "not a loadable irgan training state" in err
     assert not marker.exists()
@@ -367,7 +336,7 @@ def test_resume_refuses_a_crafted_state(tmp_path, monkeypatch, capsys, data_file
 def test_resume_never_runs_a_crafted_init(tmp_path, monkeypatch, capsys, data_files):
     marker = tmp_path / "PWNED"
     run = interrupted(monkeypatch, capsys, data_files["a"], tmp_path / "run")
-    torch.save({"user_emb": Payload(marker)}, run / "init.pt")
+    torch.save({"user_emb": Evil(marker)}, run / "init.pt")
     try:
         main(["--resume", str(run), "--quiet"])
     except Exception:  # how it fails is the next test's business
@@ -378,5 +347,5 @@ def test_resume_never_runs_a_crafted_init(tmp_path, monkeypatch, capsys, data_fi
 def test_resume_with_a_crafted_init_exits_2(tmp_path, monkeypatch, capsys, data_files):
     marker = tmp_path / "PWNED"
     run = interrupted(monkeypatch, capsys, data_files["a"], tmp_path / "run")
-    torch.save({"user_emb": Payload(marker)}, run / "init.pt")
+    torch.save({"user_emb": Evil(marker)}, run / "init.pt")
     assert call(["--resume", str(run), "--quiet"], capsys)[0] == 2

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import pickle
-import shlex
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,7 +19,7 @@ from irgan.pipeline import initial_generator
 from irgan.pretrain import fit_bpr
 from irgan.sampling import PositiveSet, sample_fake
 from irgan.trainer import fit_irgan
-from helpers import planted
+from helpers import Evil, planted
 
 HISTORY_KEYS = {"epoch", "g_epoch", "d_loss", "g_reward", "g_entropy", "g_coverage", "selection", "seconds"}
 
@@ -57,15 +54,6 @@ def tiny_result(data):
 def weights(model: torch.nn.Module) -> list[torch.Tensor]:
     return [p.detach().clone() for p in model.parameters()]
 
-
-class Evil:
-    """Pickles into a call of os.system("touch marker"): unpickling it unsafely creates the marker."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return os.system, (f"touch {shlex.quote(str(self.marker))}",)
 
 
 # --- fit_irgan -------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from irgan.config import IRGANConfig
 from irgan.models.itemitem import ItemItemScorer
 from irgan.models.mf import MatrixFactorization
 from irgan.models.mlp import MLPScorer
+from irgan.models.players import check_scorer
 
 ScorerSpec = Union[str, nn.Module, Callable[[int, int], nn.Module], None]
 
@@ -34,11 +35,7 @@ def build_scorer(spec: ScorerSpec, train: sp.csr_matrix, config: IRGANConfig = I
             return scorer
         raise ValueError(f"unknown scorer {spec!r}: use 'mf', 'mlp', 'itemitem', an nn.Module or a callable")
     scorer = copy.deepcopy(spec) if isinstance(spec, nn.Module) else spec(n_users, n_items) if callable(spec) else spec
-    if not isinstance(scorer, nn.Module):
-        raise TypeError(f"a scorer must be a torch.nn.Module, got {type(scorer).__name__}")
-    for method in ("score", "score_users"):
-        if not callable(getattr(scorer, method, None)):
-            raise TypeError(f"a scorer needs a {method}() method; {type(scorer).__name__} has none")
+    check_scorer(scorer)
     sizes = (getattr(scorer, "n_users", n_users), getattr(scorer, "n_items", n_items))
     if sizes != (n_users, n_items):
         raise ValueError(f"the scorer is sized for {sizes[0]} users x {sizes[1]} items, the data has {n_users} x {n_items}")

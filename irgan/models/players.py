@@ -21,10 +21,7 @@ class Player(nn.Module):
 
     def __init__(self, scorer: nn.Module) -> None:
         super().__init__()
-        for method in ("score", "score_users"):
-            if not callable(getattr(scorer, method, None)):
-                raise TypeError(f"a scorer needs a {method}() method; {type(scorer).__name__} has none")
-        self.scorer = scorer
+        self.scorer = check_scorer(scorer)
 
     def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         return self.scorer.score(users, items)
@@ -33,6 +30,16 @@ class Player(nn.Module):
         return self.scorer.score_users(users)
 
     forward = score_users
+
+
+def check_scorer(scorer: nn.Module) -> nn.Module:
+    """``scorer`` itself, once it is an nn.Module with ``score`` and ``score_users``; TypeError otherwise."""
+    if not isinstance(scorer, nn.Module):
+        raise TypeError(f"a scorer must be a torch.nn.Module, got {type(scorer).__name__}")
+    for method in ("score", "score_users"):
+        if not callable(getattr(scorer, method, None)):
+            raise TypeError(f"a scorer needs a {method}() method; {type(scorer).__name__} has none")
+    return scorer
 
 
 class Generator(Player):
