@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import torch
-import torch.nn.functional as F
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 from torch import nn
@@ -27,14 +26,15 @@ from irgan.checkpoint import ModelFile, load_model, save_model
 from irgan.data import DataError, Interactions, from_dataframe, interactions_from_dataframe
 from irgan.data.splits import sorted_unique
 from irgan.device import resolve_device
-from irgan.metrics import BATCH_ELEMENTS, evaluate, ordered_top_k
+from irgan.metrics import evaluate
+from irgan.serving import Serving
 
 log = logging.getLogger(__name__)
 
 Data = Interactions | sp.spmatrix | pd.DataFrame
 
 
-class Recommender(BaseEstimator):
+class Recommender(Serving, BaseEstimator):
     """The shared contract: parameters, fitting on raw data, recommending and saving by raw ids.
 
     Subclasses set ``_config_cls`` (a frozen dataclass whose fields are parameters, or None) and
@@ -182,8 +182,6 @@ class Recommender(BaseEstimator):
         super().__init_subclass__(**kwargs)
         cls.__signature__ = _signature(cls)  # every parameter by name, for help() and IDEs
 
-    def _index_ids(self) -> None:
-        self._user_lookup, self._item_lookup = pd.Index(self.user_ids_), pd.Index(self.item_ids_)
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "user_items_")
@@ -198,54 +196,7 @@ class Recommender(BaseEstimator):
         """The fitted scorer that serves recommendations (an nn.Module with ``score_users``)."""
         raise NotImplementedError
 
-    # --- serving ----------------------------------------------------------------------------
-
-    def recommend(self, users: Any, k: int = 10, exclude_seen: bool = True) -> pd.DataFrame:
-        """Top ``k`` items for a raw user id or a list of them: DataFrame (user, item, score, rank),
-        k rows per user (fewer when fewer unseen items remain), best first, rank 1-based.
-        ``exclude_seen`` drops the items the user had in fit's data. Ties go to the lower item index."""
-        self._check_fitted()
-        if not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"k must be a positive integer, got {k!r}")
-        rows = self._lookup(self._user_lookup, users, "user")
-        model, n_items = self.model_, len(self.item_ids_)
-        device = _device_of(model)
-        k = min(int(k), n_items)
-        batch = max(1, BATCH_ELEMENTS // n_items)
-        parts_items, parts_scores = [], []
-        with torch.no_grad():
-            for start in range(0, len(rows), batch):
-                index = rows[start:start + batch]
-                scores = model.score_users(torch.as_tensor(index, device=device)).float()
-                if exclude_seen:  # out of place: scores may share memory with the model (Popularity)
-                    seen = self.user_items_[index].tocoo()
-                    scores = scores.index_put((torch.as_tensor(seen.row, dtype=torch.long, device=device),
-                                               torch.as_tensor(seen.col, dtype=torch.long, device=device)),
-                                              torch.tensor(-torch.inf, device=device))
-                top = ordered_top_k(scores, k)
-                parts_items.append(top.cpu().numpy())
-                parts_scores.append(scores.gather(1, top).cpu().numpy())
-        items = np.concatenate(parts_items) if parts_items else np.empty((0, k), np.int64)
-        scores = np.concatenate(parts_scores).astype(np.float64) if parts_scores else np.empty((0, k))
-        keep = np.isfinite(scores).ravel()  # -inf: a seen item, used only when too few unseen remain
-        return pd.DataFrame({
-            "user": np.repeat(self.user_ids_[rows], k)[keep],
-            "item": self.item_ids_[items.ravel()[keep]],
-            "score": scores.ravel()[keep],
-            "rank": np.tile(np.arange(1, k + 1, dtype=np.int64), len(rows))[keep],
-        })
-
-    def score_pairs(self, users: Any, items: Any) -> np.ndarray:
-        """Scores of (user, item) pairs by raw ids: arrays of equal length (or a scalar broadcast) -> float64 (n,)."""
-        self._check_fitted()
-        users, items = np.broadcast_arrays(_as_array(users), _as_array(items))
-        u = self._lookup(self._user_lookup, users.ravel(), "user")
-        i = self._lookup(self._item_lookup, items.ravel(), "item")
-        model = self.model_
-        device = _device_of(model)
-        with torch.no_grad():
-            out = model.score(torch.as_tensor(u, device=device), torch.as_tensor(i, device=device))
-        return out.double().cpu().numpy().reshape(users.shape)
+    # --- scikit-learn's score ---------------------------------------------------------------
 
     def score(self, X: Data, y: Any = None, metric: str = "NDCG@10") -> float:
         """scikit-learn's score: ``metric`` (e.g. "NDCG@10", "P@5", "MRR") of the full ranking on
@@ -280,67 +231,6 @@ class Recommender(BaseEstimator):
         if matrix.nnz == 0:
             raise nothing
         return matrix
-
-    def similar_items(self, items: Any, k: int = 10) -> pd.DataFrame:
-        """The ``k`` items whose embeddings have the highest cosine similarity to each given raw item id
-        (itself excluded): DataFrame (item, similar_item, score, rank), best first."""
-        self._check_fitted()
-        if not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"k must be a positive integer, got {k!r}")
-        rows = self._lookup(self._item_lookup, items, "item")
-        emb = F.normalize(self._item_emb().detach().float(), dim=1)
-        k = min(int(k), len(self.item_ids_) - 1)
-        if k == 0 or len(rows) == 0:
-            return pd.DataFrame({"item": self.item_ids_[:0], "similar_item": self.item_ids_[:0],
-                                 "score": np.empty(0), "rank": np.empty(0, np.int64)})
-        batch = max(1, BATCH_ELEMENTS // len(self.item_ids_))
-        parts_items, parts_scores = [], []
-        with torch.no_grad():
-            for start in range(0, len(rows), batch):
-                index = torch.as_tensor(rows[start:start + batch], device=emb.device)
-                sims = emb.index_select(0, index) @ emb.T
-                sims[torch.arange(len(index), device=emb.device), index] = -torch.inf
-                top = ordered_top_k(sims, k)
-                parts_items.append(top.cpu().numpy())
-                parts_scores.append(sims.gather(1, top).cpu().numpy())
-        return pd.DataFrame({
-            "item": np.repeat(self.item_ids_[rows], k),
-            "similar_item": self.item_ids_[np.concatenate(parts_items).ravel()],
-            "score": np.concatenate(parts_scores).astype(np.float64).ravel(),
-            "rank": np.tile(np.arange(1, k + 1, dtype=np.int64), len(rows)),
-        })
-
-    @property
-    def user_embeddings(self) -> np.ndarray:
-        """User embeddings of the serving model: float32 (n_users, dim), row order of ``user_ids_``."""
-        self._check_fitted()
-        return self._embedding_model().user_emb.detach().cpu().numpy().copy()
-
-    @property
-    def item_embeddings(self) -> np.ndarray:
-        """Item embeddings of the serving model: float32 (n_items, dim), row order of ``item_ids_``."""
-        self._check_fitted()
-        return self._item_emb().detach().cpu().numpy().copy()
-
-    def _item_emb(self) -> torch.Tensor:
-        return self._embedding_model().item_emb
-
-    def _embedding_model(self) -> nn.Module:
-        model = getattr(self.model_, "scorer", self.model_)
-        if not hasattr(model, "user_emb") or not hasattr(model, "item_emb"):
-            raise NotImplementedError(f"{type(self).__name__}'s {type(model).__name__} has no user_emb / item_emb "
-                                      "embeddings: similar_items and the embedding properties need them")
-        return model
-
-    @staticmethod
-    def _lookup(index: pd.Index, raw: Any, kind: str) -> np.ndarray:
-        """Matrix indices (int64 (n,)) of raw ids, a scalar or a sequence; KeyError names unknown ids."""
-        raw = _as_array(raw).ravel()
-        found = index.get_indexer(raw) if len(raw) else np.empty(0, np.int64)
-        if (found < 0).any():
-            unknown = raw[found < 0][:5].tolist()
-            raise KeyError(f"unknown {kind} id(s) {unknown}: not in the data the model was fitted on")
-        return found.astype(np.int64)
 
     # --- saving -----------------------------------------------------------------------------
 
@@ -410,22 +300,6 @@ def _signature(cls: type[Recommender]) -> inspect.Signature:
     defaults.update(cls._own_params)
     return inspect.Signature([inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=value)
                               for name, value in defaults.items()])
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    tensor = next(iter(model.parameters()), None)
-    if tensor is None:
-        tensor = next(iter(model.buffers()))
-    return tensor.device
-
-
-def _as_array(values: Any) -> np.ndarray:
-    """Raw ids as a 1-d or 0-d numpy array (a string is one id, not a sequence of characters)."""
-    if isinstance(values, (str, bytes)) or np.ndim(values) == 0:
-        return np.asarray([values], dtype=object if isinstance(values, (str, bytes)) else None).reshape(())
-    if isinstance(values, (pd.Series, pd.Index)):
-        return values.to_numpy()
-    return np.asarray(list(values) if not isinstance(values, np.ndarray) else values)
 
 
 def _same(a: Any, b: Any) -> bool:

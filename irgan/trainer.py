@@ -94,6 +94,7 @@ def fit_irgan(
     outer epoch, and a run that finds a state file there resumes from it: on CPU the result is
     bitwise the one of an uninterrupted run. With ``selection=None`` nothing is evaluated and the
     last G and D are returned; ``stop_at=(epoch, g_epoch)`` ends the game after that G-epoch.
+    (Long for this docstring; the loop stays in one piece so that the game reads top to bottom.)
     """
     device = resolve_device(device)
     train = sp.csr_matrix(train)

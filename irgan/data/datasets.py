@@ -83,7 +83,7 @@ def load_dataset(
     from train. Netflix is never downloaded: without its files in ``data_dir/netflix`` (or
     ``data_dir``) a DataError says which files to put where. Its defaults follow the IRGAN
     paper: ratings >= 4 are positives, split at random 4:1 (``random``: 20% of each user's
-    positives to test, seeded).
+    positives to test, seeded). (Long for this docstring.)
     """
     name = os.fspath(name)
     if name in DATASETS:

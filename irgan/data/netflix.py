@@ -165,7 +165,8 @@ def _parse(segments: list[_Segment], movie: float | None) -> tuple[dict[str, np.
     """The rating lines of ``segments`` as compact columns, and the movie in effect after them.
 
     ``movie`` is the movie of the lines before ``segments`` when its first segment continues a
-    file. Raises DataError for the first malformed line.
+    file. Raises DataError for the first malformed line. Kept in one piece: every check is one
+    vectorized mask over all lines, and the earliest failing line must win across all of them.
     """
     data = b"".join(segment.data for segment in segments)
     raw = np.frombuffer(data, dtype=np.uint8)

@@ -48,6 +48,8 @@ def read_ratings(
     whitespace); ``header`` is detected from column names such as ``userId`` when None;
     ``columns=None`` names the fields by their count (2: user, item; 3: + rating; 4: +
     timestamp). Blank lines are skipped. Raises DataError naming the file and 1-based line.
+    Kept in one piece from sniffing to checked columns, because every error must name the line
+    of the file, which each step computes from the ones before; parsing is ``_parse_csv``.
     """
     path = Path(path)
     if not path.is_file():
@@ -82,21 +84,7 @@ def read_ratings(
         parse_sep = "\t"
     parse = dict(sep=parse_sep, header=None, names=names, skiprows=skip, index_col=False,
                  skip_blank_lines=False, quoting=csv.QUOTE_NONE, encoding=encoding, engine="c")
-    try:
-        with warnings.catch_warnings():  # rows longer than ``names``: the _extra column reports them below
-            warnings.simplefilter("ignore", pd.errors.ParserWarning)
-            df = pd.read_csv(source, **parse)
-    except pd.errors.ParserError as err:
-        match = re.search(r"line (\d+), saw (\d+)", str(err))
-        if match is None:
-            raise DataError(f"{path}: cannot parse: {err}") from err
-        line_no = int(match.group(1))
-        reason = f"expected {len(columns)} fields, found {match.group(2)}"
-        raise DataError(_bad_line(path, line_no, _line_at(path, line_no, encoding), reason)) from err
-    except (UnicodeDecodeError, ValueError) as err:
-        raise DataError(f"{path}: cannot parse: {_one_line(err)}") from err
-    except OSError as err:
-        raise DataError(f"{path}: cannot read: {_one_line(err)}") from err
+    df = _parse_csv(path, source, parse, len(columns), encoding)
 
     blank = np.logical_and.reduce([df[col].isna().to_numpy() for col in names])  # blank lines
     kept = np.flatnonzero(~blank) if blank.any() else None
@@ -104,19 +92,7 @@ def read_ratings(
         raise DataError(f"{path}: file is empty (no ratings)")
     cols = {col: (df[col] if kept is None else df[col].iloc[kept]) for col in names}
     if kept is not None:
-        # Blank lines read as NaN rows, which turns integer columns into float64; ids and
-        # timestamps above 2**53 would then be rounded (two users could merge). Re-read those
-        # columns as text and convert the kept rows, which are exact.
-        lossy = [col for col in ("user", "item", "timestamp") if col in columns and df[col].dtype.kind == "f"
-                 and (np.abs(df[col].to_numpy()) >= 2**53).any()]
-        if lossy:
-            source = io.StringIO(source.getvalue()) if isinstance(source, io.StringIO) else source
-            exact = pd.read_csv(source, **parse, dtype={col: str for col in lossy})
-            for col in lossy:
-                try:
-                    cols[col] = pd.to_numeric(exact[col].iloc[kept])
-                except (ValueError, TypeError):
-                    pass  # something pandas reads as a number but to_numeric does not: keep the floats
+        cols.update(_exact_after_blank_lines(df, columns, kept, source, parse))
 
     def fail(row: int, reason: str) -> DataError:
         line_no = int(row if kept is None else kept[row]) + skip + 1
@@ -128,6 +104,48 @@ def read_ratings(
 
     out = _check(cols, columns, fail)
     logger.debug("read %d ratings from %s (sep=%r, header=%s)", len(out), path, sep, header)
+    return out
+
+
+def _parse_csv(path: Path, source, parse: dict, n_columns: int, encoding: str) -> pd.DataFrame:
+    """``pd.read_csv(source, **parse)``, its errors as one-line DataErrors naming the file and line."""
+    try:
+        with warnings.catch_warnings():  # rows longer than the names: the _extra column reports them
+            warnings.simplefilter("ignore", pd.errors.ParserWarning)
+            return pd.read_csv(source, **parse)
+    except pd.errors.ParserError as err:
+        match = re.search(r"line (\d+), saw (\d+)", str(err))
+        if match is None:
+            raise DataError(f"{path}: cannot parse: {err}") from err
+        line_no = int(match.group(1))
+        reason = f"expected {n_columns} fields, found {match.group(2)}"
+        raise DataError(_bad_line(path, line_no, _line_at(path, line_no, encoding), reason)) from err
+    except (UnicodeDecodeError, ValueError) as err:
+        raise DataError(f"{path}: cannot parse: {_one_line(err)}") from err
+    except OSError as err:
+        raise DataError(f"{path}: cannot read: {_one_line(err)}") from err
+
+
+def _exact_after_blank_lines(df: pd.DataFrame, columns: tuple[str, ...], kept: np.ndarray, source,
+                             parse: dict) -> dict[str, pd.Series]:
+    """The id and timestamp columns of the ``kept`` rows, exact.
+
+    Blank lines read as NaN rows, which turns integer columns into float64; ids and timestamps
+    above 2**53 would then be rounded (two users could merge). Those columns are read again as
+    text and converted on the kept rows only.
+    """
+    lossy = [col for col in ("user", "item", "timestamp") if col in columns and df[col].dtype.kind == "f"
+             and (np.abs(df[col].to_numpy()) >= 2**53).any()]
+    if not lossy:
+        return {}
+    source = io.StringIO(source.getvalue()) if isinstance(source, io.StringIO) else source
+    exact = pd.read_csv(source, **parse, dtype={col: str for col in lossy})
+    out = {}
+    for col in lossy:
+        try:
+            out[col] = pd.to_numeric(exact[col].iloc[kept])
+        except (ValueError, TypeError):
+            pass  # something pandas reads as a number but to_numeric does not: keep the floats
     return out
 
 
