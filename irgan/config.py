@@ -6,6 +6,7 @@ imports nothing of irgan: every other module may read a config.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 SCORERS = ("mf", "mlp", "itemitem")
@@ -51,7 +52,7 @@ class BPRConfig:
 class IRGANConfig:
     """Every choice of IRGAN's item-recommendation game; the CLI's flags map 1:1 onto these fields."""
 
-    g_scorer: str = _f("mf", "G's scorer: 'mf' (the paper's), 'mlp' (two-tower) or 'itemitem' (x_u . B[:, i])")
+    g_scorer: str = _f("mf", "G's scorer: 'mf' (the paper's), 'mlp' (two-tower), 'itemitem' (x_u . B[:, i]), or 'module:Class' of your own, built as Class(n_users, n_items)")
     d_scorer: str = _f("mf", "D's scorer, as for g_scorer")
     dim: int = _f(5, "embedding size of G and D (MF, MLP)")
     hidden: int = _f(64, "MLP scorers: width of the towers' hidden layer")
@@ -91,7 +92,10 @@ class IRGANConfig:
     eval_every: int = _f(1, "G-epochs between evaluations of G for selection (the authors: 1)")
 
     def __post_init__(self) -> None:
-        choices = {"g_scorer": SCORERS, "d_scorer": SCORERS, "g_estimator": ESTIMATORS,
+        for name in ("g_scorer", "d_scorer"):
+            if getattr(self, name) not in SCORERS and not re.fullmatch(r"[\w.]+:\w+", str(getattr(self, name))):
+                raise ValueError(f"{name} must be one of {SCORERS} or 'module:Class', got {getattr(self, name)!r}")
+        choices = {"g_estimator": ESTIMATORS,
                    "itemitem_init": ("ease", "zero"), "reward": REWARDS, "d_negatives": D_NEGATIVES, "select_on": SELECT_ON, "optimizer": ("sgd", "adam"),
                    "select_metric": SELECT_METRICS}
         for name, allowed in choices.items():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import importlib
 from typing import Callable, Union
 
 import scipy.sparse as sp
@@ -17,11 +18,24 @@ from irgan.models.players import check_scorer
 ScorerSpec = Union[str, nn.Module, Callable[[int, int], nn.Module], None]
 
 
+def import_scorer(path: str) -> Callable[[int, int], nn.Module]:
+    """The class (or factory) ``module:name`` names, e.g. ``my_models:TwoLayer``; ValueError in one line."""
+    module, _, name = path.partition(":")
+    try:
+        found = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"cannot import scorer {path!r}: {err}") from None
+    if not callable(found):
+        raise ValueError(f"scorer {path!r} is not a class or a callable (n_users, n_items) -> scorer")
+    return found
+
+
 def build_scorer(spec: ScorerSpec, train: sp.csr_matrix, config: IRGANConfig = IRGANConfig(),
                  generator: torch.Generator | None = None) -> nn.Module:
     """A scorer for ``train`` (csr (n_users, n_items)): a built-in name ('mf', 'mlp', 'itemitem')
-    sized by ``config`` and initialised from ``generator``; an instance (a copy, so that G and D
-    never share one); or a callable ``(n_users, n_items) -> scorer``."""
+    sized by ``config`` and initialised from ``generator``; ``'module:Class'``, imported and built
+    as ``Class(n_users, n_items)``; an instance (a copy, so that G and D never share one); or a
+    callable ``(n_users, n_items) -> scorer``."""
     n_users, n_items = train.shape
     if isinstance(spec, str):
         if spec == "mf":
@@ -33,7 +47,10 @@ def build_scorer(spec: ScorerSpec, train: sp.csr_matrix, config: IRGANConfig = I
             if config.itemitem_init == "ease":
                 scorer.fit_ease(config.ease_l2)
             return scorer
-        raise ValueError(f"unknown scorer {spec!r}: use 'mf', 'mlp', 'itemitem', an nn.Module or a callable")
+        if ":" not in spec:
+            raise ValueError(f"unknown scorer {spec!r}: use 'mf', 'mlp', 'itemitem', 'module:Class', an nn.Module "
+                             "or a callable")
+        spec = import_scorer(spec)
     scorer = copy.deepcopy(spec) if isinstance(spec, nn.Module) else spec(n_users, n_items) if callable(spec) else spec
     check_scorer(scorer)
     sizes = (getattr(scorer, "n_users", n_users), getattr(scorer, "n_items", n_items))
