@@ -4,16 +4,34 @@
     data = load_dataset("ml-100k")
     model = IRGAN(epochs=3).fit(data.train)
     evaluate(model.model_, data.train, data.test)
-"""
-from irgan.config import BPRConfig, IRGANConfig
-from irgan.data import Interactions, load_dataset
-from irgan.estimator import IRGAN, BPRRecommender, PopularityRecommender
-from irgan.metrics import evaluate
-from irgan.models import Discriminator, Generator, MatrixFactorization, register_scorer
-from irgan.pipeline import run_recipe
-from irgan.recommender import ranking_scorer
-from irgan.trainer import fit_irgan
 
-__all__ = ["BPRConfig", "BPRRecommender", "Discriminator", "Generator", "IRGAN", "IRGANConfig", "Interactions",
-           "MatrixFactorization", "PopularityRecommender", "evaluate", "fit_irgan", "load_dataset", "ranking_scorer",
-           "register_scorer", "run_recipe"]
+The names below are imported on first use, so that ``python -m irgan.train`` does not pay for
+scikit-learn and pandas-heavy modules it does not need.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_HOMES = {
+    "BPRConfig": "irgan.config", "IRGANConfig": "irgan.config",
+    "Interactions": "irgan.data", "load_dataset": "irgan.data",
+    "IRGAN": "irgan.estimator", "BPRRecommender": "irgan.estimator", "PopularityRecommender": "irgan.estimator",
+    "evaluate": "irgan.metrics",
+    "Discriminator": "irgan.models", "Generator": "irgan.models", "MatrixFactorization": "irgan.models",
+    "register_scorer": "irgan.models",
+    "run_recipe": "irgan.pipeline", "ranking_scorer": "irgan.recommender", "fit_irgan": "irgan.trainer",
+}
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'irgan' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_HOMES[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_HOMES))

@@ -10,20 +10,18 @@ of ``irgan.recommender.Recommender``, so swapping a model is one line::
 """
 from __future__ import annotations
 
-import dataclasses
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from irgan.checkpoint import ModelFile, save_model
+from irgan.checkpoint import ModelFile
+from irgan.config import SCORERS as SCORERS_BY_NAME
 from irgan.config import BPRConfig, IRGANConfig
 from irgan.data import Interactions
 from irgan.metrics import evaluate
-from irgan.config import SCORERS as SCORERS_BY_NAME
 from irgan.models import Discriminator, Generator, Popularity, scorer_kind
-from irgan.pipeline import RecipeResult, run_recipe
+from irgan.pipeline import run_recipe, save_irgan_model
 from irgan.pretrain import fit_bpr
 from irgan.recommender import NotFittedError, Recommender, ranking_scorer
 
@@ -95,17 +93,6 @@ class IRGAN(Recommender):
         self.history_ = saved.fitted.get("history", [])
         self.best_ = saved.fitted.get("best") or {
             "generator": saved.fitted.get("best_generator", {}), "discriminator": saved.fitted.get("best_discriminator", {})}
-
-
-def save_irgan_model(path: str | Path, result: RecipeResult, config: IRGANConfig, train: Interactions,
-                     seed: int = 0, **extra: Any) -> None:
-    """Write a recipe's result as the model file ``IRGAN.load`` reads (what the CLI's model.pt is)."""
-    params = {**dataclasses.asdict(config), "seed": seed}
-    fitted = {"history": result.history, "best": {"generator": result.best_generator,
-                                                  "discriminator": result.best_discriminator},
-              "test": result.test, "refit": result.refit, **extra}
-    save_model(path, "IRGAN", {"generator": result.generator.scorer, "discriminator": result.discriminator.scorer},
-               train.user_ids, train.item_ids, train.matrix, params, fitted)
 
 
 class _OneScorer(Recommender):

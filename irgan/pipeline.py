@@ -10,7 +10,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import scipy.sparse as sp
@@ -203,3 +203,14 @@ def _refit(train: Interactions, config: IRGANConfig, best: dict, seed: int, devi
     result = fit_irgan(train.matrix, None, config, init=init, seed=seed, device=device, show_progress=show_progress,
                        stop_at=stop, **players)
     return result.generator, result.discriminator, init
+
+
+def save_irgan_model(path: str | Path, result: RecipeResult, config: IRGANConfig, train: Interactions,
+                     seed: int = 0, **extra: Any) -> None:
+    """Write a recipe's result as the model file ``IRGAN.load`` reads (what the CLI's model.pt is)."""
+    params = {**dataclasses.asdict(config), "seed": seed}
+    fitted = {"history": result.history, "best": {"generator": result.best_generator,
+                                                  "discriminator": result.best_discriminator},
+              "test": result.test, "refit": result.refit, **extra}
+    save_model(path, "IRGAN", {"generator": result.generator.scorer, "discriminator": result.discriminator.scorer},
+               train.user_ids, train.item_ids, train.matrix, params, fitted)

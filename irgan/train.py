@@ -23,8 +23,7 @@ from irgan.config import BPRConfig, IRGANConfig
 from irgan.data import DataError, load_dataset
 from irgan.device import keep_freed_memory, resolve_device
 from irgan.distributed import current, init_from_env, local_device
-from irgan.estimator import save_irgan_model
-from irgan.pipeline import run_recipe
+from irgan.pipeline import run_recipe, save_irgan_model
 
 log = logging.getLogger("irgan.train")
 RUN_FILE = "run.json"
