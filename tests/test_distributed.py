@@ -47,6 +47,7 @@ def _worker(rank: int, store: str, out: str, task) -> None:
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD)
     try:
         torch.save(task(), f"{out}.{rank}")
+        dist.barrier()  # no process tears the group down while another still reads its last collective
     finally:
         dist.destroy_process_group()
 
