@@ -75,6 +75,7 @@ def plot_history(
     the selection set; default the paper's P@k and NDCG@k, those present). Their x axis is
     the cumulative G-epoch ``epoch * g_epochs + g_epoch``; ``g_epochs`` None infers it from
     the rows (the largest ``g_epoch`` + 1). Returns the paths written, in that order.
+    (Long for this docstring; one block per figure.)
     """
     rows = _check_rows(history)
     if g_epochs is None:

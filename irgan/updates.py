@@ -2,7 +2,7 @@
 
 ``d_update`` and ``g_update`` pick the fast path (``irgan.fast_mf``) for a matrix-factorisation
 scorer with ``fast_path`` on, and autograd (``irgan.objectives`` with ``torch.optim``) for any
-other scorer; both paths give the same parameters for MF (tests/test_fast_mf.py).
+other scorer; both paths give the same parameters for MF (tests/test_objectives.py).
 """
 from __future__ import annotations
 
