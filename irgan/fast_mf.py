@@ -2,9 +2,10 @@
 their gradients written out by hand, and a row-sparse optimizer to apply them.
 
 ``irgan.objectives`` computes the same losses by autograd for any scorer; for MF both paths
-give the same parameters (tests/test_objectives.py), and this one is about twice as fast on the default ml-100k run (RESULTS.md): on tiny
-embeddings, autograd's bookkeeping costs several times the arithmetic itself. Every loss is a
-sum over samples, so the learning rate is per sample, as in SGD with batch 1.
+give the same parameters (tests/test_objectives.py), and this one makes the default ml-100k run
+about twice as fast (RESULTS.md): on tiny embeddings, autograd's bookkeeping costs several times
+the arithmetic itself. Every loss is a sum over samples, so the learning rate is per sample, as
+in SGD with batch 1.
 """
 from __future__ import annotations
 
