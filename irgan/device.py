@@ -2,17 +2,26 @@
 from __future__ import annotations
 
 import ctypes
+import re
 
 import torch
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """'auto' (or None) picks CUDA when available, else CPU; anything else is taken as given."""
+    """'auto' (or None) picks CUDA when available, else CPU; 'cpu', 'cuda' and 'cuda:N' are taken
+    as given once checked; anything else is a ValueError listing the choices."""
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but no CUDA GPU is available: use --device cpu or auto")
+    text = str(device)
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", text):
+        raise ValueError(f"unknown device {text!r}: choose auto, cpu, cuda or cuda:N")
+    device = torch.device(text)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {text!r} was asked for but no CUDA GPU is available: use --device cpu or auto")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {text!r} does not exist: this machine has {torch.cuda.device_count()} "
+                             "CUDA device(s), cuda:0 to cuda:" + str(torch.cuda.device_count() - 1))
     return device
 
 

@@ -21,6 +21,7 @@ from irgan.checkpoint import ModelFileError, load_model, save_model
 from irgan.config import IRGANConfig
 from irgan.data import Interactions, validation_split
 from irgan.device import resolve_device
+from irgan.memory import check_fits
 from irgan.metrics import KeepBest, eval_ks, evaluate
 from irgan.model_files import load_model_file
 from irgan.models import Discriminator, Generator
@@ -124,6 +125,7 @@ def run_recipe(
         seconds[name] = clock[-1] - clock[-2]
 
     fit_train, selection = _split(train, test, validation, config, seed)
+    check_fits(train.matrix, config, device, pretraining=config.init in ("dns", "bpr"))
     init, pretrain_epochs = _pretrained(config, fit_train, selection, seed, device, show_progress, generator, init_file)
     lap("pretrain")
     players = dict(generator=generator, discriminator=discriminator)

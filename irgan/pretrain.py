@@ -6,20 +6,25 @@ IRGAN authors pretrained the generator (their ``cf_dns.py``; the paper calls it 
 """
 from __future__ import annotations
 
+import logging
+import time
 from typing import Callable
 
 import scipy.sparse as sp
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from irgan.config import BPRConfig
 from irgan.device import resolve_device
 from irgan.fast_mf import RowOptimizer, bpr_loss, bpr_sgd_step, packed_items, packed_users
+from irgan.memory import check_fits
 from irgan.models.mf import MatrixFactorization
 from irgan.objectives import bpr_objective
+from irgan.progress import bar
 from irgan.sampling import PositiveSet, dns_negatives, positive_pairs
 from irgan.updates import torch_optimizer
+
+log = logging.getLogger(__name__)
 
 
 def fit_bpr(
@@ -44,6 +49,7 @@ def fit_bpr(
     if train.nnz == 0:
         raise ValueError("cannot train BPR on a matrix with no positives")
     device = resolve_device(device)
+    check_fits(train, config, device)
     generator = torch.Generator(device).manual_seed(seed)
     if scorer is None:
         scorer = MatrixFactorization(*train.shape, config.dim, config.init_scale,
@@ -56,12 +62,17 @@ def fit_bpr(
     step = _step(scorer, config, fast_path and type(scorer) is MatrixFactorization)
 
     candidates = config.dns_candidates if config.negatives == "dns" else 1
-    for epoch in tqdm(range(config.epochs), desc=f"BPR-{config.negatives}", disable=not show_progress):
+    epochs = bar(show_progress, iterable=range(config.epochs), desc=f"BPR-{config.negatives}")
+    every, start = max(1, config.epochs // 8), time.perf_counter()  # without a bar: about 8 log lines
+    for epoch in epochs:
         negatives = dns_negatives(scorer, positives, users, candidates, generator)
         order = torch.randperm(len(users), generator=generator, device=device)
         step(*(t[order].split(config.batch_size) for t in (users, items, negatives)))
         if on_epoch is not None:
             on_epoch(epoch, scorer)
+        if (epoch + 1) % every == 0 or epoch + 1 == config.epochs:
+            log.log(logging.INFO if epochs.disable else logging.DEBUG, "BPR-%s: epoch %d/%d, %.1f s",
+                    config.negatives, epoch + 1, config.epochs, time.perf_counter() - start)
     return scorer
 
 

@@ -18,17 +18,18 @@ from typing import Callable
 import scipy.sparse as sp
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from irgan.checkpoint import data_fingerprint, load_train_state, save_train_state
 from irgan.config import IRGANConfig
 from irgan.device import resolve_device
 from irgan.diagnostics import diagnose
 from irgan.distributed import Shard, current
+from irgan.memory import check_fits
 from irgan.metrics import KeepBest, eval_ks, evaluate_sharded
 from irgan.models import Discriminator, Generator
 from irgan.models.build import ScorerSpec, build_scorer
 from irgan.objectives import sample_weights
+from irgan.progress import bar as progress_bar
 from irgan.sampling import PositiveSet, positive_pairs, sample_fake, sample_mixture
 from irgan.updates import DUpdate, GUpdate, d_update, g_update
 
@@ -102,6 +103,7 @@ def fit_irgan(
         raise ValueError("cannot train IRGAN on a matrix with no positives")
     if selection is None and state_path is not None:
         raise ValueError("a game without a selection set keeps no best players to resume: pass no state_path")
+    check_fits(train, config, device, pretraining=False)
     game = _setup(train, selection, config, init, seed, device, generator, discriminator)
     fingerprint = data_fingerprint(train, selection) if state_path is not None else None
     if state_path is not None and Path(state_path).exists():
@@ -110,14 +112,18 @@ def fit_irgan(
     start = time.perf_counter() - game.elapsed
     if selection is None:
         game.best_g = game.best_d = None
-    score = lambda model: evaluate_sharded(model, train, selection, eval_ks(train.shape[1]), game.shard)  # noqa: E731
+
+    def score(model: nn.Module, epoch: int) -> dict[str, float]:
+        _check_finite(game, epoch, state_path)  # before evaluation, which would fail on NaN scores first
+        return evaluate_sharded(model, train, selection, eval_ks(train.shape[1]), game.shard)
 
     steps = config.d_epochs + config.g_epochs
-    bar = tqdm(total=config.epochs * steps, initial=game.first_epoch * steps, desc="IRGAN",
-               disable=not show_progress or game.shard.rank > 0)
+    bar = progress_bar(show_progress and game.shard.rank == 0, total=config.epochs * steps,
+                       initial=game.first_epoch * steps, desc="IRGAN")
     warned: set[str] = set()
     for epoch in range(game.first_epoch, config.epochs):
         d_stats = _d_round(game, config, epoch, score, bar)
+        g_stats: dict[str, float] = {}
         for g_ep in range(config.g_epochs):
             g_stats = g_epoch(game.G, game.D, game.g_step, game.positives, game.active, config, game.rng)
             bar.update()
@@ -125,9 +131,10 @@ def fit_irgan(
                 break
             if game.best_g is not None and ((g_ep + 1) % config.eval_every == 0 or g_ep == config.g_epochs - 1):
                 row = {"epoch": epoch, "g_epoch": g_ep, **d_stats, **g_stats}
-                _record(game, row, score(game.G), time.perf_counter() - start, warned, on_evaluate)
+                _record(game, row, score(game.G, epoch), time.perf_counter() - start, warned, on_evaluate)
                 bar.set_postfix({config.select_metric: f"{row['selection'][config.select_metric]:.4f}"})
         _end_epoch(game, config, epoch, state_path, time.perf_counter() - start, fingerprint)
+        _log_epoch(game, config, epoch, {**d_stats, **g_stats}, time.perf_counter() - start, bar.disable)
         if stop_at is not None and epoch >= stop_at[0]:
             break
     bar.close()
@@ -139,12 +146,33 @@ def fit_irgan(
 def _end_epoch(game: _Game, config: IRGANConfig, epoch: int, state_path: str | Path | None, seconds: float,
                fingerprint: str | None) -> None:
     """Stop on divergence (the previous epoch's state is kept), else save the state after ``epoch``."""
+    _check_finite(game, epoch, state_path)
+    if state_path is not None and game.shard.rank == 0:
+        save_train_state(state_path, _state(game, config, epoch + 1, seconds, fingerprint))
+
+
+def _check_finite(game: _Game, epoch: int, state_path: str | Path | None) -> None:
+    """FloatingPointError naming the outer epoch when G or D holds NaN or inf."""
     if not _finite(game.G) or not _finite(game.D):
         raise FloatingPointError(
             f"IRGAN diverged in outer epoch {epoch}: NaN or inf in the parameters; lower the learning "
             "rates. The last good state (previous epoch) is kept" + (f" in {state_path}" if state_path else ""))
-    if state_path is not None and game.shard.rank == 0:
-        save_train_state(state_path, _state(game, config, epoch + 1, seconds, fingerprint))
+
+
+def _log_epoch(game: _Game, config: IRGANConfig, epoch: int, stats: dict[str, float], seconds: float,
+               quietly: bool) -> None:
+    """One line per outer epoch: at INFO when no progress bar shows (piped output, --quiet), else DEBUG."""
+    if game.shard.rank > 0:
+        return
+    parts = [f"{name} {stats[key]:.4f}" for key, name in (("d_loss", "D loss"), ("g_reward", "G reward"),
+                                                          ("g_entropy", "G entropy")) if key in stats]
+    if game.best_g is not None and game.history:
+        metric, kept = config.select_metric, game.best_g.info["epoch"]
+        where = "the start" if kept < 0 else f"epoch {kept + 1}"
+        parts.append(f"selection {metric} {game.history[-1]['selection'][metric]:.4f} "
+                     f"(best G {game.best_g.score:.4f}, at {where})")
+    log.log(logging.INFO if quietly else logging.DEBUG, "outer epoch %d/%d, %.1f s: %s", epoch + 1, config.epochs,
+            seconds, ", ".join(parts) or "no steps")
 
 
 def _record(game: _Game, row: dict, metrics: dict[str, float], seconds: float, warned: set[str],
@@ -213,7 +241,7 @@ def _d_round(game: _Game, config: IRGANConfig, epoch: int, score, bar) -> dict[s
     if config.d_epochs:
         d_stats.update(d_accuracy(game.D, game.real_users, game.real_items, game.fake_items, game.shard))
         if game.best_d is not None:
-            game.best_d.offer(game.D, score(game.D), epoch=epoch)
+            game.best_d.offer(game.D, score(game.D, epoch), epoch=epoch)
     return d_stats
 
 

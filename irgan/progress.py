@@ -1,0 +1,24 @@
+"""Progress that reads well where it lands: tqdm bars in a terminal or notebook, nothing elsewhere.
+
+Piped to a file, a tqdm bar writes one carriage-return frame per update (a default run made
+147 KB of them); there the training loops log one line per outer epoch instead.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from tqdm.auto import tqdm
+
+
+def interactive() -> bool:
+    """True when stderr is a terminal or the code runs in a Jupyter kernel (where tqdm draws a widget)."""
+    if "ipykernel" in sys.modules:
+        return True
+    stream = sys.stderr
+    return bool(getattr(stream, "isatty", None) and stream.isatty())
+
+
+def bar(show: bool, **kwargs: Any) -> tqdm:
+    """A tqdm bar, shown when ``show`` and the output is interactive; a silent one otherwise."""
+    return tqdm(disable=not (show and interactive()), **kwargs)
