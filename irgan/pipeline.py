@@ -17,7 +17,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from irgan.checkpoint import ModelFileError, load_model, save_model
+from irgan.checkpoint import ModelFileError, data_fingerprint, load_model, save_model
 from irgan.config import IRGANConfig
 from irgan.data import Interactions, validation_split
 from irgan.device import resolve_device
@@ -166,7 +166,11 @@ def _split(train: Interactions, test: Interactions | None, validation: Interacti
 def _pretrained(config: IRGANConfig, fit_train: Interactions, selection: Interactions, seed: int, device: torch.device,
                 show_progress: bool, generator: ScorerSpec, init_file: str | Path | None) -> tuple[nn.Module | None, int]:
     """G's start and its pretraining epochs, read from ``init_file`` when a previous (interrupted)
-    run left one there."""
+    run left one there, pretrained on the same data with the same settings."""
+    start = {"init": config.init, "dim": config.dim, "g_scorer": _spec_name(generator or config.g_scorer),
+             "pretrain": dataclasses.asdict(config.pretrain), "pretrain_select": config.pretrain_select,
+             "select_metric": config.select_metric, "seed": seed,
+             "data": data_fingerprint(fit_train.matrix, selection.matrix)}
     if init_file is not None and Path(init_file).exists():
         try:
             custom = generator if isinstance(generator, nn.Module) else \
@@ -176,6 +180,10 @@ def _pretrained(config: IRGANConfig, fit_train: Interactions, selection: Interac
             raise ValueError(f"cannot resume from the pretrained start: {err}") from None
         if saved.user_items.shape != fit_train.shape or (saved.user_items != fit_train.matrix).nnz:
             raise ValueError(f"{init_file} was pretrained on other data: cannot resume")
+        stored = saved.fitted.get("start")
+        if stored != start:
+            differ = sorted(k for k in start if not isinstance(stored, dict) or stored.get(k) != start[k])
+            raise ValueError(f"{init_file} was pretrained with other settings (differs in {differ}): cannot resume")
         return saved.scorers["model"].to(device), saved.fitted.get("pretrain_epochs", config.pretrain.epochs)
     if config.init in ("dns", "bpr"):
         init, epochs = pretrain_generator(config, fit_train.matrix, seed, device, show_progress, generator,
@@ -186,8 +194,16 @@ def _pretrained(config: IRGANConfig, fit_train: Interactions, selection: Interac
     if init is not None and init_file is not None:
         save_model(init_file, "BPRRecommender", {"model": init}, fit_train.user_ids, fit_train.item_ids,
                    fit_train.matrix, params=dataclasses.asdict(config.pretrain),
-                   fitted={"seed": seed, "pretrain_epochs": epochs})
+                   fitted={"seed": seed, "pretrain_epochs": epochs, "start": start})
     return init, epochs
+
+
+def _spec_name(spec: ScorerSpec) -> str:
+    """A scorer spec as a name that is the same in every process: the name, or the class's qualified name."""
+    if isinstance(spec, str):
+        return spec
+    cls = type(spec) if isinstance(spec, nn.Module) else spec
+    return f"{getattr(cls, '__module__', '')}:{getattr(cls, '__qualname__', type(cls).__name__)}"
 
 
 def _refit(train: Interactions, config: IRGANConfig, best: dict, seed: int, device: torch.device,

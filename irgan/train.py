@@ -8,17 +8,24 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import fcntl
+import hashlib
+import itertools
 import json
 import logging
+import os
+import shutil
+import socket
 import sys
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 
-from irgan.checkpoint import ModelFileError, atomic_write
+from irgan.checkpoint import ModelFileError, atomic_write, data_fingerprint
 from irgan.config import BPRConfig, IRGANConfig
 from irgan.data import DataError, load_dataset
 from irgan.device import keep_freed_memory, resolve_device
@@ -42,70 +49,204 @@ def run(
     device: str = "auto",
     show_progress: bool = True,
     resume: bool = False,
+    read: dict | None = None,
+    tensorboard: bool = False,
 ) -> dict:
     """Load data, pretrain G, play IRGAN, evaluate the selected G and D on test, write ``out``.
 
-    The run directory holds ``run.json`` (what was asked), ``history.jsonl`` (one line per
-    evaluation of G), ``train_state.pt`` (written after each outer epoch), then ``metrics.json``
-    and ``model.pt``. ``resume=True`` continues a run whose
-    directory has no ``metrics.json`` yet. Returns the dict written to ``out/metrics.json``.
+    The run directory holds ``run.json`` (what was asked, with absolute paths and the data's
+    fingerprint), ``history.jsonl`` (one line per evaluation of G), ``init.pt`` (G's pretrained
+    start) and ``train_state.pt`` (after each outer epoch), then ``metrics.json`` and
+    ``model.pt``. ``out=None`` makes a new folder ``runs/DATASET-TIME[-N]``. The folder is
+    claimed with a lock, so a second run on it refuses. ``resume=True`` continues a run whose
+    directory has no ``metrics.json`` yet. ``read``: ``load_dataset`` options for a ratings file
+    (``sep``, ``columns``, ``min_rating``). Returns the dict written to ``out/metrics.json``.
     """
     start = time.perf_counter()
-    out = Path(out) if out is not None else Path("runs") / f"{Path(dataset).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    request = {"dataset": dataset, "data_dir": data_dir, "split": split, "seed": seed, "device": device,
-               "config": dataclasses.asdict(config)}
+    read = dict(read or {})
+    request = {"dataset": _absolute_if_file(dataset), "data_dir": _absolute(data_dir), "split": split, "seed": seed,
+               "device": device, "read": read, "config": dataclasses.asdict(config)}
     device = resolve_device(device)
     shard = init_from_env(device)  # under torchrun: join the job; process 0 alone writes the run directory
     device = local_device(device)
+    if out is None and current().world > 1:
+        raise ValueError("a distributed run needs --out: its processes must agree on the run folder")
+    claim, refusal = None, None
+    if shard.rank == 0:
+        try:
+            claim = RunDir.claim(out, request["dataset"], resume)
+        except FileExistsError as err:
+            refusal = err
+    if shard.max(int(refusal is not None)):  # every process learns of process 0's refusal
+        raise refusal or FileExistsError(f"process 0 of the job refused --out {out}")
     try:
-        refusal = None
-        _check_out(out, resume)
-    except FileExistsError as err:
-        refusal = err
-    if shard.max(int(refusal is not None)):  # every process checked before process 0 creates anything
-        raise refusal or FileExistsError(f"another process of the job refused --out {out}")
-    data = load_dataset(dataset, data_dir=data_dir, split=split, seed=seed)
-    if shard.rank > 0:
-        _train(data, config, out, dataset, split, seed, device, False, writer=False)
-        return {}
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)  # only once the data loaded: a typo leaves nothing behind
-    if not resume:
-        atomic_write(out / RUN_FILE, lambda f: f.write(json.dumps(request, indent=2).encode()))
-    try:
-        report = _train(data, config, out, dataset, split, seed, device, show_progress)
-    except Exception:
-        if not resume and not (out / "train_state.pt").exists():  # nothing resumable: leave --out as it was
-            for name in (RUN_FILE, HISTORY_FILE, "init.pt"):
-                (out / name).unlink(missing_ok=True)
-            if created and not any(out.iterdir()):
-                out.rmdir()
+        log.info("run folder: %s", claim.path if claim else out)
+        data = load_dataset(request["dataset"], data_dir=data_dir, split=split, seed=seed, **read)
+        fingerprint = _data_fingerprint(data)
+        if shard.rank > 0:
+            _train(data, config, Path(out), dataset, split, seed, device, False, writer=False)
+            return {}
+        if resume:
+            stored = json.loads((claim.path / RUN_FILE).read_text()).get("data_fingerprint")
+            if stored is not None and stored != fingerprint:
+                raise ValueError(f"run {claim.path} was started on other data (its ids, shape or positives "
+                                 "differ from the data read now): cannot resume; start a new run")
+        else:
+            claim.write(RUN_FILE, json.dumps({**request, "data_fingerprint": fingerprint}, indent=2).encode())
+        report = _train(data, config, claim.path, dataset, split, seed, device, show_progress,
+                        tensorboard=tensorboard)
+        report["seconds"] = time.perf_counter() - start
+        claim.write("metrics.json", json.dumps(report, indent=2, default=float).encode())
+        (claim.path / "train_state.pt").unlink(missing_ok=True)  # finished: model.pt and metrics.json supersede it
+        return report
+    except KeyboardInterrupt:
+        if claim is None:
+            raise
+        if not (claim.path / RUN_FILE).exists():  # nothing to resume yet
+            claim.abandon()
+            raise
+        raise Interrupted(claim.path) from None
+    except BaseException:
+        if claim is not None:
+            claim.abandon()
         raise
-    report["seconds"] = time.perf_counter() - start
-    atomic_write(out / "metrics.json", lambda f: f.write(json.dumps(report, indent=2, default=float).encode()))
-    (out / "train_state.pt").unlink(missing_ok=True)  # finished: model.pt and metrics.json supersede it
-    return report
+    finally:
+        if claim is not None:
+            claim.release()
 
 
-def _check_out(out: Path, resume: bool) -> None:
-    """Refuse a run directory that would lose or mix results."""
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"--out {out} is a file, not a directory")
-    if resume and (out / "metrics.json").exists():
-        raise FileExistsError(f"run {out} has already finished: nothing to resume")
-    if not resume and out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"output directory {out} is not empty: choose another --out (nothing was overwritten)")
+class RunDir:
+    """A run folder claimed by this process: an exclusive lock on ``.irgan.lock`` inside it (released
+    by the kernel if the process dies), the files this run created, and a cleanup that removes
+    only those, and only while nothing resumable exists."""
+
+    LOCK = ".irgan.lock"
+
+    def __init__(self, path: Path, created: bool, resume: bool, lock: int) -> None:
+        self.path, self.created, self.resume, self._lock = path, created, resume, lock
+        self.written: list[Path] = []
+
+    @classmethod
+    def claim(cls, out: str | Path | None, dataset: str, resume: bool) -> "RunDir":
+        """Lock ``out`` (a new ``runs/DATASET-TIME[-N]`` folder when None); FileExistsError in one
+        line when another run holds it, it is a file, it is not empty (new run) or it has finished (resume)."""
+        if out is None:
+            path, created = _new_folder(Path("runs") / f"{Path(dataset).stem}-{time.strftime('%Y%m%d-%H%M%S')}"), True
+        else:
+            path = Path(out)
+            if path.exists() and not path.is_dir():
+                raise FileExistsError(f"--out {path} is a file, not a directory")
+            if resume and not (path / RUN_FILE).is_file():
+                raise FileNotFoundError(f"{path} is not an irgan run directory (no {RUN_FILE})")
+            created = not path.exists()
+            path.mkdir(parents=True, exist_ok=True)
+        lock = _lock(path / cls.LOCK)
+        claim = cls(path, created, resume, lock)
+        try:
+            others = [p for p in path.iterdir() if p.name != cls.LOCK]
+            if resume and (path / "metrics.json").exists():
+                raise FileExistsError(f"run {path} has already finished: nothing to resume")
+            if not resume and others:
+                raise FileExistsError(f"output directory {path} is not empty: choose another --out (nothing was overwritten)")
+        except BaseException:
+            claim.abandon()
+            claim.release()
+            raise
+        for leftover in path.glob(".*.tmp"):  # a temporary file of a write cut short (SIGKILL)
+            leftover.unlink(missing_ok=True)
+        return claim
+
+    def write(self, name: str, data: bytes) -> None:
+        """Write ``name`` in the run folder atomically, remembering that this run created it."""
+        target = self.path / name
+        new = not target.exists()
+        atomic_write(target, lambda f: f.write(data))
+        if new:
+            self.written.append(target)
+
+    def resumable(self) -> bool:
+        return (self.path / "train_state.pt").exists() or (self.path / "init.pt").exists()
+
+    def abandon(self) -> None:
+        """After a failure: remove what this run wrote unless the run can be resumed (it then keeps all)."""
+        if self.resume or self.resumable():
+            return
+        for path in [*self.written, self.path / HISTORY_FILE, self.path / "tensorboard"]:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        if self.created and all(p.name == self.LOCK for p in self.path.iterdir()):
+            (self.path / self.LOCK).unlink(missing_ok=True)
+            self.path.rmdir()
+
+    def release(self) -> None:
+        """Remove the lock file (when the folder still exists) and drop the lock."""
+        (self.path / self.LOCK).unlink(missing_ok=True)
+        os.close(self._lock)
+
+
+def _lock(path: Path) -> int:
+    """An open descriptor holding an exclusive lock on ``path``; FileExistsError if another process holds it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise FileExistsError(f"another run ({holder}) is writing to {path.parent}: wait for it, or choose another --out") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode())
+    return fd
+
+
+def _new_folder(base: Path) -> Path:
+    """Create and return ``base``, or ``base-2``, ``base-3``... the first that does not exist yet (atomic: mkdir)."""
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for n in itertools.count(1):
+        path = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise AssertionError("unreachable")
+
+
+def _absolute(path: str | None) -> str | None:
+    return None if path is None else str(Path(path).expanduser().resolve())
+
+
+def _absolute_if_file(dataset: str) -> str:
+    """A ratings file's path made absolute (so a resumed run finds it from any folder); a name as is."""
+    path = Path(dataset).expanduser()
+    return str(path.resolve()) if path.exists() else dataset
+
+
+def _data_fingerprint(data) -> str:
+    """Digest of the split's id maps and positives: a resumed run must see the same data."""
+    digest = hashlib.sha256(data_fingerprint(*(part.matrix for part in (data.train, data.test))).encode())
+    for ids in (data.train.user_ids, data.train.item_ids):
+        digest.update(repr(np.asarray(ids).dtype).encode())
+        digest.update("\x1f".join(map(str, np.asarray(ids).tolist())).encode())
+    return digest.hexdigest()
 
 
 def _train(data, config: IRGANConfig, out: Path, dataset: str, split: str | None, seed: int,
-           device: torch.device, show_progress: bool, writer: bool = True) -> dict:
+           device: torch.device, show_progress: bool, writer: bool = True, tensorboard: bool = False) -> dict:
     """Run the recipe (pretrain, play, select, test) into ``out`` and write model.pt; the report.
     Other processes of a distributed job (``writer=False``) train alongside and write nothing."""
     with ExitStack() as stack:
         on_evaluate = None
-        if writer:  # one JSON line per evaluation, to follow a run live
+        if writer:  # one JSON line per evaluation, to follow a run live; the same scalars for TensorBoard
             live = stack.enter_context((out / HISTORY_FILE).open("a"))
-            on_evaluate = lambda row: (live.write(json.dumps(row) + "\n"), live.flush())  # noqa: E731
+            events = stack.enter_context(_event_writer(out / "tensorboard", config)) if tensorboard else None
+
+            def on_evaluate(row: dict) -> None:
+                live.write(json.dumps(row) + "\n")
+                live.flush()
+                if events is not None:
+                    _log_scalars(events, row, config)
         result = run_recipe(data.train, data.test, config, seed=seed, device=device,
                             show_progress=show_progress and writer, on_evaluate=on_evaluate,
                             state_path=out / "train_state.pt", init_file=out / "init.pt" if writer else None)
@@ -134,6 +275,35 @@ def _train(data, config: IRGANConfig, out: Path, dataset: str, split: str | None
     }
     save_irgan_model(out / "model.pt", result, config, data.train, seed=seed, dataset=dataset)
     return report
+
+
+@contextmanager
+def _event_writer(folder: Path, config: IRGANConfig):
+    """A TensorBoard SummaryWriter on ``folder``; ValueError in one line without the tensorboard package."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ValueError("--tensorboard needs the tensorboard package: pip install 'irgan[tensorboard]'") from None
+    writer = SummaryWriter(str(folder))
+    try:
+        yield writer
+    finally:
+        writer.close()
+
+
+def _log_scalars(writer, row: dict, config: IRGANConfig) -> None:
+    """A history row's numbers as TensorBoard scalars (selection metrics under ``selection/``), at
+    step = G-epochs played so far."""
+    step = row["epoch"] * config.g_epochs + row["g_epoch"] + 1
+    for key, value in row.items():
+        if key in ("epoch", "g_epoch"):
+            continue
+        if isinstance(value, dict):
+            for name, number in value.items():
+                writer.add_scalar(f"{key}/{name}", number, step)
+        elif isinstance(value, (int, float)):
+            writer.add_scalar(key, value, step)
+    writer.flush()
 
 
 def config_parser(parser: argparse.ArgumentParser) -> None:
@@ -168,42 +338,117 @@ def config_from_args(args: argparse.Namespace) -> IRGANConfig:
     return IRGANConfig(**top, pretrain=BPRConfig(**pretrain))
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a run, carrying the run folder to resume."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__(str(run_dir))
+        self.run_dir = run_dir
+
+
+RUN_FLAGS = {"dataset": "ml-100k", "data_dir": None, "split": None, "seed": 0, "device": "auto"}
+READ_FLAGS = ("sep", "columns", "min_rating")
+
+
 def main(argv: Sequence[str] | None = None, prog: str = "python -m irgan.train") -> int:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", default="ml-100k", help="ml-100k, ml-1m, ml-20m, or the path of a ratings file (user, item, rating[, timestamp])")
+    parser.add_argument("--dataset", default=None, help="ml-100k (default), ml-1m, ml-20m, netflix, or the path of a ratings file (CSV/TSV, optionally gzip/zip, parquet, RecBole .inter)")
     parser.add_argument("--data-dir", default=None, help="folder holding the data sets (default: $IRGAN_DATA or ~/.cache/irgan)")
     parser.add_argument("--split", default=None, help="u1 (ml-100k default, the paper's), random, loo, temporal")
-    parser.add_argument("--seed", type=int, default=0, help="seed of every random draw")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    parser.add_argument("--out", default=None, help="run directory to create (default: runs/DATASET-TIME)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--seed", type=int, default=None, help="seed of every random draw (default: 0)")
+    parser.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
+    parser.add_argument("--sep", default=None, help="field separator of a ratings file (default: detected; '\\t' for tab)")
+    parser.add_argument("--columns", default=None, help="the file's fields in order, e.g. user,item,-,rating ('-' skips a field; default: from the header, else user,item[,rating[,timestamp]])")
+    parser.add_argument("--min-rating", default=None, type=_min_rating, help="ratings >= this are positives; 'none': every row is a positive (default: 4)")
+    parser.add_argument("--out", default=None, help="run directory to create (default: a new runs/DATASET-TIME)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars (one log line per outer epoch remains)")
+    parser.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files to RUN/tensorboard")
     parser.add_argument("--resume", metavar="RUN_DIR", default=None,
-                        help="continue an interrupted run from its last finished outer epoch (its other flags are reused)")
+                        help="continue an interrupted run from its last finished outer epoch, with its own flags")
     config_parser(parser)
     args = parser.parse_args(argv)
     keep_freed_memory()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     out = args.resume or args.out
     try:
+        read = {k: (None if v == "none" else v) for k in READ_FLAGS if (v := getattr(args, k)) is not None}
         if args.resume:
             request = read_request(Path(args.resume))
+            _refuse_other_flags(args, request, read)
             report = run(request["dataset"], request["config"], args.resume, request["data_dir"],
-                         request["split"], request["seed"], request["device"], not args.quiet, resume=True)
+                         request["split"], request["seed"], request["device"], not args.quiet, resume=True,
+                         read=request.get("read"), tensorboard=args.tensorboard)
         else:
-            config = config_from_args(args)
-            out = args.out or Path("runs") / f"{Path(args.dataset).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-            report = run(args.dataset, config, out, args.data_dir, args.split, args.seed, args.device,
-                         show_progress=not args.quiet)
-    except (DataError, ValueError, ModelFileError, FileNotFoundError, FileExistsError, FloatingPointError) as err:
-        print(f"error: {err}", file=sys.stderr)
+            given = {k: default if getattr(args, k) is None else getattr(args, k) for k, default in RUN_FLAGS.items()}
+            report = run(config=config_from_args(args), out=args.out, show_progress=not args.quiet, read=read,
+                         tensorboard=args.tensorboard, **given)
+    except (DataError, ValueError, ModelFileError, OSError, FloatingPointError, MemoryError) as err:
+        print(f"error: {_one_line(err)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: resume with  python -m irgan.train --resume {out}", file=sys.stderr)
+    except torch.OutOfMemoryError as err:
+        print(f"error: out of memory: {_one_line(err)}; lower dim or the batch sizes", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as err:
+        where = getattr(err, "run_dir", out)
+        print(f"\ninterrupted: resume with  python -m irgan.train --resume {where}", file=sys.stderr)
         return 130
     if report:  # the other processes of a distributed job report nothing
         print(format_table(report))
     return 0
+
+
+def _min_rating(text: str) -> float | str:
+    """--min-rating: a number, or 'none' (every row is a positive)."""
+    if text.strip().lower() == "none":
+        return "none"
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'none', got {text!r}") from None
+    if not np.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number or 'none', got {text!r}")
+    return value
+
+
+def _one_line(err: BaseException) -> str:
+    """An exception's message on one line (OSErrors as 'reason: path')."""
+    if isinstance(err, OSError) and err.strerror and not isinstance(err, (FileExistsError, FileNotFoundError)):
+        where = f": {err.filename}" if err.filename else ""
+        return f"{err.strerror}{where}"
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
+def _refuse_other_flags(args: argparse.Namespace, request: dict, read: dict) -> None:
+    """ValueError listing the flags given with --resume that differ from the run being resumed."""
+    differ = []
+    for key in RUN_FLAGS:
+        value = getattr(args, key)
+        stored = request.get(key)
+        if value is not None and key == "dataset":
+            value = _absolute_if_file(value)
+        if key == "data_dir" and value is not None:
+            value = _absolute(value)
+        if value is not None and value != stored:
+            differ.append(f"--{key.replace('_', '-')} {value} (the run has {stored})")
+    for key, value in read.items():
+        stored = request.get("read", {}).get(key)
+        if value != stored:
+            differ.append(f"--{key.replace('_', '-')} {value} (the run has {stored})")
+    config = dataclasses.asdict(request["config"])
+    asked = dataclasses.asdict(config_from_args(args))
+    values = vars(args)
+    for f in dataclasses.fields(IRGANConfig):
+        if f.name != "pretrain" and values.get(f.name) is not None and asked[f.name] != config[f.name]:
+            differ.append(f"--{f.name.replace('_', '-')} {asked[f.name]} (the run has {config[f.name]})")
+    for f in dataclasses.fields(BPRConfig):
+        key = f"pretrain_{f.name}"
+        if values.get(key) is not None and asked["pretrain"][f.name] != config["pretrain"][f.name]:
+            differ.append(f"--pretrain-{f.name.replace('_', '-')} {asked['pretrain'][f.name]} "
+                          f"(the run has {config['pretrain'][f.name]})")
+    if differ:
+        raise ValueError(f"--resume continues a run with its own flags; these differ: {'; '.join(differ)}")
 
 
 def read_request(run_dir: Path) -> dict:
