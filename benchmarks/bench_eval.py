@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import pickle
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` and `irgan` 
 
 from benchmarks.results import machine, write_section  # noqa: E402
 from irgan.metrics import BATCH_ELEMENTS, evaluate  # noqa: E402
+from irgan.model_files import load_arrays  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 NOTES = (
@@ -64,8 +64,7 @@ def ml100k() -> tuple[np.ndarray, sp.csr_matrix, sp.csr_matrix, str]:
         cell = rng.random((943, 1683))
         scores = rng.normal(size=(943, 1683)).astype(np.float32)
         return scores, sp.csr_matrix(cell < 0.047), sp.csr_matrix(cell > 0.988), "synthetic"
-    with open(folder / "model_dns_ori.pkl", "rb") as f:
-        user_emb, item_emb, item_bias = pickle.load(f, encoding="latin1")
+    model = load_arrays(folder / "model_dns_ori.pkl")  # no code runs: only numpy arrays are unpickled
 
     def positives(name: str) -> sp.csr_matrix:
         user, item, rating = np.loadtxt(folder / name, dtype=np.int64).T
@@ -73,7 +72,8 @@ def ml100k() -> tuple[np.ndarray, sp.csr_matrix, sp.csr_matrix, str]:
         return sp.csr_matrix((np.ones(keep.sum()), (user[keep], item[keep])), shape=(943, 1683))
 
     train, test = positives("movielens-100k-train.txt"), positives("movielens-100k-test.txt")
-    return user_emb @ item_emb.T + item_bias, train, test, "authors' model_dns_ori + split"
+    scores = model["user_emb"] @ model["item_emb"].T + model["item_bias"]
+    return scores, train, test, "authors' model_dns_ori + split"
 
 
 def synthetic_csr(n_users: int, seed: int = 0) -> tuple[sp.csr_matrix, sp.csr_matrix]:

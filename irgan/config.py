@@ -1,12 +1,18 @@
 """Training configurations: ``BPRConfig`` (BPR / DNS pretraining) and ``IRGANConfig`` (the game).
 
 The defaults are the IRGAN authors' protocol for MovieLens (their released ``cf_dns.py`` and
-``cf_gan.py``), except model selection, which uses a validation split by default. This module
+``cf_gan.py``), except model selection, which uses a validation split by default. Every field is
+checked against its annotation (ints and floats as Python numbers, floats finite, counts >= 0),
+then against its own range, each problem a ValueError in one line naming the field. This module
 imports nothing of irgan: every other module may read a config.
 """
 from __future__ import annotations
 
+import dataclasses
+import math
+import numbers
 import re
+import typing
 from dataclasses import dataclass, field
 
 SCORERS = ("mf", "mlp", "itemitem")
@@ -19,6 +25,37 @@ SELECT_METRICS = tuple(f"{m}@{k}" for m in ("P", "Recall", "NDCG", "MAP", "HR") 
 
 def _f(default, help: str):
     return field(default=default, metadata={"help": help})
+
+
+def _check_fields(config: typing.Any, at_least_one: tuple[str, ...] = ()) -> None:
+    """ValueError unless each field of ``config`` has its annotated type (a bool is no number; numpy
+    numbers become Python ones), each float is finite and each int >= 0, or >= 1 if in ``at_least_one``."""
+    for f in dataclasses.fields(config):
+        name, value, kind = f.name, getattr(config, f.name), typing.get_type_hints(type(config))[f.name]
+        number = (numbers.Integral if kind is int else numbers.Real) if kind in (int, float) else None
+        if number is not None and isinstance(value, number) and not isinstance(value, bool):
+            if type(value) is not kind:
+                object.__setattr__(config, name, kind(value))
+        elif number is not None or not isinstance(value, kind):
+            names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+            raise ValueError(f"{name} must be {names.get(kind, 'a ' + kind.__name__)}, got {value!r}")
+        value = getattr(config, name)
+        if kind is float and not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number, got {value}")
+        if kind is int and value < (1 if name in at_least_one else 0):
+            raise ValueError(f"{name} must be >= {1 if name in at_least_one else 0}, got {value}")
+
+
+def _positive(config: typing.Any, names: tuple[str, ...], note: str = "") -> None:
+    for name in names:
+        if not getattr(config, name) > 0:
+            raise ValueError(f"{name} must be positive, got {getattr(config, name)}{note}")
+
+
+def _not_negative(config: typing.Any, names: tuple[str, ...]) -> None:
+    for name in names:
+        if getattr(config, name) < 0:
+            raise ValueError(f"{name} must be >= 0, got {getattr(config, name)}")
 
 
 @dataclass(frozen=True)
@@ -37,15 +74,13 @@ class BPRConfig:
     batch_size: int = _f(64, "triples per update, losses summed (the authors: 1; see RESULTS.md)")
 
     def __post_init__(self) -> None:
+        _check_fields(self, at_least_one=("dns_candidates", "dim", "batch_size"))  # epochs 0: G keeps its random start
         if self.negatives not in ("uniform", "dns"):
             raise ValueError(f"negatives must be 'uniform' or 'dns', got {self.negatives!r}")
         if self.optimizer not in ("sgd", "adam"):
             raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
-        for name in ("dns_candidates", "dim", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not self.lr > 0 or not self.l2 >= 0:
-            raise ValueError(f"lr must be positive and l2 non-negative, got lr={self.lr}, l2={self.l2}")
+        _positive(self, ("lr",))
+        _not_negative(self, ("init_scale", "l2"))
 
 
 @dataclass(frozen=True)
@@ -92,6 +127,16 @@ class IRGANConfig:
     eval_every: int = _f(1, "G-epochs between evaluations of G for selection (the authors: 1)")
 
     def __post_init__(self) -> None:
+        if isinstance(self.pretrain, dict):
+            unknown = sorted(set(self.pretrain) - {f.name for f in dataclasses.fields(BPRConfig)}, key=str)
+            if unknown:
+                raise ValueError(f"pretrain has unknown field(s) {unknown}")
+            try:
+                object.__setattr__(self, "pretrain", BPRConfig(**self.pretrain))
+            except ValueError as err:
+                raise ValueError(f"pretrain.{err}") from None
+        _check_fields(self, at_least_one=("dim", "hidden", "epochs", "d_batch_size", "d_sample_every",
+                                          "g_sample_factor", "g_batch_users", "eval_every"))
         for name in ("g_scorer", "d_scorer"):
             if getattr(self, name) not in SCORERS and not re.fullmatch(r"[\w.]+:\w+", str(getattr(self, name))):
                 raise ValueError(f"{name} must be one of {SCORERS} or 'module:Class', got {getattr(self, name)!r}")
@@ -101,18 +146,10 @@ class IRGANConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        positive = ("dim", "hidden", "epochs", "d_batch_size", "d_sample_every", "g_sample_factor", "g_batch_users", "eval_every")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("d_epochs", "g_epochs"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.g_mix < 1:
             raise ValueError(f"g_mix must be in [0, 1), got {self.g_mix}")
         if not 0 < self.validation_fraction < 1:
             raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction}")
-        if not min(self.d_temperature, self.g_temperature, self.d_lr, self.g_lr, self.ease_l2) > 0:
-            raise ValueError("temperatures, learning rates and ease_l2 must be positive numbers")
-        if isinstance(self.pretrain, dict):
-            object.__setattr__(self, "pretrain", BPRConfig(**self.pretrain))
+        _positive(self, ("d_temperature", "g_temperature", "d_lr", "g_lr", "ease_l2"),
+                  " (temperatures, learning rates and ease_l2 must be positive numbers)")
+        _not_negative(self, ("init_scale", "d_l2", "g_l2"))

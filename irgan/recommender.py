@@ -22,7 +22,7 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 from torch import nn
 
-from irgan.checkpoint import ModelFile, load_model, save_model
+from irgan.checkpoint import ModelFile, ModelFileError, load_model, save_model
 from irgan.data import DataError, Interactions, from_dataframe, interactions_from_dataframe
 from irgan.data.splits import sorted_unique
 from irgan.device import resolve_device
@@ -248,19 +248,24 @@ class Recommender(Serving, BaseEstimator):
     def load(cls, path: str | Path, device: str | torch.device = "auto",
              scorers: tuple[type[nn.Module], ...] = ()) -> "Recommender":
         """Read a model file (``save``'s, or the CLI's ``model.pt``) onto ``device``; ``scorers``:
-        classes of your own scorers it holds. Any other file raises ValueError in one line."""
+        classes of your own scorers it holds. Any other file, or a hand-edited one that does not
+        rebuild a working estimator, raises ModelFileError (a ValueError) in one line."""
         saved = load_model(path, scorers)
         target = _estimators().get(saved.estimator)
-        if target is None or not issubclass(target, cls):
-            raise ValueError(f"{path} holds a {saved.estimator}, not a {cls.__name__}: load it with {saved.estimator}.load")
-        known = set(target._param_names())
+        if target is None:
+            raise ModelFileError(f"{path} holds a {saved.estimator!r}, an estimator irgan does not know: import "
+                                 "the module that defines it before loading")
+        if not issubclass(target, cls):
+            raise ModelFileError(f"{path} holds a {saved.estimator}, not a {cls.__name__}: load it with {saved.estimator}.load")
+        device = resolve_device(device)
         try:
-            est = target(**{k: v for k, v in saved.params.items() if k in known})
+            est = target(**_saved_params(target, saved.params))
             est.user_items_, est.user_ids_, est.item_ids_ = saved.user_items, saved.user_ids, saved.item_ids
             est._index_ids()
-            est._restore(saved, resolve_device(device))
-        except (KeyError, TypeError, ValueError) as err:
-            raise ValueError(f"{path} is a damaged irgan model file: {type(err).__name__}: {err}") from None
+            est._restore(saved, device)
+            est.model_  # the serving scorer resolves (side="best" reads the kept players' metrics)
+        except Exception as err:  # whatever a hand-edited parameter or fitted value makes the rebuild raise
+            raise ModelFileError(f"{path} is a damaged irgan model file: {_reason(err)}") from None
         return est
 
     def _scorers(self) -> dict[str, nn.Module]:
@@ -300,6 +305,31 @@ def _signature(cls: type[Recommender]) -> inspect.Signature:
     defaults.update(cls._own_params)
     return inspect.Signature([inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=value)
                               for name, value in defaults.items()])
+
+
+def _saved_params(target: type[Recommender], params: dict) -> dict[str, Any]:
+    """The parameters of ``target`` among a model file's ``params``; ValueError for an own parameter
+    whose type is not its default's (a str where the default is None). None stays: save writes it
+    for values it cannot store. The config's fields are checked by the config."""
+    kept = {k: v for k, v in params.items() if k in target._param_names()}
+    for name, value in kept.items():
+        default = target._own_params.get(name)
+        if name not in target._own_params or value is None:
+            continue
+        kind = str if default is None else float if isinstance(default, float) else type(default)
+        if not isinstance(value, int if kind is float else kind) and not isinstance(value, kind) \
+                or (isinstance(value, bool) and kind is not bool):
+            raise ValueError(f"its parameter {name} is {value!r}, of type {type(value).__name__}, not {kind.__name__}")
+    return kept
+
+
+def _reason(err: Exception) -> str:
+    """One line saying what a rebuild from a damaged file raised."""
+    if isinstance(err, KeyError):
+        return f"it lacks {err.args[0]!r}" if err.args else "a key is missing"
+    lines = str(err).splitlines()
+    text = lines[0][:200] if lines else ""
+    return text if isinstance(err, ValueError) else f"{type(err).__name__}: {text}"
 
 
 def _same(a: Any, b: Any) -> bool:
