@@ -23,6 +23,7 @@ from irgan.metrics import evaluate
 from irgan.models import Discriminator, Generator, Popularity, scorer_kind
 from irgan.pipeline import run_recipe, save_irgan_model
 from irgan.pretrain import fit_bpr
+from irgan.progress import logging_to_stderr
 from irgan.recommender import NotFittedError, Recommender, ranking_scorer
 
 SIDES = ("generator", "discriminator", "best")
@@ -34,7 +35,8 @@ class IRGAN(Recommender):
     Parameters: every field of ``IRGANConfig`` (``pretrain=BPRConfig(...)`` included), plus
     ``generator`` / ``discriminator`` (a scorer: a built-in name, an instance or a callable
     ``(n_users, n_items) -> scorer``; None takes ``g_scorer`` / ``d_scorer``), ``seed``,
-    ``device`` ("auto", "cpu", "cuda"), ``show_progress``, ``min_rating`` (for DataFrames with a
+    ``device`` ("auto", "cpu", "cuda"), ``show_progress`` (bars in a terminal or notebook), ``verbose``
+    (one log line per epoch on stderr), ``min_rating`` (for DataFrames with a
     rating column) and ``side``: which player serves recommendations, "generator",
     "discriminator", or "best" (the higher validation ``select_metric``). Selection is always on
     validation: passed to ``fit``, else carved from the data with ``validation_fraction``. After
@@ -45,7 +47,7 @@ class IRGAN(Recommender):
 
     _config_cls = IRGANConfig
     _own_params = {"generator": None, "discriminator": None, "seed": 0, "device": "auto", "show_progress": False,
-                   "side": "generator", "min_rating": 4.0}
+                   "verbose": False, "side": "generator", "min_rating": 4.0}
 
     def _check(self, config: IRGANConfig, own: dict[str, Any]) -> None:
         super()._check(config, own)
@@ -56,8 +58,10 @@ class IRGAN(Recommender):
             raise ValueError(f"side must be one of {SIDES}, got {own['side']!r}")
 
     def _fit(self, train: Interactions, validation: Interactions | None) -> None:
-        result = run_recipe(train, None, self.config, validation=validation, seed=self.seed, device=self.device,
-                            show_progress=self.show_progress, generator=self.generator, discriminator=self.discriminator)
+        with logging_to_stderr(self.verbose):
+            result = run_recipe(train, None, self.config, validation=validation, seed=self.seed, device=self.device,
+                                show_progress=self.show_progress, generator=self.generator,
+                                discriminator=self.discriminator)
         self.generator_, self.discriminator_ = result.generator, result.discriminator
         self.history_ = result.history
         self.best_ = {"generator": result.best_generator, "discriminator": result.best_discriminator}
@@ -119,16 +123,17 @@ class BPRRecommender(_OneScorer):
 
     Parameters: every field of ``BPRConfig`` (defaults are BPRConfig's, i.e. DNS negatives, the
     IRGAN authors' pretraining; ``negatives="uniform"`` is plain BPR), plus ``seed``,
-    ``device``, ``show_progress``, ``min_rating``. After fit: ``model_`` (MatrixFactorization),
+    ``device``, ``show_progress``, ``verbose``, ``min_rating``. After fit: ``model_`` (MatrixFactorization),
     ``validation_metrics_`` (when fit got ``validation``; None otherwise).
     """
 
     _config_cls = BPRConfig
-    _own_params = {"seed": 0, "device": "auto", "show_progress": False, "min_rating": 4.0}
+    _own_params = {"seed": 0, "device": "auto", "show_progress": False, "verbose": False, "min_rating": 4.0}
 
     def _fit(self, train: Interactions, validation: Interactions | None) -> None:
-        self._model = fit_bpr(train.matrix, self.config, seed=self.seed, device=self.device,
-                              show_progress=self.show_progress)
+        with logging_to_stderr(self.verbose):
+            self._model = fit_bpr(train.matrix, self.config, seed=self.seed, device=self.device,
+                                  show_progress=self.show_progress)
         self.validation_metrics_ = None if validation is None else evaluate(self._model, train, validation)
 
 

@@ -5,8 +5,10 @@ Piped to a file, a tqdm bar writes one carriage-return frame per update (a defau
 """
 from __future__ import annotations
 
+import logging
 import sys
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from tqdm.auto import tqdm
 
@@ -22,3 +24,25 @@ def interactive() -> bool:
 def bar(show: bool, **kwargs: Any) -> tqdm:
     """A tqdm bar, shown when ``show`` and the output is interactive; a silent one otherwise."""
     return tqdm(disable=not (show and interactive()), **kwargs)
+
+
+@contextmanager
+def logging_to_stderr(enabled: bool, level: int = logging.INFO) -> Iterator[None]:
+    """While active (and ``enabled``), irgan's log records at ``level`` and above also go to stderr:
+    what an estimator's ``verbose=True`` shows (one line per epoch) without configuring logging."""
+    if not enabled:
+        yield
+        return
+    logger = logging.getLogger("irgan")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    handler.setLevel(level)
+    old_level = logger.level
+    logger.addHandler(handler)
+    if logger.getEffectiveLevel() > level:
+        logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)

@@ -154,9 +154,10 @@ def _end_epoch(game: _Game, config: IRGANConfig, epoch: int, state_path: str | P
 def _check_finite(game: _Game, epoch: int, state_path: str | Path | None) -> None:
     """FloatingPointError naming the outer epoch when G or D holds NaN or inf."""
     if not _finite(game.G) or not _finite(game.D):
-        raise FloatingPointError(
-            f"IRGAN diverged in outer epoch {epoch}: NaN or inf in the parameters; lower the learning "
-            "rates. The last good state (previous epoch) is kept" + (f" in {state_path}" if state_path else ""))
+        kept = (f"; the last good state (after outer epoch {epoch - 1}) is kept in {state_path}"
+                if state_path and epoch > 0 else "")
+        raise FloatingPointError(f"IRGAN diverged in outer epoch {epoch}: NaN or inf in the parameters; "
+                                 f"start again with lower learning rates{kept}")
 
 
 def _log_epoch(game: _Game, config: IRGANConfig, epoch: int, stats: dict[str, float], seconds: float,

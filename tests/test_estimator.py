@@ -298,7 +298,7 @@ def test_params_round_trip_and_nested_pretrain():
     model = IRGAN(epochs=2, d_lr=0.01, pretrain=BPRConfig(epochs=3), side="best", seed=4)
     params = model.get_params(deep=False)
     assert set(params) == {f.name for f in dataclasses.fields(IRGANConfig)} | {
-        "generator", "discriminator", "seed", "device", "show_progress", "side", "min_rating"}
+        "generator", "discriminator", "seed", "device", "show_progress", "verbose", "side", "min_rating"}
     assert IRGAN(**params).get_params() == model.get_params()
     assert model.get_params()["pretrain__epochs"] == 3
     model.set_params(**model.get_params(deep=True))  # a no-op
