@@ -26,6 +26,7 @@ METRICS_FILE = "metrics.json"
 RUN_FILE = "run.json"
 DEFAULT_OUT = "plots"  # under RUN_DIR
 DEFAULT_METRICS = ("P@3", "P@5", "P@10", "NDCG@3", "NDCG@5", "NDCG@10")  # the paper's table
+NUMBERS = ("d_loss", "d_acc_real", "d_acc_fake", "g_reward", "g_entropy", "g_coverage")  # per row, when present
 INSTALL_HINT = "plotting needs matplotlib: pip install matplotlib (or pip install 'irgan[plot]')"
 
 
@@ -37,7 +38,8 @@ def load_run(run_dir: str | Path) -> tuple[list[dict], int | None]:
     """The history rows of ``run_dir`` and its ``g_epochs`` (None when no config says it).
 
     ``history.jsonl`` wins over ``metrics.json`` (it is the live log of the same rows); a
-    last line cut short by a run still writing is skipped. Raises RunDirError.
+    last line cut short by a run still writing is skipped. Raises RunDirError naming the file
+    (and line) of a malformed row.
     """
     run_dir = Path(run_dir)
     if not run_dir.exists():
@@ -51,6 +53,9 @@ def load_run(run_dir: str | Path) -> tuple[list[dict], int | None]:
         history = metrics.get("history") if isinstance(metrics, dict) else None
         if not isinstance(history, list):
             raise RunDirError(f"{run_dir / METRICS_FILE} has no 'history' list")
+        for n, row in enumerate(history):
+            if problem := _row_problem(row):
+                raise RunDirError(f"{run_dir / METRICS_FILE}: history row {n} {problem}")
     else:
         raise RunDirError(f"{run_dir} holds neither {HISTORY_FILE} nor {METRICS_FILE}: is it an irgan run directory?")
     config = metrics.get("config") if isinstance(metrics, dict) else None
@@ -151,8 +156,12 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m irgan.plot") 
     except ImportError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    except (ValueError, OSError) as err:  # RunDirError is a ValueError
+    except ValueError as err:  # RunDirError is a ValueError
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # an unreadable file, an unwritable output folder
+        print(f"error: {err.filename}: {err.strerror}" if err.filename and err.strerror else f"error: {err}",
+              file=sys.stderr)
         return 2
     for path in paths:
         print(path)
@@ -171,37 +180,76 @@ def _matplotlib():
 
 
 def _check_rows(history: Any) -> list[dict]:
-    """``history`` as a non-empty list of dicts with integer ``epoch`` and ``g_epoch``, else ValueError."""
+    """``history`` as a non-empty list of rows that pass ``_row_problem``, else RunDirError."""
     if not isinstance(history, (list, tuple)) or not history:
         raise RunDirError("the history is empty: no evaluation of G was recorded (is the run still pretraining?)")
     for n, row in enumerate(history):
-        if not isinstance(row, dict):
-            raise RunDirError(f"history row {n} is a {type(row).__name__}, not an object")
-        for key in ("epoch", "g_epoch"):
-            if not isinstance(row.get(key), int) or isinstance(row.get(key), bool):
-                raise RunDirError(f"history row {n} has no integer {key!r}")
+        if problem := _row_problem(row):
+            raise RunDirError(f"history row {n} {problem}")
     return list(history)
+
+
+def _row_problem(row: Any) -> str | None:
+    """What is wrong with one history row ("is an array, not an object", ...), or None: a row is an
+    object with integer ``epoch`` and ``g_epoch``, numbers (or null) for ``NUMBERS`` and a
+    ``selection`` object of numbers (or null)."""
+    if not isinstance(row, dict):
+        return f"is {_json_kind(row)}, not an object"
+    for key in ("epoch", "g_epoch"):
+        if not isinstance(row.get(key), int) or isinstance(row.get(key), bool):
+            return f"has no integer {key!r}"
+    bad = next((key for key in NUMBERS if row.get(key) is not None and not _is_number(row[key])), None)
+    if bad is not None:
+        return f"has {bad!r} as {_json_kind(row[bad])}, not a number"
+    selection = row.get("selection")
+    if selection is not None and not (isinstance(selection, dict)
+                                      and all(v is None or _is_number(v) for v in selection.values())):
+        return "has a 'selection' that is not an object of numbers"
+    return None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _json_kind(value: Any) -> str:
+    kinds = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number",
+             float: "a number", type(None): "null"}
+    return kinds.get(type(value), f"a {type(value).__name__}")
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise RunDirError(f"{path} is not UTF-8 text: {err}") from None
 
 
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        return json.loads(_read_text(path))
+    except json.JSONDecodeError as err:
         raise RunDirError(f"{path} is not valid JSON: {err}") from None
 
 
 def _read_jsonl(path: Path) -> list[dict]:
-    """One JSON object per non-blank line; a broken last line (a row being written) is skipped."""
-    lines = [(n, line) for n, line in enumerate(path.read_text().splitlines(), 1) if line.strip()]
+    """One history row (``_row_problem``) per non-blank line; a broken last line (a row being
+    written) is skipped; any other bad line raises RunDirError naming the file and line."""
+    lines = [(n, line) for n, line in enumerate(_read_text(path).splitlines(), 1) if line.strip()]
     rows = []
     for n, line in lines:
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except json.JSONDecodeError as err:
             if n == lines[-1][0]:
                 log.warning("%s: skipped line %d, cut short (a run still writing?)", path, n)
                 continue
             raise RunDirError(f"{path}, line {n}: not valid JSON: {err}") from None
+        if problem := _row_problem(row):
+            raise RunDirError(f"{path}, line {n}: the row {problem}")
+        rows.append(row)
+    if not rows:
+        raise RunDirError(f"{path} holds no rows: no evaluation of G was recorded (is the run still pretraining?)")
     return rows
 
 
