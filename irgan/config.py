@@ -9,6 +9,7 @@ imports nothing of irgan: every other module may read a config.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import numbers
 import re
@@ -27,11 +28,18 @@ def _f(default, help: str):
     return field(default=default, metadata={"help": help})
 
 
+@functools.cache
+def _hints(cls: type) -> dict[str, type]:
+    """The fields' annotations as types (they are strings under ``from __future__ import annotations``)."""
+    return typing.get_type_hints(cls)
+
+
 def _check_fields(config: typing.Any, at_least_one: tuple[str, ...] = ()) -> None:
     """ValueError unless each field of ``config`` has its annotated type (a bool is no number; numpy
     numbers become Python ones), each float is finite and each int >= 0, or >= 1 if in ``at_least_one``."""
+    hints = _hints(type(config))
     for f in dataclasses.fields(config):
-        name, value, kind = f.name, getattr(config, f.name), typing.get_type_hints(type(config))[f.name]
+        name, value, kind = f.name, getattr(config, f.name), hints[f.name]
         number = (numbers.Integral if kind is int else numbers.Real) if kind in (int, float) else None
         if number is not None and isinstance(value, number) and not isinstance(value, bool):
             if type(value) is not kind:

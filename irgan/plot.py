@@ -26,6 +26,7 @@ METRICS_FILE = "metrics.json"
 RUN_FILE = "run.json"
 DEFAULT_OUT = "plots"  # under RUN_DIR
 DEFAULT_METRICS = ("P@3", "P@5", "P@10", "NDCG@3", "NDCG@5", "NDCG@10")  # the paper's table
+MAX_EPOCH = 10**9  # beyond any run; bounds the x axis
 NUMBERS = ("d_loss", "d_acc_real", "d_acc_fake", "g_reward", "g_entropy", "g_coverage")  # per row, when present
 INSTALL_HINT = "plotting needs matplotlib: pip install matplotlib (or pip install 'irgan[plot]')"
 
@@ -196,11 +197,13 @@ def _row_problem(row: Any) -> str | None:
     if not isinstance(row, dict):
         return f"is {_json_kind(row)}, not an object"
     for key in ("epoch", "g_epoch"):
-        if not isinstance(row.get(key), int) or isinstance(row.get(key), bool):
-            return f"has no integer {key!r}"
+        value = row.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or abs(value) > MAX_EPOCH:
+            return f"has no integer {key!r} (within +-{MAX_EPOCH:,})"
     bad = next((key for key in NUMBERS if row.get(key) is not None and not _is_number(row[key])), None)
     if bad is not None:
-        return f"has {bad!r} as {_json_kind(row[bad])}, not a number"
+        kind = _json_kind(row[bad])
+        return f"has {bad!r} as {kind}, not a number" if kind != "a number" else f"has {bad!r} too large to plot"
     selection = row.get("selection")
     if selection is not None and not (isinstance(selection, dict)
                                       and all(v is None or _is_number(v) for v in selection.values())):
@@ -209,7 +212,8 @@ def _row_problem(row: Any) -> str | None:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A float, or an int that converts to one (JSON integers have no bound)."""
+    return isinstance(value, float) or isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**53
 
 
 def _json_kind(value: Any) -> str:
@@ -228,8 +232,8 @@ def _read_text(path: Path) -> str:
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(_read_text(path))
-    except json.JSONDecodeError as err:
-        raise RunDirError(f"{path} is not valid JSON: {err}") from None
+    except (json.JSONDecodeError, RecursionError) as err:  # RecursionError: nested too deeply
+        raise RunDirError(f"{path} is not valid JSON: {err or 'nested too deeply'}") from None
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -240,11 +244,11 @@ def _read_jsonl(path: Path) -> list[dict]:
     for n, line in lines:
         try:
             row = json.loads(line)
-        except json.JSONDecodeError as err:
+        except (json.JSONDecodeError, RecursionError) as err:  # RecursionError: nested too deeply
             if n == lines[-1][0]:
                 log.warning("%s: skipped line %d, cut short (a run still writing?)", path, n)
                 continue
-            raise RunDirError(f"{path}, line {n}: not valid JSON: {err}") from None
+            raise RunDirError(f"{path}, line {n}: not valid JSON: {err or 'nested too deeply'}") from None
         if problem := _row_problem(row):
             raise RunDirError(f"{path}, line {n}: the row {problem}")
         rows.append(row)
