@@ -43,6 +43,7 @@ MODEL_LAYOUT = {"estimator": str, "scorers": dict, "user_ids": dict, "item_ids":
 IDS_LAYOUT = {"values": list, "dtype": str}
 POSITIVES_LAYOUT = {"shape": list, "indptr": torch.Tensor, "indices": torch.Tensor}
 SCORER_LAYOUT = {"kind": str, "args": dict, "state": dict}
+SIZE_ARGS = ("dim", "hidden")  # scorer arguments that size a table, beside n_users and n_items
 
 ZIP_MAGIC = b"PK\x03\x04"  # torch.load reads any file not starting so as a legacy pickle, sized by its own claims
 MAX_UNPACK_RATIO = 4  # a zip archive may unpack to at most this many times its size on disk...
@@ -201,6 +202,10 @@ def _scorer(role: str, spec: dict, known: dict[str, type[nn.Module]], shape: tup
                              f"to load, or register it with irgan.models.register_scorer")
     _tensors(tensors, f"its {role}", ModelFileError)
     _check_sizes(role, (args.get("n_users", shape[0]), args.get("n_items", shape[1])), shape)
+    largest = max((max(t.shape, default=1) for t in tensors.values()), default=None)
+    big = next((k for k in SIZE_ARGS if largest is not None and isinstance(args.get(k), int) and args[k] > largest), None)
+    if big is not None:  # layers that skip_init builds on CPU even on the meta device
+        raise _Damaged(f"its {role}'s {big}={args[big]} is larger than any table it holds")
     _check_tables(role, known[kind], args, tensors)
     scorer = known[kind](**args)
     scorer.load_state_dict(tensors)

@@ -31,7 +31,7 @@ from irgan.checkpoint import (MAX_UNPACK_RATIO, UNPACK_FLOOR_BYTES, ModelFileErr
 from irgan.config import BPRConfig, IRGANConfig
 from irgan.estimator import IRGAN
 from irgan.model_files import load_arrays, load_model_file
-from irgan.models import MatrixFactorization
+from irgan.models import MatrixFactorization, MLPScorer
 
 REPO = Path(__file__).resolve().parents[1]
 MiB = 2**20
@@ -265,7 +265,7 @@ def _drop(*keys):
     pytest.param(_put("scorers", "generator", "state", "item_bias", value=3), "'item_bias' of type int, expected a tensor",
                  id="table-not-tensor"),
     pytest.param(_put("scorers", "generator", "args", "dim", value=10**9),
-                 "arguments make user_emb (60, 1000000000), larger than the (60, 3) it holds", id="args-claim-huge"),
+                 "generator's dim=1000000000 is larger than any table it holds", id="args-claim-huge"),
     pytest.param(lambda s: s["user_items"].update(indices=s["user_items"]["indices"].float()),
                  "positives are stored as torch.float32", id="float-indices"),
 ])
@@ -276,6 +276,45 @@ def test_hand_edited_model_file_is_one_model_file_error(saved, tmp_path, edit, w
         IRGAN.load(path, device="cpu")
     assert words in one_line(err, path)
     assert time.perf_counter() - start < 10  # nothing was built at the claimed size
+
+
+def test_size_arguments_beyond_the_tables_are_refused_before_building(tmp_path):
+    """An MLP's towers are built on CPU even under the meta device: its hidden size is checked first."""
+    path = tmp_path / "mlp.pt"
+    save_model(path, "BPRRecommender", {"model": MLPScorer(2, 3, dim=2, hidden=4)}, [1, 2], [1, 2, 3],
+               sp.csr_matrix((2, 3), dtype=np.float32))
+    state = torch.load(path, weights_only=True)
+    state["scorers"]["model"]["args"]["hidden"] = 10**9
+    torch.save(state, path)
+    start = time.perf_counter()
+    with pytest.raises(ModelFileError, match="model's hidden=1000000000 is larger than any table it holds") as err:
+        load_model(path)
+    one_line(err, path)
+    assert time.perf_counter() - start < 5
+
+
+class Wide(torch.nn.Module):
+    """A scorer of one's own whose table is sized by an argument irgan does not know."""
+
+    def __init__(self, n_users: int, n_items: int, width: int = 2) -> None:
+        super().__init__()
+        self.n_users, self.n_items, self.width = n_users, n_items, width
+        self.table = torch.nn.Parameter(torch.zeros(n_items, width))
+
+    def init_args(self) -> dict:
+        return {"n_users": self.n_users, "n_items": self.n_items, "width": self.width}
+
+
+def test_a_scorer_of_ones_own_claiming_a_huge_table_is_tried_on_meta_first(tmp_path):
+    path = tmp_path / "wide.pt"
+    save_model(path, "BPRRecommender", {"model": Wide(2, 3)}, [1, 2], [1, 2, 3], sp.csr_matrix((2, 3), dtype=np.float32))
+    assert load_model(path, scorers=[Wide]).scorers["model"].width == 2
+    state = torch.load(path, weights_only=True)
+    state["scorers"]["model"]["args"]["width"] = 10**12
+    torch.save(state, path)
+    with pytest.raises(ModelFileError, match=r"arguments make table \(3, 1000000000000\), larger than the \(3, 2\)") as err:
+        load_model(path, scorers=[Wide])
+    one_line(err, path)
 
 
 def test_the_edited_file_loads_unedited_and_with_missing_params(saved, tmp_path):
