@@ -77,7 +77,7 @@ def test_read_ratings_string_ids_and_inferred_columns(tmp_path):
         ("1\t2\t5\t1\n1\t2\t5\n", 2, "expected 4 fields, found 3"),
         ("1\t2\t5\t1\n\n1\t2\t5\t1\t9\n", 3, "expected 4 fields, found 5"),
         ("1\t2\t5\t1\n1\t2\t5\t1\t9\t9\n", 2, "expected 4 fields, found 6"),
-        ("1\t2\t5\t1\t9\n1\t2\t5\t1\n", 1, "expected 4 fields, found 5"),
+        ("1\t2\t5\t1\t9\n1\t2\t5\t1\n", 1, "expected 2-4 fields, found 5"),
         ("1\t2\t5\t1\n1\t2\tgood\t1\n", 2, "rating is not a number: 'good'"),
         ("1\t2\t5\t1\n1\t2\t5\t1\n3\t2\tNaN\t1\n", 3, "NaN rating"),
         ("1\t2\t\t1\n", 1, "NaN rating"),
@@ -161,8 +161,9 @@ def test_path_name_and_split_choices(tmp_path):
     assert split.train.shape == (5, 4) and split.train.nnz + split.test.nnz == 20
     with pytest.raises(DataError, match="unknown split 'u1'.*random, loo, temporal"):
         load_dataset(path, min_rating=None, split="u1")
-    with pytest.raises(DataError, match="min_rating=None"):
-        load_dataset(path)
+    assert load_dataset(path, seed=3).test.nnz == split.test.nnz  # no rating column: the default keeps every row
+    with pytest.raises(DataError, match="no rating column, so min_rating=4 cannot apply"):
+        load_dataset(path, min_rating=4.0)
 
 
 def test_unknown_name_lists_known_ones():

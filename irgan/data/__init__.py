@@ -1,5 +1,5 @@
 """Data: read rating files, build the Interactions matrix, split it, load named data sets, or make synthetic ones."""
-from irgan.data.datasets import load_dataset
+from irgan.data.datasets import DEFAULT_MIN_RATING, load_dataset
 from irgan.data.interactions import Interactions
 from irgan.data.netflix import read_netflix
 from irgan.data.readers import from_dataframe, kcore, read_ratings
@@ -15,6 +15,7 @@ from irgan.data.synthetic import synthetic  # the function now shadows its modul
 from irgan.errors import DataError
 
 __all__ = [
+    "DEFAULT_MIN_RATING",
     "DataError",
     "Interactions",
     "Split",

@@ -17,11 +17,12 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import pandas as pd
 
 from irgan.data.netflix import NETFLIX, find_netflix, read_netflix
-from irgan.data.readers import read_ratings
+from irgan.data.readers import _read_ratings, read_ratings
 from irgan.data.splits import (
     Split,
     interactions_from_dataframe,
@@ -64,28 +65,47 @@ def data_home(data_dir: str | os.PathLike | None = None) -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "irgan"
 
 
+class _DefaultMinRating(float):
+    """The default min_rating (4.0), told apart from an explicit 4.0: a file without ratings takes only the default."""
+
+
+DEFAULT_MIN_RATING: float = _DefaultMinRating(4.0)
+TIME_SPLITS = ("loo", "temporal")  # the splits that read timestamps
+
+
 def load_dataset(
     name: str | os.PathLike,
     data_dir: str | os.PathLike | None = None,
-    min_rating: float | None = 4.0,
+    min_rating: float | None = DEFAULT_MIN_RATING,
     split: str | None = None,
     test_fraction: float = 0.2,
     validation_fraction: float = 0.0,
     seed: int = 0,
     download: bool = True,
+    sep: str | None = None,
+    columns: Sequence[str | None] | str | None = None,
+    header: bool | None = None,
 ) -> Split:
     """Load a data set as a Split of (n_users, n_items) Interactions over all its users and items.
 
-    ``name`` is ``ml-100k``, ``ml-1m``, ``ml-20m``, ``netflix`` or the path of a ratings file.
-    Ratings >= ``min_rating`` are positives (None keeps every row). ``split`` is one of
-    ``u1``-``u5``, ``ua``, ``ub`` (ml-100k only; default ``u1`` there), ``random`` (default
-    elsewhere), ``loo`` or ``temporal``. ``validation_fraction > 0`` carves a validation set
-    from train. Netflix is never downloaded: without its files in ``data_dir/netflix`` (or
-    ``data_dir``) a DataError says which files to put where. Its defaults follow the IRGAN
-    paper: ratings >= 4 are positives, split at random 4:1 (``random``: 20% of each user's
-    positives to test, seeded). (Long for this docstring.)
+    ``name`` is ``ml-100k``, ``ml-1m``, ``ml-20m``, ``netflix`` or the path of a ratings file (text,
+    compressed or parquet), read by ``read_ratings`` with ``sep``, ``columns`` and ``header`` (files
+    only). Ids are read exactly: int64 when every id of a column is a canonical integer ("7", not
+    "007", "7.0" or "1e3"), strings as spelled otherwise. Ratings >= ``min_rating`` are positives;
+    None keeps every row, and so does the default on a file without a rating column (logged);
+    an explicit number there is an error. ``split``: ``u1``-``u5``, ``ua``, ``ub`` (ml-100k only;
+    default ``u1`` there), ``random`` (default elsewhere), ``loo`` or ``temporal``; only the last
+    two read timestamps, so the others drop a bad timestamp column with a warning.
+    ``validation_fraction > 0`` carves a validation set from train. Netflix is never downloaded
+    (see ``irgan.data.netflix``); its defaults follow the IRGAN paper: ratings >= 4 are positives,
+    20% of each user's positives to test at random, seeded. (Long for this docstring.)
     """
     name = os.fspath(name)
+    if name in DATASETS or name == NETFLIX:
+        given = {key: value for key, value in (("sep", sep), ("columns", columns), ("header", header))
+                 if value is not None}
+        if given:
+            raise DataError(f"{', '.join(given)} apply to rating files; {name} is read in its own layout")
     if name in DATASETS:
         remote = DATASETS[name]
         folder = _locate(name, data_home(data_dir), download)
@@ -98,8 +118,8 @@ def load_dataset(
         default_split = "random"
     elif Path(name).expanduser().is_file():
         folder, source = None, Path(name).expanduser()
-        ratings = read_ratings(source, columns=None)
         default_split = "random"
+        ratings = _read_ratings(source, sep, columns, header, time_optional=(split or default_split) not in TIME_SPLITS)
     else:
         raise DataError(
             f"unknown data set {name!r}: known names are {', '.join(DATASETS)}, {NETFLIX}, "
@@ -142,11 +162,15 @@ def _naming(path: Path, build):
 
 
 def _positives(df: pd.DataFrame, min_rating: float | None) -> pd.DataFrame:
-    """Rows with rating >= min_rating (all rows when min_rating is None); DataError when none is."""
+    """Rows rated >= min_rating (all rows when None, or at the default without ratings); DataError when none is."""
     if min_rating is None:
         return df
     if "rating" not in df.columns:
-        raise DataError("the ratings have no rating column: pass min_rating=None to use every row")
+        if min_rating is DEFAULT_MIN_RATING:
+            logger.info("the ratings have no rating column: every row is a positive")
+            return df
+        raise DataError(f"the ratings have no rating column, so min_rating={min_rating:g} cannot apply: "
+                        "leave min_rating at its default or pass None (every row is a positive)")
     rating = df["rating"].to_numpy()
     keep = rating >= min_rating
     if not keep.any():
