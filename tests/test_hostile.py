@@ -8,6 +8,9 @@ run directory. Property tests run a fixed, derandomized budget so CI sees the sa
 """
 from __future__ import annotations
 
+import gzip
+import io
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -378,6 +381,14 @@ def test_cli_hostile_ml100k(fresh, monkeypatch, capsys, no_network, u_data):
 
 # --- named cases: each row of the README's failure table -------------------------------------
 
+def zip_of(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buffer.getvalue()
+
+
 GOOD = "".join(f"{u},{i},{5 if (u + i) % 3 else 2},{u * 100 + i}\n" for u in range(12) for i in range(14) if (u * i) % 4 != 1)
 
 
@@ -407,6 +418,11 @@ GOOD = "".join(f"{u},{i},{5 if (u + i) % 3 else 2},{u * 100 + i}\n" for u in ran
         ("nothing left for validation", b"1,2,5,1\n1,3,5,2\n2,2,5,1\n2,3,5,2\n", {"split": "loo", "validation_fraction": 0.5},
          "no validation positives"),
         ("unknown split", b"1,2,5\n", {"split": "u1"}, "unknown split 'u1'"),
+        ("a header with no item column", b"user,thing,rating\n1,2,5\n", {}, "has no item column"),
+        ("a header naming the user twice", b"user_id,userId,item\n1,2,3\n", {}, "names the user column twice"),
+        ("a zip of two files", zip_of({"a.csv": b"1,2\n", "b.csv": b"1,2\n"}), {}, "must hold one file"),
+        ("a truncated gzip", gzip.compress(b"1,2,5\n" * 50)[:-8], {}, "cannot decompress it as gzip"),
+        ("columns= naming an unknown field", b"1,2,5\n", {"columns": "user,item,stars!"}, "is not user, item"),
     ],
 )
 def test_named_hostile_file(tmp_path, name, content, kwargs, words):
@@ -430,6 +446,13 @@ def test_named_hostile_file(tmp_path, name, content, kwargs, words):
         ("duplicate rows", b"1,2,5\n1,2,5\n1,2,5\n", [(1, 2)] * 3),
         ("byte-order mark and header", "\ufeffuser,item,rating\n1,2,5\n".encode(), [(1, 2)]),
         ("CRLF line ends", b"1,2,5\r\n3,4,5\r\n", [(1, 2), (3, 4)]),
+        ("a header in another order", b"item_id,user_id,rating\n10,1,5\n", [(1, 10)]),
+        ("a header irgan does not know in full", b"user_id,product_id,rating,review\nA,B,5,ok\n", [("A", "B")]),
+        ("one float-looking id among 18-digit ids", b"123456789012345678,1,5\n1e3,2,5\n1000.0,2,5\n",
+         [("123456789012345678", 1), ("1e3", 2), ("1000.0", 2)]),
+        ("leading zeros", b"007,1,5\n7,1,5\n", [("007", 1), ("7", 1)]),
+        ("quoted fields", b'"196","242","3"\n"Smith, J.","7","4"\n', [("196", 242), ("Smith, J.", 7)]),
+        ("gzip-compressed", gzip.compress(b"1,2,5\n3,4,5\n"), [(1, 2), (3, 4)]),
     ],
 )
 def test_named_files_read_correctly(tmp_path, name, content, expected):
