@@ -73,7 +73,11 @@ class IRGAN(Recommender):
         if self.side != "best":
             return self.side
         metric = self.config.select_metric
-        g, d = (self.best_[p]["metrics"][metric] for p in ("generator", "discriminator"))
+        try:
+            g, d = (float(self.best_[p]["metrics"][metric]) for p in ("generator", "discriminator"))
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"side='best' needs both players' validation {metric}, which this model does not hold "
+                             "(a version-1 or edited model file): use side='generator' or 'discriminator'") from None
         return "discriminator" if d > g else "generator"
 
     @property
@@ -97,6 +101,8 @@ class IRGAN(Recommender):
         self.history_ = saved.fitted.get("history", [])
         self.best_ = saved.fitted.get("best") or {
             "generator": saved.fitted.get("best_generator", {}), "discriminator": saved.fitted.get("best_discriminator", {})}
+        if not isinstance(self.history_, list) or not all(isinstance(r, dict) for r in self.history_):
+            raise ValueError("its fitted history is not a list of rows")
 
 
 class _OneScorer(Recommender):

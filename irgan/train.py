@@ -242,11 +242,12 @@ def _train(data, config: IRGANConfig, out: Path, dataset: str, split: str | None
             live = stack.enter_context((out / HISTORY_FILE).open("a"))
             events = stack.enter_context(_event_writer(out / "tensorboard", config)) if tensorboard else None
 
-            def on_evaluate(row: dict) -> None:
+            def record(row: dict) -> None:
                 live.write(json.dumps(row) + "\n")
                 live.flush()
                 if events is not None:
                     _log_scalars(events, row, config)
+            on_evaluate = record
         result = run_recipe(data.train, data.test, config, seed=seed, device=device,
                             show_progress=show_progress and writer, on_evaluate=on_evaluate,
                             state_path=out / "train_state.pt", init_file=out / "init.pt" if writer else None)
@@ -335,7 +336,11 @@ def config_from_args(args: argparse.Namespace) -> IRGANConfig:
                 if f.name not in DERIVED_PRETRAIN_FIELDS and values.get(f"pretrain_{f.name}") is not None}
     top = {f.name: values[f.name] for f in dataclasses.fields(IRGANConfig)
            if f.name != "pretrain" and values.get(f.name) is not None}
-    return IRGANConfig(**top, pretrain=BPRConfig(**pretrain))
+    try:
+        pretraining = BPRConfig(**pretrain)
+    except ValueError as err:
+        raise ValueError(f"pretrain.{err}") from None
+    return IRGANConfig(**top, pretrain=pretraining)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -465,7 +470,7 @@ def read_request(run_dir: Path) -> dict:
         raise ValueError(f"{path} is not the run.json of an irgan run (expected keys {sorted(keys)})")
     try:
         request["config"] = IRGANConfig(**request["config"])
-    except TypeError as err:
+    except (TypeError, ValueError) as err:
         raise ValueError(f"{path} holds a config irgan does not know: {err}") from None
     return request
 

@@ -107,7 +107,7 @@ def fit_irgan(
     game = _setup(train, selection, config, init, seed, device, generator, discriminator)
     fingerprint = data_fingerprint(train, selection) if state_path is not None else None
     if state_path is not None and Path(state_path).exists():
-        _restore(game, load_train_state(state_path, config, fingerprint))
+        _restore_checked(game, load_train_state(state_path, config, fingerprint), state_path, train.shape[1])
         log.info("resumed IRGAN from %s at outer epoch %d", state_path, game.first_epoch)
     start = time.perf_counter() - game.elapsed
     if selection is None:
@@ -354,6 +354,19 @@ def _state(game: _Game, config: IRGANConfig, epoch: int, seconds: float, fingerp
         "best_discriminator": {"state": game.best_d.model.state_dict(), "score": game.best_d.score,
                                "info": game.best_d.info},
     }
+
+
+def _restore_checked(game: _Game, saved: dict, state_path: str | Path, n_items: int) -> None:
+    """``_restore``, a state that does not fit the game reported as one ValueError line."""
+    fake = saved["fake_items"]
+    if fake is not None and (fake.shape != game.real_items.shape or fake.dtype != game.real_items.dtype
+                             or bool(((fake < 0) | (fake >= n_items)).any())):
+        raise ValueError(f"{state_path} is a damaged irgan training state: its fake_items do not fit the data")
+    try:
+        _restore(game, saved)
+    except (RuntimeError, KeyError, TypeError, ValueError, IndexError) as err:
+        first = (str(err).splitlines() or [""])[0]
+        raise ValueError(f"{state_path} is a damaged irgan training state: {type(err).__name__}: {first}") from None
 
 
 def _restore(game: _Game, saved: dict) -> None:

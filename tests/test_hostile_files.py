@@ -324,10 +324,9 @@ def test_the_edited_file_loads_unedited_and_with_missing_params(saved, tmp_path)
     assert loaded.config.g_lr == IRGANConfig().g_lr
 
 
-@pytest.mark.xfail(strict=True, reason="needs IRGAN._restore (irgan/estimator.py) to check fitted['best']")
 def test_missing_best_is_refused_whatever_the_saved_side(saved, tmp_path):
     path = edited(saved, tmp_path, lambda s: (s["fitted"].pop("best"), s["params"].update(side="generator")))
-    with pytest.raises(ModelFileError):
+    with pytest.raises(ValueError, match="side='best' needs both players' validation P@5"):
         IRGAN.load(path, device="cpu").set_params(side="best").model_
 
 

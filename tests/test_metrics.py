@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import math
 import os
-import pickle
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,6 +14,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from irgan.model_files import load_arrays
 from irgan.metrics import METRICS, evaluate
 
 KS = (1, 3, 5, 10)
@@ -326,8 +326,8 @@ def authors_folder() -> Path:
 
 def test_authors_pretrained_model_reproduces_their_figures():
     folder = authors_folder()
-    with open(folder / "model_dns_ori.pkl", "rb") as f:
-        user_emb, item_emb, item_bias = pickle.load(f, encoding="latin1")
+    arrays = load_arrays(folder / "model_dns_ori.pkl")
+    user_emb, item_emb, item_bias = arrays["user_emb"], arrays["item_emb"], arrays["item_bias"]
 
     def positives(name: str) -> sp.csr_matrix:
         user, item, rating = np.loadtxt(folder / name, dtype=np.int64, ndmin=2).T
