@@ -9,7 +9,6 @@ import argparse
 import dataclasses
 import time
 
-import torch
 
 from benchmarks.results import machine, write_section
 from irgan.config import IRGANConfig
