@@ -361,6 +361,19 @@ def test_iso_timestamps_are_seconds_and_feed_the_temporal_split(tmp_path):
     assert test == {("b", "y"), ("c", "x")}
 
 
+@pytest.mark.parametrize(
+    "times, expected",
+    [
+        (["2020-01-01", "2020-01-01 00:00:10"], [1577836800, 1577836810]),
+        (["2020-01-01T00:00:10Z", "1969-12-31T23:59:59.5+00:00"], [1577836810, -1]),  # rounded down
+        (["2020-01-01", "1969-12-31T23:59:59.5Z"], [1577836800, -1]),  # with and without offsets
+    ],
+)
+def test_iso_timestamp_forms(tmp_path, times, expected):
+    path = write(tmp_path / "r.csv", "".join(f"u,{k},5,{t}\n" for k, t in enumerate(times)))
+    assert read_ratings(path)["timestamp"].tolist() == expected
+
+
 def test_bad_timestamps_matter_only_to_time_splits(tmp_path, caplog):
     path = write(tmp_path / "r.csv", "".join(f"{u},{i},5,{'yesterday' if (u, i) == (2, 3) else u * 10 + i}\n"
                                              for u in range(4) for i in range(5)))

@@ -744,10 +744,9 @@ def _timestamps(values: Any) -> tuple[np.ndarray | None, Problem | None]:
             if _castable(data.slice(0, 1), pa.float64()):  # numbers, then something else
                 bad = _first_uncastable(data, pa.float64())
             else:
-                times = pd.to_datetime(pd.Series(data.to_pandas()), format="ISO8601", utc=True, errors="coerce")
-                if not times.isna().any():
-                    return _seconds(times), None
-                bad = int(times.isna().to_numpy().argmax())
+                seconds, bad = _iso_seconds(data)
+                if seconds is not None:
+                    return seconds, None
             return None, (bad, f"timestamp is not a number or an ISO-8601 time: {_short(data[bad].as_py())}")
     else:
         numbers, problem = _numbers(values, "timestamp")
@@ -801,11 +800,28 @@ def _first_uncastable(strings: pa.Array | pa.ChunkedArray, to: pa.DataType) -> i
     return low
 
 
+def _iso_seconds(strings: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray | None, int]:
+    """(int64 seconds since 1970-01-01 UTC, 0) of ISO-8601 times, or (None, first row that is not one).
+
+    pyarrow parses a column of times without offsets, or one of times with offsets; anything
+    else (a mix, or forms pyarrow refuses) goes through pandas, which takes more time and memory.
+    """
+    for zone in (None, "UTC"):
+        try:
+            micros = pc.cast(strings, pa.timestamp("us", tz=zone)).cast(pa.int64()).to_numpy()
+        except pa.ArrowInvalid:
+            continue
+        return micros // 10**6, 0
+    times = pd.to_datetime(pd.Series(strings.to_pandas()), format="ISO8601", utc=True, errors="coerce")
+    bad = times.isna().to_numpy()
+    return (None, int(bad.argmax())) if bad.any() else (_seconds(times), 0)
+
+
 def _seconds(times: pd.Series) -> np.ndarray:
-    """int64 seconds since 1970-01-01 UTC of a datetime Series (naive times taken as UTC)."""
+    """int64 seconds since 1970-01-01 UTC of a datetime Series (naive times taken as UTC), rounded down."""
     if times.dt.tz is not None:
         times = times.dt.tz_convert("UTC").dt.tz_localize(None)
-    return times.to_numpy().astype("datetime64[s]").astype(np.int64)
+    return times.to_numpy().astype("datetime64[us]").astype(np.int64) // 10**6
 
 
 def _real_numbers(column: pd.Series) -> np.ndarray:
