@@ -319,9 +319,11 @@ def _text_columns(path: Path, raw: bytes, sep: str | None, roles: list[str | Non
     first_no, first = head[0]
     splitter = _Sep(sep or next((s for s in _SNIFFED if s in first), _WHITESPACE))
     fields = splitter.split(first)
+    where = f"{path}, line {first_no}"
     if header is None:
         header = _looks_like_header(fields, splitter.split(head[1][1]) if len(head) > 1 else None)
-    where = f"{path}, line {first_no}"
+        if header:
+            logger.info("%s read as a header: %s (pass header=False if it is data)", where, _short(fields, 120))
     if roles is None:
         roles = _roles_from_header(where, fields, first) if header else _roles_by_width(where, fields, first)
     if len(fields) != len(roles):
