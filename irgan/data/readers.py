@@ -529,6 +529,8 @@ def _parquet_columns(path: Path, raw: bytes, roles: list[str | None] | None
             raise DataError(f"{path}: columns= names {len(roles)} fields but the file has {len(names)} columns: "
                             f"{_short(names, 120)}")
         wanted = {name: role for name, role in zip(names, roles) if role}
+        if len(wanted) < len(names):
+            logger.debug("%s: ignoring column(s) %s", path, _ignored(names, roles))
         table = parquet.read(columns=list(wanted))
     except (pa.ArrowException, OSError) as err:
         raise DataError(f"{path}: cannot read it as parquet: {_one_line(err)}") from None
