@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import io
 import urllib.request
 import zipfile
@@ -208,9 +209,14 @@ def test_download_unpacks_and_never_overwrites(tmp_path, monkeypatch):
     monkeypatch.setitem(datasets.DATASETS, "ml-100k", fake)
     serve(monkeypatch, payload)
     write(tmp_path / "ml-100k" / "README", "mine")
-    split = load_dataset("ml-100k", data_dir=tmp_path, split="loo", min_rating=None)
+    old_umask = os.umask(0o022)
+    try:
+        split = load_dataset("ml-100k", data_dir=tmp_path, split="loo", min_rating=None)
+    finally:
+        os.umask(old_umask)
     assert split.train.shape == (3, 3) and split.test.nnz == 1
     assert (tmp_path / "ml-100k.zip").read_bytes() == payload
+    assert (tmp_path / "ml-100k.zip").stat().st_mode & 0o777 == 0o644  # the umask's, not mkstemp's 0600
     assert (tmp_path / "ml-100k" / "README").read_text() == "mine"
     # a user's own zip with another checksum is refused, not replaced
     (tmp_path / "ml-100k" / "u.data").unlink()

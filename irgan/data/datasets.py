@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import secrets
 import shutil
-import tempfile
 import urllib.request
 import zipfile
 from dataclasses import dataclass
@@ -213,8 +213,8 @@ def _locate(name: str, root: Path, download: bool) -> Path:
 def _download(url: str, dest: Path, md5: str) -> None:
     """Fetch ``url`` to a temporary file beside ``dest``, check its md5, then rename it to ``dest``."""
     logger.info("downloading %s to %s", url, dest)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    tmp = Path(tmp_name)
+    tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(6)}.part")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)  # umask applies
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
             shutil.copyfileobj(response, out, length=1 << 20)
