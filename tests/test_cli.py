@@ -341,3 +341,59 @@ def test_an_unknown_scorer_path_is_one_line(capsys, ratings_csv, tmp_path):
     assert main(["--dataset", str(ratings_csv), *FAST, "--out", str(tmp_path / "x"), "--g-scorer", "nowhere:Thing"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: cannot import scorer 'nowhere:Thing'") and "\n" not in err
+
+
+# --- reading options -------------------------------------------------------------------------
+
+def two_column_ratings(folder: Path, header: str = "") -> Path:
+    """An implicit file: user, item per line (every row a positive), 40 users x 12 items."""
+    rng = np.random.default_rng(1)
+    lines = [header] if header else []
+    lines += [f"u{u}\tp{i}" for u in range(40) for i in rng.choice(30, 12, replace=False)]
+    path = folder / "implicit.tsv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_a_two_column_implicit_file_trains_every_row_a_positive(tmp_path):
+    out = tmp_path / "r"
+    assert main(["--dataset", str(two_column_ratings(tmp_path)), *FAST, "--out", str(out)]) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["data"]["n_users"] == 40 and report["data"]["train"] + report["data"]["test"] + \
+        report["data"]["selection"] == 40 * 12
+    assert load_model(out / "model.pt").user_ids[0] == "u0"
+
+
+def test_columns_sep_and_min_rating_flags_reach_the_reader(tmp_path):
+    path = tmp_path / "odd.txt"
+    rng = np.random.default_rng(2)
+    path.write_text("".join(f"{7 * i}|x|{100 + u}|{rng.integers(1, 6)}\n" for u in range(40)
+                            for i in rng.choice(30, 12, replace=False)))
+    out = tmp_path / "r"
+    args = ["--dataset", str(path), *FAST, "--out", str(out), "--sep", "|", "--columns", "item,-,user,rating",
+            "--min-rating", "none"]
+    assert main(args) == 0
+    saved = load_model(out / "model.pt")
+    assert saved.user_ids.tolist() == list(range(100, 140))  # users came from the third field
+    assert json.loads((out / "run.json").read_text())["read"] == {"sep": "|", "columns": "item,-,user,rating",
+                                                                 "min_rating": None}
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["data"]["train"] + report["data"]["test"] + report["data"]["selection"] == 40 * 12
+
+
+def test_a_header_that_names_no_item_is_one_line(tmp_path, capsys):
+    path = tmp_path / "h.csv"
+    path.write_text("customer,thing,stars\n1,2,5\n")
+    assert main(["--dataset", str(path), *FAST, "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "customer" in err[0]
+
+
+def test_parquet_trains_through_the_cli(ratings_csv, tmp_path):
+    pd = pytest.importorskip("pandas")
+    path = tmp_path / "ratings.parquet"
+    frame = pd.read_csv(ratings_csv).rename(columns={"user": "user_id", "item": "item_id"})
+    frame[["item_id", "user_id", "rating"]].to_parquet(path)
+    out = tmp_path / "r"
+    assert main(["--dataset", str(path), *FAST, "--out", str(out)]) == 0
+    assert load_model(out / "model.pt").user_ids.tolist() == sorted(frame["user_id"].unique().tolist())
