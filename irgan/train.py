@@ -352,7 +352,7 @@ class Interrupted(KeyboardInterrupt):
 
 
 RUN_FLAGS = {"dataset": "ml-100k", "data_dir": None, "split": None, "seed": 0, "device": "auto"}
-READ_FLAGS = ("sep", "columns", "min_rating")
+READ_FLAGS = ("sep", "columns", "header", "min_rating")
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "python -m irgan.train") -> int:
@@ -365,6 +365,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m irgan.train")
     parser.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
     parser.add_argument("--sep", default=None, help="field separator of a ratings file (default: detected; '\\t' for tab)")
     parser.add_argument("--columns", default=None, help="the file's fields in order, e.g. user,item,-,rating ('-' skips a field; default: from the header, else user,item[,rating[,timestamp]])")
+    parser.add_argument("--header", default=None, action=argparse.BooleanOptionalAction,
+                        help="the file's first line is a header (--header) or data (--no-header) (default: detected)")
     parser.add_argument("--min-rating", default=None, type=_min_rating, help="ratings >= this are positives; 'none': every row is a positive (default: 4)")
     parser.add_argument("--out", default=None, help="run directory to create (default: a new runs/DATASET-TIME)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars (one log line per outer epoch remains)")
