@@ -28,7 +28,7 @@ def fit_bpr(
     seed: int = 0,
     device: torch.device | str = "auto",
     show_progress: bool = False,
-    on_epoch: Callable[[int, nn.Module], None] | None = None,
+    on_epoch: Callable[[int, nn.Module], bool | None] | None = None,
     scorer: nn.Module | None = None,
     fast_path: bool = True,
 ) -> nn.Module:
@@ -39,6 +39,7 @@ def fit_bpr(
     of the epoch (as the authors' DNS code does), then makes one shuffled pass over the triples
     with loss -log sigmoid(s(u, i) - s(u, j)) + l2/2 (squared norms of the rows touched). An MF
     scorer takes the hand-derived fast path unless ``fast_path=False``; any other, autograd.
+    ``on_epoch(epoch, scorer)`` runs after each epoch; training stops early when it returns True.
     """
     train = sp.csr_matrix(train)
     if train.nnz == 0:
@@ -60,8 +61,8 @@ def fit_bpr(
         negatives = dns_negatives(scorer, positives, users, candidates, generator)
         order = torch.randperm(len(users), generator=generator, device=device)
         step(*(t[order].split(config.batch_size) for t in (users, items, negatives)))
-        if on_epoch is not None:
-            on_epoch(epoch, scorer)
+        if on_epoch is not None and on_epoch(epoch, scorer):
+            break
     return scorer
 
 
