@@ -16,6 +16,8 @@ from typing import Any
 _HOMES = {
     "BPRConfig": "irgan.config", "IRGANConfig": "irgan.config",
     "Interactions": "irgan.data", "load_dataset": "irgan.data",
+    "EASERecommender": "irgan.baselines", "IALSRecommender": "irgan.baselines",
+    "ItemKNNRecommender": "irgan.baselines", "LightGCNRecommender": "irgan.baselines",
     "IRGAN": "irgan.estimator", "BPRRecommender": "irgan.estimator", "PopularityRecommender": "irgan.estimator",
     "evaluate": "irgan.metrics",
     "Discriminator": "irgan.models", "Generator": "irgan.models", "MatrixFactorization": "irgan.models",

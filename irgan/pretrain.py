@@ -33,7 +33,7 @@ def fit_bpr(
     seed: int = 0,
     device: torch.device | str = "auto",
     show_progress: bool = False,
-    on_epoch: Callable[[int, nn.Module], None] | None = None,
+    on_epoch: Callable[[int, nn.Module], bool | None] | None = None,
     scorer: nn.Module | None = None,
     fast_path: bool = True,
 ) -> nn.Module:
@@ -44,6 +44,7 @@ def fit_bpr(
     of the epoch (as the authors' DNS code does), then makes one shuffled pass over the triples
     with loss -log sigmoid(s(u, i) - s(u, j)) + l2/2 (squared norms of the rows touched). An MF
     scorer takes the hand-derived fast path unless ``fast_path=False``; any other, autograd.
+    ``on_epoch(epoch, scorer)`` runs after each epoch; training stops early when it returns True.
     """
     train = sp.csr_matrix(train)
     if train.nnz == 0:
@@ -68,11 +69,11 @@ def fit_bpr(
         negatives = dns_negatives(scorer, positives, users, candidates, generator)
         order = torch.randperm(len(users), generator=generator, device=device)
         step(*(t[order].split(config.batch_size) for t in (users, items, negatives)))
-        if on_epoch is not None:
-            on_epoch(epoch, scorer)
         if (epoch + 1) % every == 0 or epoch + 1 == config.epochs:
             log.log(logging.INFO if epochs.disable else logging.DEBUG, "BPR-%s: epoch %d/%d, %.1f s",
                     config.negatives, epoch + 1, config.epochs, time.perf_counter() - start)
+        if on_epoch is not None and on_epoch(epoch, scorer):
+            break
     return scorer
 
 

@@ -11,13 +11,15 @@ from __future__ import annotations
 from torch import nn
 
 from irgan.models.itemitem import ItemItemScorer
+from irgan.models.itemknn import ItemKNNScorer
+from irgan.models.lightgcn import LightGCNScorer
 from irgan.models.mf import MatrixFactorization
 from irgan.models.mlp import MLPScorer
 from irgan.models.players import Discriminator, Generator, Player
 from irgan.models.popularity import Popularity
 
 SCORERS: dict[str, type[nn.Module]] = {"mf": MatrixFactorization, "mlp": MLPScorer, "itemitem": ItemItemScorer,
-                                       "popularity": Popularity}
+                                       "popularity": Popularity, "itemknn": ItemKNNScorer, "lightgcn": LightGCNScorer}
 
 
 def register_scorer(cls: type[nn.Module], name: str | None = None) -> type[nn.Module]:
@@ -38,5 +40,5 @@ def scorer_kind(scorer: nn.Module) -> str:
     return type(scorer).__name__
 
 
-__all__ = ["Discriminator", "Generator", "ItemItemScorer", "MLPScorer", "MatrixFactorization", "Player",
-           "Popularity", "SCORERS", "register_scorer", "scorer_kind"]
+__all__ = ["Discriminator", "Generator", "ItemItemScorer", "ItemKNNScorer", "LightGCNScorer", "MLPScorer",
+           "MatrixFactorization", "Player", "Popularity", "SCORERS", "register_scorer", "scorer_kind"]
