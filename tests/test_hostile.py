@@ -495,14 +495,14 @@ def test_ml100k_split_file_with_unknown_ids(tmp_path, no_network):
 
 
 def test_unreadable_file_is_one_error(tmp_path, monkeypatch):
-    import irgan.data.readers as readers
+    import irgan.data.files as files
 
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
     path = tmp_path / "ratings.csv"
     path.write_text("1,2,5\n")
-    monkeypatch.setattr(readers, "open", denied, raising=False)
+    monkeypatch.setattr(files, "open", denied, raising=False)
     err = outcome(lambda: read_ratings(path), names=path)
     assert isinstance(err, DataError) and "Permission denied" in str(err)
 
