@@ -8,14 +8,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import fcntl
 import hashlib
-import itertools
 import json
 import logging
-import os
-import shutil
-import socket
 import sys
 import time
 from contextlib import ExitStack, contextmanager
@@ -31,6 +26,7 @@ from irgan.data import DataError, load_dataset
 from irgan.device import keep_freed_memory, resolve_device
 from irgan.distributed import current, init_from_env, local_device
 from irgan.pipeline import run_recipe, save_irgan_model
+from irgan.rundir import RunDir, absolute, absolute_if_file
 
 log = logging.getLogger("irgan.train")
 RUN_FILE = "run.json"
@@ -64,7 +60,7 @@ def run(
     """
     start = time.perf_counter()
     read = dict(read or {})
-    request = {"dataset": _absolute_if_file(dataset), "data_dir": _absolute(data_dir), "split": split, "seed": seed,
+    request = {"dataset": absolute_if_file(dataset), "data_dir": absolute(data_dir), "split": split, "seed": seed,
                "device": device, "read": read, "config": dataclasses.asdict(config)}
     device = resolve_device(device)
     shard = init_from_env(device)  # under torchrun: join the job; process 0 alone writes the run directory
@@ -74,7 +70,8 @@ def run(
     claim, refusal = None, None
     if shard.rank == 0:
         try:
-            claim = RunDir.claim(out, request["dataset"], resume)
+            default = Path("runs") / f"{Path(dataset).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+            claim = RunDir.claim(out, default, resume, RUN_FILE, "metrics.json")
         except FileExistsError as err:
             refusal = err
     if shard.max(int(refusal is not None)):  # every process learns of process 0's refusal
@@ -103,124 +100,21 @@ def run(
         if claim is None:
             raise
         if not (claim.path / RUN_FILE).exists():  # nothing to resume yet
-            claim.abandon()
+            _abandon(claim)
             raise
         raise Interrupted(claim.path) from None
     except BaseException:
         if claim is not None:
-            claim.abandon()
+            _abandon(claim)
         raise
     finally:
         if claim is not None:
             claim.release()
 
 
-class RunDir:
-    """A run folder claimed by this process: an exclusive lock on ``.irgan.lock`` inside it (released
-    by the kernel if the process dies), the files this run created, and a cleanup that removes
-    only those, and only while nothing resumable exists."""
-
-    LOCK = ".irgan.lock"
-
-    def __init__(self, path: Path, created: bool, resume: bool, lock: int) -> None:
-        self.path, self.created, self.resume, self._lock = path, created, resume, lock
-        self.written: list[Path] = []
-
-    @classmethod
-    def claim(cls, out: str | Path | None, dataset: str, resume: bool) -> "RunDir":
-        """Lock ``out`` (a new ``runs/DATASET-TIME[-N]`` folder when None); FileExistsError in one
-        line when another run holds it, it is a file, it is not empty (new run) or it has finished (resume)."""
-        if out is None:
-            path, created = _new_folder(Path("runs") / f"{Path(dataset).stem}-{time.strftime('%Y%m%d-%H%M%S')}"), True
-        else:
-            path = Path(out)
-            if path.exists() and not path.is_dir():
-                raise FileExistsError(f"--out {path} is a file, not a directory")
-            if resume and not (path / RUN_FILE).is_file():
-                raise FileNotFoundError(f"{path} is not an irgan run directory (no {RUN_FILE})")
-            created = not path.exists()
-            path.mkdir(parents=True, exist_ok=True)
-        lock = _lock(path / cls.LOCK)
-        claim = cls(path, created, resume, lock)
-        try:
-            others = [p for p in path.iterdir() if p.name != cls.LOCK]
-            if resume and (path / "metrics.json").exists():
-                raise FileExistsError(f"run {path} has already finished: nothing to resume")
-            if not resume and others:
-                raise FileExistsError(f"output directory {path} is not empty: choose another --out (nothing was overwritten)")
-        except BaseException:
-            claim.abandon()
-            claim.release()
-            raise
-        for leftover in path.glob(".*.tmp"):  # a temporary file of a write cut short (SIGKILL)
-            leftover.unlink(missing_ok=True)
-        return claim
-
-    def write(self, name: str, data: bytes) -> None:
-        """Write ``name`` in the run folder atomically, remembering that this run created it."""
-        target = self.path / name
-        new = not target.exists()
-        atomic_write(target, lambda f: f.write(data))
-        if new:
-            self.written.append(target)
-
-    def resumable(self) -> bool:
-        return (self.path / "train_state.pt").exists() or (self.path / "init.pt").exists()
-
-    def abandon(self) -> None:
-        """After a failure: remove what this run wrote unless the run can be resumed (it then keeps all)."""
-        if self.resume or self.resumable():
-            return
-        for path in [*self.written, self.path / HISTORY_FILE, self.path / "tensorboard"]:
-            if path.is_dir():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
-        if self.created and all(p.name == self.LOCK for p in self.path.iterdir()):
-            (self.path / self.LOCK).unlink(missing_ok=True)
-            self.path.rmdir()
-
-    def release(self) -> None:
-        """Remove the lock file (when the folder still exists) and drop the lock."""
-        (self.path / self.LOCK).unlink(missing_ok=True)
-        os.close(self._lock)
-
-
-def _lock(path: Path) -> int:
-    """An open descriptor holding an exclusive lock on ``path``; FileExistsError if another process holds it."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
-        os.close(fd)
-        raise FileExistsError(f"another run ({holder}) is writing to {path.parent}: wait for it, or choose another --out") from None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode())
-    return fd
-
-
-def _new_folder(base: Path) -> Path:
-    """Create and return ``base``, or ``base-2``, ``base-3``... the first that does not exist yet (atomic: mkdir)."""
-    base.parent.mkdir(parents=True, exist_ok=True)
-    for n in itertools.count(1):
-        path = base if n == 1 else base.with_name(f"{base.name}-{n}")
-        try:
-            path.mkdir()
-            return path
-        except FileExistsError:
-            continue
-    raise AssertionError("unreachable")
-
-
-def _absolute(path: str | None) -> str | None:
-    return None if path is None else str(Path(path).expanduser().resolve())
-
-
-def _absolute_if_file(dataset: str) -> str:
-    """A ratings file's path made absolute (so a resumed run finds it from any folder); a name as is."""
-    path = Path(dataset).expanduser()
-    return str(path.resolve()) if path.exists() else dataset
+def _abandon(claim: RunDir) -> None:
+    """Remove what a failed run wrote, unless G's pretrained start or a training state lets it resume."""
+    claim.abandon(also=(HISTORY_FILE, "tensorboard"), keep_if=("train_state.pt", "init.pt"))
 
 
 def _data_fingerprint(data) -> str:
@@ -434,9 +328,9 @@ def _refuse_other_flags(args: argparse.Namespace, request: dict, read: dict) -> 
         value = getattr(args, key)
         stored = request.get(key)
         if value is not None and key == "dataset":
-            value = _absolute_if_file(value)
+            value = absolute_if_file(value)
         if key == "data_dir" and value is not None:
-            value = _absolute(value)
+            value = absolute(value)
         if value is not None and value != stored:
             differ.append(f"--{key.replace('_', '-')} {value} (the run has {stored})")
     for key, value in read.items():
