@@ -8,7 +8,8 @@ USAGE = """usage: irgan COMMAND [ARGS]
 
 commands:
   train   pretrain G, play IRGAN, select, test and save a run   (irgan train --help)
-  plot    draw a run's learning curves as PNGs                  (irgan plot --help)"""
+  plot    draw a run's learning curves as PNGs                  (irgan plot --help)
+  compare tune, refit and test models side by side, with paired tests   (irgan compare --help)"""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -20,6 +21,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "train":
         from irgan.train import main as train
         return train(rest, prog="irgan train")
+    if command == "compare":
+        from irgan.compare import main as compare
+        return compare(rest, prog="irgan compare")
     if command == "plot":
         from irgan.plot import main as plot
         return plot(rest, prog="irgan plot")

@@ -1,0 +1,263 @@
+"""Honest comparisons in one command: every model tuned on validation with the same budget, refit
+on all of train, tested once per seed, with paired significance tests.
+
+    python -m irgan.compare --dataset ml-100k --models pop,bpr,dns,ease,ials,itemknn,lightgcn,irgan \\
+        --seeds 5 --trials 10 --out runs/compare
+
+Writes ``OUT/results.json`` ({"models": {name: {"test": {metric: {"mean", "std", "per_seed"}},
+"config", "validation", "seconds"}}, "tests": [...]}), ``OUT/per_user.csv`` (test metrics per
+model, seed and raw user id), ``OUT/results.png`` (means with standard deviations over seeds) and
+prints a table. Finished (model, seed) results are kept under ``OUT/parts`` (with each refit as a
+model file, ``parts/MODEL.seedS.pt``), so running the same command again after an interruption
+continues where it stopped.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from irgan.checkpoint import atomic_write, save_model
+from irgan.config import SELECT_METRICS
+from irgan.data import DataError, Split, load_dataset
+from irgan.device import keep_freed_memory, resolve_device
+from irgan.progress import bar
+from irgan.protocol import CANDIDATES, Tuned, params_for_json, refit_and_test, tune
+from irgan.rundir import RunDir, absolute, absolute_if_file
+from irgan.significance import holm, paired_tests
+from irgan.train import READ_FLAGS, _min_rating, _one_line
+
+log = logging.getLogger("irgan.compare")
+REQUEST_FILE, RESULTS_FILE = "compare.json", "results.json"
+TABLE_METRICS = ("P@5", "NDCG@5", "P@10", "NDCG@10")
+TESTED_METRICS = ("P@5", "NDCG@5")
+START = "irgan-start"  # IRGAN's pretrained start, tested beside it: does the game add anything?
+
+
+def compare(data: Split, models: Sequence[str], seeds: int = 5, trials: int = 10, metric: str = "P@5",
+            validation_fraction: float = 0.1, device: str | torch.device = "auto", parts: Path | None = None,
+            show_progress: bool = False) -> dict:
+    """Tune each of ``models`` on a validation split of ``data.train`` (``trials`` Optuna trials,
+    seed 0; 0: defaults), refit it on all of train for seeds 0..``seeds``-1, test each refit on
+    ``data.test``; then paired tests over users. ``parts``: a folder where finished steps are
+    kept and read back. Returns what results.json holds, plus ``per_user`` (a DataFrame)."""
+    unknown = [m for m in models if m not in CANDIDATES]
+    if unknown:
+        raise ValueError(f"unknown model(s) {unknown}: choose from {', '.join(CANDIDATES)}")
+    if seeds < 1 or trials < 0:
+        raise ValueError(f"seeds must be >= 1 and trials >= 0, got {seeds} and {trials}")
+    if metric not in SELECT_METRICS:
+        raise ValueError(f"metric must be one of {SELECT_METRICS}, got {metric!r}")
+    device = resolve_device(device)
+    results, rows = {}, []
+    progress = bar(show_progress, total=len(models) * (seeds + 1), desc="compare")
+    for name in models:
+        candidate = CANDIDATES[name]
+        tuned = _kept(parts, f"{name}.tuning.json", lambda: _tuning_record(tune(
+            candidate, data.train, trials, metric, validation_fraction, 0, device)))
+        progress.update()
+        log.info("%s: refit with %s (tuning %.1f s, validation %s %s)", name, tuned["params"], tuned["seconds"],
+                 metric, "n/a" if tuned["validation"] is None else f"{tuned['validation']:.4f}")
+        runs = []
+        for seed in range(seeds):
+            def run(seed: int = seed) -> dict:
+                tested = refit_and_test(candidate, tuned["params"], data.train, data.test, seed, device, metric)
+                if parts is not None:  # the refit itself, for serving or for checking the figures
+                    parts.mkdir(parents=True, exist_ok=True)
+                    save_model(parts / f"{name}.seed{seed}.pt", name, {"model": getattr(tested.scorer, "scorer", tested.scorer)},
+                               data.train.user_ids, data.train.item_ids, data.train.matrix, tuned["params"], {"seed": seed})
+                return _seed_record(tested)
+            runs.append(_kept(parts, f"{name}.seed{seed}.json", run))
+            progress.update()
+            log.info("%s seed %d: test %s %.4f, NDCG@5 %.4f (%.1f s)", name, seed, metric, runs[-1]["test"][metric],
+                     runs[-1]["test"]["NDCG@5"], runs[-1]["seconds"])
+        results[name] = _summary(runs, tuned, candidate.description)
+        rows += [(name, seed, run["per_user"]) for seed, run in enumerate(runs)]
+        if name == "irgan":
+            starts = [{"test": run["also"]["start"]["test"], "per_user": run["also"]["start"]["per_user"], "seconds": 0.0}
+                      for run in runs]
+            results[START] = _summary(starts, {**tuned, "seconds": 0.0}, "the DNS-pretrained start of IRGAN's G (same refit)")
+            rows += [(START, seed, run["per_user"]) for seed, run in enumerate(starts)]
+    progress.close()
+    per_user = pd.concat([_frame(record).assign(model=name, seed=seed) for name, seed, record in rows])
+    report = {"models": results, "metric": metric, "seeds": seeds, "trials": trials,
+              "validation_fraction": validation_fraction, "tests": significance(per_user, results, metric)}
+    return {**report, "per_user": per_user.reset_index()[["model", "seed", "user", *per_user.columns.drop(["model", "seed"])]]}
+
+
+def _kept(parts: Path | None, name: str, compute) -> dict:
+    """``compute()``'s record, read from ``parts/name`` when an earlier run finished it, else written there."""
+    if parts is not None and (parts / name).is_file():
+        return json.loads((parts / name).read_text())
+    record = compute()
+    if parts is not None:
+        parts.mkdir(parents=True, exist_ok=True)
+        atomic_write(parts / name, lambda f: f.write(json.dumps(record, default=float).encode()))
+    return record
+
+
+def _tuning_record(tuned: Tuned) -> dict:
+    return {"params": params_for_json(tuned.params), "validation": tuned.validation, "trials": tuned.trials,
+            "seconds": tuned.seconds}
+
+
+def _seed_record(tested) -> dict:
+    def per_user(frame: pd.DataFrame) -> dict:
+        return {"index": [v.item() if hasattr(v, "item") else v for v in frame.index],
+                **{col: frame[col].tolist() for col in frame.columns}}
+    return {"test": tested.test, "per_user": per_user(tested.per_user), "seconds": tested.seconds,
+            "also": {k: {"test": t, "per_user": per_user(f)} for k, (t, f) in tested.also.items()}}
+
+
+def _frame(record: dict) -> pd.DataFrame:
+    """A per-user record of ``_seed_record`` back as a DataFrame indexed by raw user id."""
+    columns = {k: v for k, v in record.items() if k != "index"}
+    return pd.DataFrame(columns, index=pd.Index(record["index"], name="user"))
+
+
+def _summary(runs: list[dict], tuned: dict, description: str) -> dict:
+    """Mean, standard deviation (ddof 1; 0 for one seed) and per-seed values of every test metric."""
+    test = {}
+    for metric in runs[0]["test"]:
+        values = np.array([run["test"][metric] for run in runs])
+        test[metric] = {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+                        "per_seed": values.tolist()}
+    return {"description": description, "test": test, "config": tuned["params"], "validation": tuned["validation"],
+            "trials": tuned["trials"], "seconds": {"tuning": tuned["seconds"], "refit_and_test": [r["seconds"] for r in runs],
+                                                   "total": tuned["seconds"] + sum(r["seconds"] for r in runs)}}
+
+
+def significance(per_user: pd.DataFrame, results: dict, metric: str) -> list[dict]:
+    """Paired tests over users (each user's value averaged over seeds): every model against the best
+    one on ``metric``, and IRGAN against its own start; p-values Holm-corrected within each
+    (metric, test) family."""
+    models = [m for m in results if m != START]
+    best = max(models, key=lambda m: results[m]["test"][metric]["mean"])
+    pairs = [(best, m) for m in models if m != best]
+    if "irgan" in results and START in results:
+        pairs.append(("irgan", START))
+    tests = []
+    for name in TESTED_METRICS:
+        means = per_user.groupby(["model", per_user.index])[name].mean()
+        family = [{"metric": name, "a": a, "b": b, **paired_tests(means[a], means[b])} for a, b in pairs]
+        for kind in ("t_pvalue", "wilcoxon_pvalue"):
+            adjusted = holm([row[kind] for row in family]) if family else []
+            for row, p in zip(family, adjusted):
+                row[f"{kind}_holm"] = float(p)
+        tests += family
+    return tests
+
+
+def format_table(report: dict) -> str:
+    """Mean ± std per metric over seeds and seconds per model, then the paired tests."""
+    lines = [f"{'model':14s}" + "".join(f"{m:>17s}" for m in TABLE_METRICS) + f"{'seconds':>10s}"]
+    for name, result in report["models"].items():
+        cells = "".join(f"{result['test'][m]['mean']:9.4f} ± {result['test'][m]['std']:.4f}" for m in TABLE_METRICS)
+        lines.append(f"{name:14s}{cells}{result['seconds']['total']:10.1f}")
+    lines.append(f"{report['seeds']} seeds; tuned on validation with {report['trials']} trials per model "
+                 f"({report['metric']}), refit on all of train, tested once per seed")
+    for row in report["tests"]:
+        verdict = "significant" if max(row["t_pvalue_holm"], row["wilcoxon_pvalue_holm"]) < 0.05 else "not significant"
+        lines.append(f"{row['metric']}: {row['a']} - {row['b']} = {row['mean_diff']:+.4f}; paired t p = "
+                     f"{row['t_pvalue_holm']:.2g}, Wilcoxon p = {row['wilcoxon_pvalue_holm']:.2g} (Holm): {verdict}")
+    return "\n".join(lines)
+
+
+def plot(report: dict, path: Path) -> bool:
+    """Bars of the tested metrics' means with standard deviations as error bars; False without matplotlib."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.warning("matplotlib is not installed: no %s (pip install 'irgan[plot]')", path.name)
+        return False
+    names = list(report["models"])
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(names)), 4))
+    for k, metric in enumerate(TESTED_METRICS):
+        means = [report["models"][n]["test"][metric]["mean"] for n in names]
+        stds = [report["models"][n]["test"][metric]["std"] for n in names]
+        ax.bar(x + (k - 0.5) * 0.4, means, 0.4, yerr=stds, capsize=3, label=metric)
+    ax.set_xticks(x, names, rotation=30, ha="right")
+    ax.set_ylabel("test, mean over seeds")
+    ax.legend()
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "python -m irgan.compare") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="ml-100k", help="ml-100k (default), ml-1m, ml-20m, netflix, or a ratings file")
+    parser.add_argument("--data-dir", default=None, help="folder holding the data sets (default: $IRGAN_DATA or ~/.cache/irgan)")
+    parser.add_argument("--split", default=None, help="u1 (ml-100k default), random, loo, temporal")
+    parser.add_argument("--sep", default=None, help="field separator of a ratings file (default: detected)")
+    parser.add_argument("--columns", default=None, help="the file's fields in order, e.g. user,item,-,rating")
+    parser.add_argument("--header", default=None, action=argparse.BooleanOptionalAction, help="the first line is a header")
+    parser.add_argument("--min-rating", default=None, type=_min_rating, help="ratings >= this are positives; 'none': every row")
+    parser.add_argument("--models", default=",".join(CANDIDATES), help=f"comma-separated, from {', '.join(CANDIDATES)}")
+    parser.add_argument("--seeds", type=int, default=5, help="refits per model, seeds 0..N-1 (default 5)")
+    parser.add_argument("--trials", type=int, default=10, help="Optuna trials per model on validation; 0: documented defaults")
+    parser.add_argument("--metric", default="P@5", help="the validation metric tuning maximises and the tests' main one")
+    parser.add_argument("--validation-fraction", type=float, default=0.1, help="share of each user's train positives for tuning")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--out", default=None, help="folder for the results (default: a new runs/compare-DATASET-TIME)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar (log lines remain)")
+    args = parser.parse_args(argv)
+    keep_freed_memory()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    read = {k: (None if v == "none" else v) for k in READ_FLAGS if (v := getattr(args, k)) is not None}
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    request = {"dataset": absolute_if_file(args.dataset), "data_dir": absolute(args.data_dir), "split": args.split,
+               "read": read, "trials": args.trials, "metric": args.metric,
+               "validation_fraction": args.validation_fraction}
+    claim = None
+    try:
+        default = Path("runs") / f"compare-{Path(args.dataset).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+        resume = args.out is not None and (Path(args.out) / REQUEST_FILE).is_file()
+        claim = RunDir.claim(args.out, default, resume, REQUEST_FILE, "never-done")
+        log.info("comparison folder: %s", claim.path)
+        if resume:
+            stored = json.loads((claim.path / REQUEST_FILE).read_text())
+            differ = sorted(k for k in request if stored.get(k) != request[k])
+            if differ:
+                raise ValueError(f"{claim.path} holds a comparison with other settings ({', '.join(differ)}): "
+                                 "choose another --out, or repeat its settings to continue it")
+        else:
+            claim.write(REQUEST_FILE, json.dumps(request, indent=2).encode())
+        data = load_dataset(request["dataset"], data_dir=args.data_dir, split=args.split, **read)
+        report = compare(data, models, args.seeds, args.trials, args.metric, args.validation_fraction, args.device,
+                         parts=claim.path / "parts", show_progress=not args.quiet)
+        per_user = report.pop("per_user")
+        claim.write("per_user.csv", per_user.to_csv(index=False).encode())
+        claim.write(RESULTS_FILE, json.dumps({**request, **report}, indent=2, default=float).encode())
+        plot(report, claim.path / "results.png")
+    except (DataError, ValueError, OSError, MemoryError) as err:
+        print(f"error: {_one_line(err)}", file=sys.stderr)
+        if claim is not None:
+            claim.abandon(also=("parts",), keep_if=("parts",))
+        return 2
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: run the same command with --out {claim.path if claim else args.out} to continue",
+              file=sys.stderr)
+        return 130
+    finally:
+        if claim is not None:
+            claim.release()
+    print(format_table(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

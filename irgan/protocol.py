@@ -1,0 +1,222 @@
+"""The honest protocol: tune on a validation split carved from train, refit on all of train, test once.
+
+Every model of a comparison is a ``Candidate``: its documented defaults, an Optuna search space,
+and a ``fit(train, validation, params, seed, device)`` that returns a scorer and what a refit
+must repeat (an epoch count chosen on validation, say). ``tune`` searches once per model (TPE,
+seeded, a fixed budget of trials); ``refit_and_test`` then fits the chosen configuration on all
+of train for each seed and evaluates it on test, user by user, so that models can be compared
+with paired tests (``irgan.significance``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import optuna
+import pandas as pd
+import torch
+from torch import nn
+
+from irgan.baselines import EASERecommender, IALSRecommender, ItemKNNRecommender, LightGCNRecommender
+from irgan.config import BPRConfig, IRGANConfig
+from irgan.data import Interactions, validation_split
+from irgan.metrics import KeepBest, eval_ks, evaluate
+from irgan.models import Popularity
+from irgan.pipeline import run_recipe
+from irgan.pretrain import fit_bpr
+
+log = logging.getLogger(__name__)
+EVAL_EVERY = 5  # epochs between validation checks of BPR / DNS-BPR
+
+
+@dataclass
+class Fitted:
+    """A fitted model: its scorer (``score_users``), the parameters a refit on all of train must
+    use (the tuned ones plus e.g. the epoch count validation chose), its validation figures, and
+    other scorers worth testing beside it (IRGAN's pretrained start)."""
+
+    scorer: nn.Module
+    refit_params: dict
+    validation: dict[str, float] | None = None
+    also: dict[str, nn.Module] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One model of a comparison."""
+
+    name: str
+    description: str
+    defaults: dict
+    space: Callable[[optuna.Trial], dict]
+    fit: Callable[[Interactions, Interactions | None, dict, int, torch.device, str], Fitted]
+    first_trial: dict = field(default_factory=dict)  # the defaults as the space's values: tuning tries them first
+
+
+def _estimator(cls, epochs_param: str | None = None):
+    """``fit`` for a baseline estimator; with ``epochs_param``, a validation fit fixes the refit's epoch count."""
+    def fit(train, validation, params, seed, device, metric) -> Fitted:
+        extra = {"select_metric": metric} if epochs_param else {}
+        if epochs_param and validation is None:
+            extra["patience"] = None
+        model = cls(**params, **extra, seed=seed, device=device).fit(train, validation)
+        refit = dict(params)
+        if epochs_param and validation is not None:
+            refit[epochs_param] = int(model.best_epoch_)
+        return Fitted(model.model_, refit, model.validation_metrics_)
+    return fit
+
+
+def _bpr(negatives: str):
+    """``fit`` for BPR or DNS-BPR: with validation, the best epoch (checked every EVAL_EVERY) is kept."""
+    def fit(train, validation, params, seed, device, metric) -> Fitted:
+        config = BPRConfig(negatives=negatives, **params)
+        best = KeepBest(metric)
+
+        def on_epoch(epoch: int, model: nn.Module) -> None:
+            if validation is not None and ((epoch + 1) % EVAL_EVERY == 0 or epoch + 1 == config.epochs):
+                best.offer(model, evaluate(model, train, validation), epoch=epoch + 1)
+
+        last = fit_bpr(train.matrix, config, seed=seed, device=device, on_epoch=on_epoch)
+        if best.model is None:
+            return Fitted(last, dict(params))
+        return Fitted(best.model, {**params, "epochs": best.info["epoch"]}, best.info["metrics"])
+    return fit
+
+
+def _popularity(train, validation, params, seed, device, metric) -> Fitted:
+    model = Popularity(train.matrix).to(device)
+    return Fitted(model, {}, None if validation is None else evaluate(model, train, validation))
+
+
+def _irgan(train, validation, params, seed, device, metric) -> Fitted:
+    """IRGAN by the one recipe: with validation, select on it (the tuning fit); without, carve a
+    validation split from train, select on it and refit on all of train at the selected point."""
+    pretrain = params.get("pretrain", {})
+    config = IRGANConfig(**{k: v for k, v in params.items() if k != "pretrain"}, pretrain=BPRConfig(**pretrain),
+                         pretrain_select=True, select_metric=metric)
+    result = run_recipe(train, None, config, validation=validation, seed=seed, device=device,
+                        refit=validation is None)
+    scorer = result.generator
+    figures = result.best_generator.get("metrics") if validation is not None else None
+    return Fitted(scorer, dict(params), figures, {"start": result.init} if result.init is not None else {})
+
+
+def _log_uniform(trial: optuna.Trial, name: str, low: float, high: float) -> float:
+    return trial.suggest_float(name, low, high, log=True)
+
+
+CANDIDATES: dict[str, Candidate] = {c.name: c for c in (
+    Candidate("pop", "most popular items", {}, lambda t: {}, _popularity),
+    Candidate("bpr", "BPR-MF, uniform negatives (Rendle et al. 2009)",
+              {"dim": 64, "lr": 0.05, "l2": 0.05, "epochs": 100},
+              lambda t: {"dim": t.suggest_categorical("dim", [16, 32, 64, 128]), "lr": _log_uniform(t, "lr", 0.005, 0.2),
+                         "l2": _log_uniform(t, "l2", 0.001, 0.5), "epochs": 100},
+              _bpr("uniform"), {"dim": 64, "lr": 0.05, "l2": 0.05}),
+    Candidate("dns", "BPR-MF, dynamic negatives (Zhang et al. 2013; IRGAN's pretraining)",
+              {"dim": 64, "lr": 0.05, "l2": 0.05, "epochs": 100},
+              lambda t: {"dim": t.suggest_categorical("dim", [16, 32, 64, 128]), "lr": _log_uniform(t, "lr", 0.005, 0.2),
+                         "l2": _log_uniform(t, "l2", 0.001, 0.5), "epochs": 100},
+              _bpr("dns"), {"dim": 64, "lr": 0.05, "l2": 0.05}),
+    Candidate("ease", "EASE (Steck 2019)", {"l2": 300.0},
+              lambda t: {"l2": _log_uniform(t, "l2", 10.0, 5000.0)}, _estimator(EASERecommender), {"l2": 300.0}),
+    Candidate("ials", "implicit ALS (Hu et al. 2008)", {"factors": 16, "regularization": 30.0, "alpha": 4.0},
+              lambda t: {"factors": t.suggest_categorical("factors", [8, 16, 32, 64, 128]),
+                         "regularization": _log_uniform(t, "regularization", 0.1, 200.0),
+                         "alpha": _log_uniform(t, "alpha", 0.3, 30.0)},
+              _estimator(IALSRecommender), {"factors": 16, "regularization": 30.0, "alpha": 4.0}),
+    Candidate("itemknn", "item k-NN, cosine", {"k": 50, "shrink": 10.0},
+              lambda t: {"k": t.suggest_int("k", 5, 1000, log=True), "shrink": t.suggest_float("shrink", 0.0, 200.0)},
+              _estimator(ItemKNNRecommender), {"k": 50, "shrink": 10.0}),
+    Candidate("lightgcn", "LightGCN (He et al. 2020)", {"dim": 64, "layers": 3, "lr": 0.01, "l2": 1e-3, "epochs": 150},
+              lambda t: {"dim": 64, "layers": t.suggest_int("layers", 1, 4), "lr": _log_uniform(t, "lr", 1e-3, 3e-2),
+                         "l2": _log_uniform(t, "l2", 1e-5, 1e-2), "epochs": 150},
+              _estimator(LightGCNRecommender, "epochs"), {"layers": 3, "lr": 0.01, "l2": 1e-3}),
+    Candidate("irgan", "IRGAN's G (Wang et al. 2017), the paper's settings, DNS start chosen on validation", {},
+              lambda t: {"dim": t.suggest_categorical("dim", [5, 16, 32, 64]), "g_lr": _log_uniform(t, "g_lr", 1e-4, 1e-2),
+                         "d_lr": _log_uniform(t, "d_lr", 1e-4, 1e-2), "d_l2": _log_uniform(t, "d_l2", 0.01, 1.0),
+                         "pretrain": {"l2": _log_uniform(t, "pretrain_l2", 0.01, 0.5)}},
+              _irgan, {"dim": 5, "g_lr": 0.001, "d_lr": 0.001, "d_l2": 0.2, "pretrain_l2": 0.1}),
+)}
+
+
+@dataclass
+class Tuned:
+    """What tuning found for one model: the parameters a refit uses, the validation figure, the trials."""
+
+    params: dict
+    validation: float | None
+    trials: list[dict]
+    seconds: float
+
+
+def tune(candidate: Candidate, train: Interactions, trials: int, metric: str = "P@5", validation_fraction: float = 0.1,
+         seed: int = 0, device: torch.device | str = "cpu") -> Tuned:
+    """Choose ``candidate``'s configuration on a validation split carved from ``train`` (seeded):
+    ``trials`` Optuna TPE trials (seeded; the first tries the documented defaults), then the best trial's parameters with what its fit
+    chose on validation (epochs). ``trials=0``: the documented defaults, no search and no
+    validation fit (the recipe of IRGAN still selects on its own validation split)."""
+    start = time.perf_counter()
+    if trials == 0:
+        return Tuned(dict(candidate.defaults), None, [], time.perf_counter() - start)
+    fit_train, validation = validation_split(train, validation_fraction, seed)
+    found: dict[int, Fitted] = {}
+
+    def objective(trial: optuna.Trial) -> float:
+        params = candidate.space(trial)
+        fitted = candidate.fit(fit_train, validation, params, seed, device, metric)
+        found[trial.number] = Fitted(nn.Identity(), fitted.refit_params, fitted.validation)
+        value = (fitted.validation or evaluate(fitted.scorer, fit_train, validation))[metric]
+        log.info("%s trial %d/%d: validation %s %.4f with %s", candidate.name, trial.number + 1, trials, metric,
+                 value, params)
+        return value
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+    if candidate.first_trial:
+        study.enqueue_trial(candidate.first_trial)  # the documented defaults: tuning can only do better on validation
+    study.optimize(objective, n_trials=trials)
+    best = study.best_trial
+    history = [{"number": t.number, "value": t.value, "params": t.params} for t in study.trials]
+    return Tuned(found[best.number].refit_params, float(best.value), history, time.perf_counter() - start)
+
+
+@dataclass
+class Tested:
+    """One refit on all of train, tested: mean figures, per-user figures (index: raw user id), seconds,
+    and the same for scorers tested beside it (by name)."""
+
+    test: dict[str, float]
+    per_user: pd.DataFrame
+    seconds: float
+    also: dict[str, tuple[dict[str, float], pd.DataFrame]] = field(default_factory=dict)
+    scorer: nn.Module | None = None
+
+
+def refit_and_test(candidate: Candidate, params: dict, train: Interactions, test: Interactions, seed: int,
+                   device: torch.device | str = "cpu", metric: str = "P@5") -> Tested:
+    """Fit ``candidate`` with ``params`` on all of ``train`` (seed ``seed``) and evaluate it once
+    on ``test``, ranking every item the user has no train positive for."""
+    start = time.perf_counter()
+    fitted = candidate.fit(train, None, params, seed, device, metric)
+    seconds = time.perf_counter() - start
+    ks = eval_ks(train.n_items)
+
+    def tested(scorer: nn.Module) -> tuple[dict[str, float], pd.DataFrame]:
+        figures, per_user = evaluate(scorer, train, test, ks, per_user=True)
+        per_user.index = pd.Index(test.user_ids[per_user.index.to_numpy()], name="user")
+        return figures, per_user
+
+    figures, per_user = tested(fitted.scorer)
+    return Tested(figures, per_user, seconds, {name: tested(s) for name, s in fitted.also.items()}, fitted.scorer)
+
+
+def params_for_json(params: dict) -> dict:
+    """``params`` with dataclasses as dicts (for results.json)."""
+    return {k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v for k, v in params.items()}
+
+
+__all__ = ["CANDIDATES", "Candidate", "Fitted", "Tested", "Tuned", "refit_and_test", "tune"]
