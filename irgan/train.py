@@ -375,7 +375,11 @@ def format_table(report: dict) -> str:
     """The final test metrics of the run's models as a fixed-width table."""
     rows = [("IRGAN G", report["test"]), ("IRGAN D", report["test_discriminator"])]
     if report.get("test_init"):
-        rows.insert(0, (f"init ({report['config']['init']})", report["test_init"]))
+        config = report["config"]
+        label = f"init ({config['init']})"
+        if config["init"] in ("dns", "bpr") and config["pretrain"]["epochs"] == 0:
+            label = "init (random: 0 pretraining epochs)"
+        rows.insert(0, (label, report["test_init"]))
     lines = [f"{'test (' + report['select_on'] + '-selected)':28s}" + "".join(f"{m:>9s}" for m in TABLE_METRICS)]
     lines += [f"{name:28s}" + "".join(f"{metrics.get(m, float('nan')):9.4f}" for m in TABLE_METRICS)
               for name, metrics in rows]

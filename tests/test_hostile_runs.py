@@ -354,3 +354,11 @@ def test_written_files_follow_the_umask(ratings, tmp_path, capsys):
         os.umask(old)
     modes = {p.name: p.stat().st_mode & 0o777 for p in out.iterdir()}
     assert set(modes.values()) == {0o640}, modes
+
+
+def test_zero_pretraining_epochs_is_not_called_a_dns_start(ratings, tmp_path, capsys):
+    args = ["--dataset", str(ratings), *FAST, "--out", str(tmp_path / "r"), "--pretrain-epochs", "0"]
+    capsys.readouterr()
+    assert main(args) == 0
+    table = capsys.readouterr().out
+    assert "init (random: 0 pretraining epochs)" in table and "init (dns)" not in table
