@@ -1,0 +1,78 @@
+"""What helps adversarial training: named IRGAN configurations on ml-100k u1, selected on validation.
+
+Each configuration plays on u1.base less a 10% validation split (seed 0) and reports the
+validation figure of its pretrained start, of its best G and of its best D (each player kept at
+its best evaluation, as the recipe does), with seconds. Nothing here looks at u1.test: the
+configurations worth testing go through ``python -m irgan.compare`` (tuning, refit, seeds, paired tests).
+
+    python -m benchmarks.research_adversarial --data-dir DATA --only ease-d-hard,ease-d-uniform
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+
+from irgan.config import BPRConfig, IRGANConfig
+from irgan.data import load_dataset, validation_split
+from irgan.device import keep_freed_memory
+from irgan.metrics import evaluate
+from irgan.models import ItemItemScorer
+from irgan.pipeline import run_recipe
+
+STRONG_DNS = BPRConfig(dim=64, lr=0.05, l2=0.05, epochs=100)  # the compare's DNS defaults (validation P@5 0.1123)
+SHORT = dict(epochs=8, d_epochs=20, g_epochs=20, eval_every=5)
+
+CONFIGS = {
+    # 1. capacity and optimisation
+    "mf64-paper-lr": IRGANConfig(dim=64, pretrain=STRONG_DNS, **SHORT),
+    "mf64-adam": IRGANConfig(dim=64, pretrain=STRONG_DNS, optimizer="adam", d_lr=1e-3, g_lr=1e-4, d_l2=0.05, **SHORT),
+    "mf64-adam-exact": IRGANConfig(dim=64, pretrain=STRONG_DNS, optimizer="adam", d_lr=1e-3, g_lr=1e-4, d_l2=0.05,
+                                   g_estimator="exact", **SHORT),
+    "mf64-snis": IRGANConfig(dim=64, pretrain=STRONG_DNS, g_estimator="snis", d_l2=0.05, **SHORT),
+    # 2. G as a hardness-controlled sampler for a strong D (D the recommender), false negatives kept out
+    "mf64-d-hard": IRGANConfig(dim=64, pretrain=STRONG_DNS, d_exclude_positives=True, d_negatives="refresh",
+                               d_temperature=0.5, g_epochs=0, epochs=8, d_epochs=20, d_l2=0.05),
+    # 3. an item-item D started from EASE, fine-tuned against G's samples; the same without an adversary
+    "ease-d-hard": IRGANConfig(dim=64, pretrain=STRONG_DNS, d_scorer="itemitem", d_exclude_positives=True,
+                               d_negatives="refresh", d_temperature=0.5, d_lr=1e-4, d_l2=0.0, **SHORT),
+    "ease-d-uniform": IRGANConfig(dim=64, init="random", d_scorer="itemitem", d_exclude_positives=True,
+                                  d_negatives="refresh", d_temperature=0.5, d_lr=1e-4, d_l2=0.0, epochs=8, d_epochs=20,
+                                  g_epochs=0),
+    "ease-g": IRGANConfig(dim=64, init="random", g_scorer="itemitem", d_scorer="mf", g_estimator="exact",
+                          g_lr=1e-4, **SHORT),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--only", default=None, help="comma-separated names (default: all)")
+    parser.add_argument("--out", default=None, help="append one JSON line per configuration here")
+    args = parser.parse_args()
+    keep_freed_memory()
+    logging.basicConfig(level=logging.WARNING)
+    data = load_dataset("ml-100k", data_dir=args.data_dir)
+    train, validation = validation_split(data.train, 0.1, 0)
+    ease = evaluate(ItemItemScorer(*train.shape, train.matrix).fit_ease(300.0), train, validation)
+    print(f"EASE(300) on this validation split: P@5 {ease['P@5']:.4f}, NDCG@5 {ease['NDCG@5']:.4f}")
+    names = args.only.split(",") if args.only else list(CONFIGS)
+    for name in names:
+        start = time.perf_counter()
+        result = run_recipe(train, None, CONFIGS[name], validation=validation, seed=0, device="cpu")
+        row = {"name": name, "seconds": round(time.perf_counter() - start, 1),
+               "start": evaluate(result.init, train, validation)["P@5"] if result.init is not None else None,
+               "G": result.best_generator["metrics"]["P@5"], "G_at": [result.best_generator.get("epoch"),
+                                                                    result.best_generator.get("g_epoch")],
+               "D": result.best_discriminator["metrics"]["P@5"], "D_at": result.best_discriminator.get("epoch"),
+               "D_NDCG@5": result.best_discriminator["metrics"]["NDCG@5"],
+               "G_NDCG@5": result.best_generator["metrics"]["NDCG@5"]}
+        print(json.dumps(row), flush=True)
+        if args.out:
+            with open(args.out, "a") as f:
+                f.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()
