@@ -44,9 +44,9 @@ START = "irgan-start"  # IRGAN's pretrained start, tested beside it: does the ga
 
 def compare(data: Split, models: Sequence[str], seeds: int = 5, trials: int = 10, metric: str = "P@5",
             validation_fraction: float = 0.1, device: str | torch.device = "auto", parts: Path | None = None,
-            show_progress: bool = False) -> dict:
-    """Tune each of ``models`` on a validation split of ``data.train`` (``trials`` Optuna trials,
-    seed 0; 0: defaults), refit it on all of train for seeds 0..``seeds``-1, test each refit on
+            show_progress: bool = False, splits: int = 1) -> dict:
+    """Tune each of ``models`` on ``splits`` validation splits of ``data.train`` (``trials`` Optuna
+    trials, seed 0; 0: defaults), refit it on all of train for seeds 0..``seeds``-1, test each refit on
     ``data.test``; then paired tests over users. ``parts``: a folder where finished steps are
     kept and read back. Returns what results.json holds, plus ``per_user`` (a DataFrame)."""
     unknown = [m for m in models if m not in CANDIDATES]
@@ -62,7 +62,7 @@ def compare(data: Split, models: Sequence[str], seeds: int = 5, trials: int = 10
     for name in models:
         candidate = CANDIDATES[name]
         tuned = _kept(parts, f"{name}.tuning.json", lambda: _tuning_record(tune(
-            candidate, data.train, trials, metric, validation_fraction, 0, device)))
+            candidate, data.train, trials, metric, validation_fraction, 0, device, splits)))
         progress.update()
         log.info("%s: refit with %s (tuning %.1f s, validation %s %s)", name, tuned["params"], tuned["seconds"],
                  metric, "n/a" if tuned["validation"] is None else f"{tuned['validation']:.4f}")
@@ -88,7 +88,7 @@ def compare(data: Split, models: Sequence[str], seeds: int = 5, trials: int = 10
             rows += [(START, seed, run["per_user"]) for seed, run in enumerate(starts)]
     progress.close()
     per_user = pd.concat([_frame(record).assign(model=name, seed=seed) for name, seed, record in rows])
-    report = {"models": results, "metric": metric, "seeds": seeds, "trials": trials,
+    report = {"models": results, "metric": metric, "seeds": seeds, "trials": trials, "splits": splits,
               "validation_fraction": validation_fraction, "tests": significance(per_user, results, metric)}
     return {**report, "per_user": per_user.reset_index()[["model", "seed", "user", *per_user.columns.drop(["model", "seed"])]]}
 
@@ -162,8 +162,8 @@ def format_table(report: dict) -> str:
     for name, result in report["models"].items():
         cells = "".join(f"{result['test'][m]['mean']:9.4f} ± {result['test'][m]['std']:.4f}" for m in TABLE_METRICS)
         lines.append(f"{name:14s}{cells}{result['seconds']['total']:10.1f}")
-    lines.append(f"{report['seeds']} seeds; tuned on validation with {report['trials']} trials per model "
-                 f"({report['metric']}), refit on all of train, tested once per seed")
+    lines.append(f"{report['seeds']} seeds; tuned with {report['trials']} trials per model on {report['metric']} "
+                 f"averaged over {report['splits']} validation split(s), refit on all of train, tested once per seed")
     for row in report["tests"]:
         verdict = "significant" if max(row["t_pvalue_holm"], row["wilcoxon_pvalue_holm"]) < 0.05 else "not significant"
         lines.append(f"{row['metric']}: {row['a']} - {row['b']} = {row['mean_diff']:+.4f}; paired t p = "
@@ -211,6 +211,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m irgan.compare
     parser.add_argument("--trials", type=int, default=10, help="Optuna trials per model on validation; 0: documented defaults")
     parser.add_argument("--metric", default="P@5", help="the validation metric tuning maximises and the tests' main one")
     parser.add_argument("--validation-fraction", type=float, default=0.1, help="share of each user's train positives for tuning")
+    parser.add_argument("--splits", type=int, default=1, help="validation splits a trial's figure is averaged over (default 1)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--out", default=None, help="folder for the results (default: a new runs/compare-DATASET-TIME)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar (log lines remain)")
@@ -220,7 +221,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m irgan.compare
     read = {k: (None if v == "none" else v) for k in READ_FLAGS if (v := getattr(args, k)) is not None}
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     request = {"dataset": absolute_if_file(args.dataset), "data_dir": absolute(args.data_dir), "split": args.split,
-               "read": read, "trials": args.trials, "metric": args.metric,
+               "read": read, "trials": args.trials, "metric": args.metric, "splits": args.splits,
                "validation_fraction": args.validation_fraction}
     claim = None
     try:
@@ -238,7 +239,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m irgan.compare
             claim.write(REQUEST_FILE, json.dumps(request, indent=2).encode())
         data = load_dataset(request["dataset"], data_dir=args.data_dir, split=args.split, **read)
         report = compare(data, models, args.seeds, args.trials, args.metric, args.validation_fraction, args.device,
-                         parts=claim.path / "parts", show_progress=not args.quiet)
+                         parts=claim.path / "parts", show_progress=not args.quiet, splits=args.splits)
         per_user = report.pop("per_user")
         claim.write("per_user.csv", per_user.to_csv(index=False).encode())
         claim.write(RESULTS_FILE, json.dumps({**request, **report}, indent=2, default=float).encode())

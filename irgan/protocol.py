@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
 import optuna
 import pandas as pd
 import torch
@@ -154,22 +155,30 @@ class Tuned:
 
 
 def tune(candidate: Candidate, train: Interactions, trials: int, metric: str = "P@5", validation_fraction: float = 0.1,
-         seed: int = 0, device: torch.device | str = "cpu") -> Tuned:
-    """Choose ``candidate``'s configuration on a validation split carved from ``train`` (seeded):
-    ``trials`` Optuna TPE trials (seeded; the first tries the documented defaults), then the best trial's parameters with what its fit
-    chose on validation (epochs). ``trials=0``: the documented defaults, no search and no
-    validation fit (the recipe of IRGAN still selects on its own validation split)."""
+         seed: int = 0, device: torch.device | str = "cpu", splits: int = 1) -> Tuned:
+    """Choose ``candidate``'s configuration on validation splits carved from ``train``: ``trials``
+    Optuna TPE trials (seeded; the first tries the documented defaults), each scored by its
+    ``metric`` averaged over ``splits`` validation splits (seeds ``seed``, ``seed + 1``...: more
+    splits, less selection noise); then the best trial's parameters, with the epoch count its fits
+    chose on validation (their mean, when it chose one). ``trials=0``: the documented defaults,
+    no search and no validation fit (IRGAN's recipe still selects on its own validation split)."""
     start = time.perf_counter()
     if trials == 0:
         return Tuned(dict(candidate.defaults), None, [], time.perf_counter() - start)
-    fit_train, validation = validation_split(train, validation_fraction, seed)
-    found: dict[int, Fitted] = {}
+    if splits < 1:
+        raise ValueError(f"splits must be >= 1, got {splits}")
+    folds = [validation_split(train, validation_fraction, seed + k) for k in range(splits)]
+    found: dict[int, dict] = {}
 
     def objective(trial: optuna.Trial) -> float:
         params = candidate.space(trial)
-        fitted = candidate.fit(fit_train, validation, params, seed, device, metric)
-        found[trial.number] = Fitted(nn.Identity(), fitted.refit_params, fitted.validation)
-        value = (fitted.validation or evaluate(fitted.scorer, fit_train, validation))[metric]
+        values, refits = [], []
+        for fit_train, validation in folds:
+            fitted = candidate.fit(fit_train, validation, params, seed, device, metric)
+            values.append((fitted.validation or evaluate(fitted.scorer, fit_train, validation))[metric])
+            refits.append(fitted.refit_params)
+        found[trial.number] = _mean_epochs(refits)
+        value = float(np.mean(values))
         log.info("%s trial %d/%d: validation %s %.4f with %s", candidate.name, trial.number + 1, trials, metric,
                  value, params)
         return value
@@ -181,7 +190,15 @@ def tune(candidate: Candidate, train: Interactions, trials: int, metric: str = "
     study.optimize(objective, n_trials=trials)
     best = study.best_trial
     history = [{"number": t.number, "value": t.value, "params": t.params} for t in study.trials]
-    return Tuned(found[best.number].refit_params, float(best.value), history, time.perf_counter() - start)
+    return Tuned(found[best.number], float(best.value), history, time.perf_counter() - start)
+
+
+def _mean_epochs(refits: list[dict]) -> dict:
+    """The refit parameters of one trial's fits, the epoch count (where they chose one) averaged and rounded."""
+    chosen = dict(refits[0])
+    if "epochs" in chosen:
+        chosen["epochs"] = int(round(np.mean([r["epochs"] for r in refits])))
+    return chosen
 
 
 @dataclass

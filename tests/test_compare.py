@@ -12,8 +12,9 @@ from scipy import stats
 import irgan.compare
 from irgan.checkpoint import load_model
 from irgan.compare import compare, main, significance
-from irgan.data import load_dataset
+from irgan.data import load_dataset, validation_split
 from irgan.metrics import evaluate
+from irgan.models import ItemItemScorer
 from irgan.protocol import CANDIDATES, refit_and_test, tune
 from irgan.significance import holm
 
@@ -167,3 +168,12 @@ def test_irgan_is_tested_against_its_own_start(data, monkeypatch):
     assert set(report["models"]) == {"ease", "irgan", "irgan-start"}
     assert ("irgan", "irgan-start") in {(r["a"], r["b"]) for r in report["tests"]}
     assert set(report["per_user"]["model"]) == {"ease", "irgan", "irgan-start"}
+
+
+def test_several_validation_splits_average_the_trial_figure(data):
+    one = tune(CANDIDATES["ease"], data.train, trials=2, seed=0, splits=1)
+    three = tune(CANDIDATES["ease"], data.train, trials=2, seed=0, splits=3)
+    folds = [validation_split(data.train, 0.1, k) for k in range(3)]
+    figures = [evaluate(ItemItemScorer(*tr.shape, tr.matrix).fit_ease(300.0), tr, va)["P@5"] for tr, va in folds]
+    assert three.trials[0]["value"] == pytest.approx(np.mean(figures))
+    assert one.trials[0]["value"] == pytest.approx(figures[0])
