@@ -177,3 +177,10 @@ def test_several_validation_splits_average_the_trial_figure(data):
     figures = [evaluate(ItemItemScorer(*tr.shape, tr.matrix).fit_ease(300.0), tr, va)["P@5"] for tr, va in folds]
     assert three.trials[0]["value"] == pytest.approx(np.mean(figures))
     assert one.trials[0]["value"] == pytest.approx(figures[0])
+
+
+def test_the_irgan_command_runs_compare(capsys):
+    from irgan.cli import main as irgan_main
+    with pytest.raises(SystemExit) as exit_:
+        irgan_main(["compare", "--help"])
+    assert exit_.value.code == 0 and "irgan compare" in capsys.readouterr().out
