@@ -40,6 +40,10 @@ CONFIGS = {
     "ease-d-uniform": IRGANConfig(dim=64, init="random", d_scorer="itemitem", d_exclude_positives=True,
                                   d_negatives="refresh", d_temperature=0.5, d_lr=1e-4, d_l2=0.0, epochs=8, d_epochs=20,
                                   g_epochs=0),
+    "ease-d-hard-1e-5": IRGANConfig(dim=64, pretrain=STRONG_DNS, d_scorer="itemitem", d_exclude_positives=True,
+                                    d_negatives="refresh", d_temperature=0.5, d_lr=1e-5, d_l2=0.0, **SHORT),
+    "ease-d-hard-1e-6": IRGANConfig(dim=64, pretrain=STRONG_DNS, d_scorer="itemitem", d_exclude_positives=True,
+                                    d_negatives="refresh", d_temperature=0.5, d_lr=1e-6, d_l2=0.0, **SHORT),
     "ease-g": IRGANConfig(dim=64, init="random", g_scorer="itemitem", d_scorer="mf", g_estimator="exact",
                           g_lr=1e-4, **SHORT),
 }

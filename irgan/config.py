@@ -16,7 +16,7 @@ import re
 import typing
 from dataclasses import dataclass, field
 
-SCORERS = ("mf", "mlp", "itemitem")
+SCORERS = ("mf", "mlp", "itemitem", "lightgcn")
 ESTIMATORS = ("reinforce", "snis", "exact")
 REWARDS = ("code", "paper")
 D_NEGATIVES = ("first", "refresh")
@@ -95,9 +95,9 @@ class BPRConfig:
 class IRGANConfig:
     """Every choice of IRGAN's item-recommendation game; the CLI's flags map 1:1 onto these fields."""
 
-    g_scorer: str = _f("mf", "G's scorer: 'mf' (the paper's), 'mlp' (two-tower), 'itemitem' (x_u . B[:, i]), or 'module:Class' of your own, built as Class(n_users, n_items)")
+    g_scorer: str = _f("mf", "G's scorer: 'mf' (the paper's), 'mlp' (two-tower), 'itemitem' (x_u . B[:, i]), 'lightgcn' (3 layers over train's graph), or 'module:Class' of your own, built as Class(n_users, n_items)")
     d_scorer: str = _f("mf", "D's scorer, as for g_scorer")
-    dim: int = _f(5, "embedding size of G and D (MF, MLP)")
+    dim: int = _f(5, "embedding size of G and D (MF, MLP, LightGCN)")
     hidden: int = _f(64, "MLP scorers: width of the towers' hidden layer")
     itemitem_init: str = _f("ease", "item-item scorers start from 'ease' (its closed form on train) or 'zero'")
     ease_l2: float = _f(300.0, "EASE's L2 when an item-item scorer starts from it")

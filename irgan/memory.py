@@ -37,6 +37,8 @@ def _parameters(kind: str, config: IRGANConfig, n_users: int, n_items: int) -> i
         return (n_users + n_items) * config.dim + n_items + 2 * (2 * config.dim * config.hidden + config.hidden + config.dim)
     if kind == "itemitem":
         return n_items * n_items
+    if kind == "lightgcn":
+        return (n_users + n_items) * config.dim * 2  # the embeddings and their propagated copy
     return 0
 
 

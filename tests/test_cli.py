@@ -13,7 +13,7 @@ import torch
 from irgan.checkpoint import FORMAT, load_model
 from irgan.config import BPRConfig, IRGANConfig
 from irgan.estimator import IRGAN
-from irgan.models import ItemItemScorer, MatrixFactorization, MLPScorer
+from irgan.models import ItemItemScorer, LightGCNScorer, MatrixFactorization, MLPScorer
 from irgan.train import DERIVED_PRETRAIN_FIELDS, config_from_args, config_parser, main
 
 N_USERS, N_ITEMS = 40, 30
@@ -110,7 +110,8 @@ def test_run_model_serves_recommend_by_raw_ids(run_dir):
     (["--g-scorer", "mlp", "--d-scorer", "mlp", "--hidden", "8"], MLPScorer, MLPScorer, True),
     (["--g-scorer", "itemitem"], ItemItemScorer, MatrixFactorization, True),
     (["--no-fast-path"], MatrixFactorization, MatrixFactorization, False),
-], ids=["mlp", "itemitem", "no-fast-path"])
+    (["--d-scorer", "lightgcn", "--dim", "8"], MatrixFactorization, LightGCNScorer, True),
+], ids=["mlp", "itemitem", "no-fast-path", "lightgcn"])
 def test_scorer_flags_write_a_model_of_those_scorers(ratings_csv, run_dir, tmp_path, flags, g_scorer, d_scorer,
                                                     fast_path):
     out = tmp_path / "r"
@@ -118,7 +119,7 @@ def test_scorer_flags_write_a_model_of_those_scorers(ratings_csv, run_dir, tmp_p
     report = json.loads((out / "metrics.json").read_text())
     assert all(0 <= v <= 1 for v in report["test"].values())
     config = IRGANConfig(**report["config"])
-    names = {MatrixFactorization: "mf", MLPScorer: "mlp", ItemItemScorer: "itemitem"}
+    names = {MatrixFactorization: "mf", MLPScorer: "mlp", ItemItemScorer: "itemitem", LightGCNScorer: "lightgcn"}
     assert (config.g_scorer, config.d_scorer) == (names[g_scorer], names[d_scorer])
     assert config.fast_path is fast_path
     model = IRGAN.load(out / "model.pt", device="cpu")

@@ -11,6 +11,7 @@ from torch import nn
 
 from irgan.config import IRGANConfig
 from irgan.models.itemitem import ItemItemScorer
+from irgan.models.lightgcn import LightGCNScorer
 from irgan.models.mf import MatrixFactorization
 from irgan.models.mlp import MLPScorer
 from irgan.models.players import check_scorer
@@ -32,7 +33,7 @@ def import_scorer(path: str) -> Callable[[int, int], nn.Module]:
 
 def build_scorer(spec: ScorerSpec, train: sp.csr_matrix, config: IRGANConfig = IRGANConfig(),
                  generator: torch.Generator | None = None) -> nn.Module:
-    """A scorer for ``train`` (csr (n_users, n_items)): a built-in name ('mf', 'mlp', 'itemitem')
+    """A scorer for ``train`` (csr (n_users, n_items)): a built-in name ('mf', 'mlp', 'itemitem', 'lightgcn')
     sized by ``config`` and initialised from ``generator``; ``'module:Class'``, imported and built
     as ``Class(n_users, n_items)``; an instance (a copy, so that G and D never share one); or a
     callable ``(n_users, n_items) -> scorer``."""
@@ -47,9 +48,11 @@ def build_scorer(spec: ScorerSpec, train: sp.csr_matrix, config: IRGANConfig = I
             if config.itemitem_init == "ease":
                 scorer.fit_ease(config.ease_l2)
             return scorer
+        if spec == "lightgcn":
+            return LightGCNScorer(n_users, n_items, config.dim, 3, train, generator=generator)
         if ":" not in spec:
-            raise ValueError(f"unknown scorer {spec!r}: use 'mf', 'mlp', 'itemitem', 'module:Class', an nn.Module "
-                             "or a callable")
+            raise ValueError(f"unknown scorer {spec!r}: use 'mf', 'mlp', 'itemitem', 'lightgcn', 'module:Class', "
+                             "an nn.Module or a callable")
         spec = import_scorer(spec)
     scorer = copy.deepcopy(spec) if isinstance(spec, nn.Module) else spec(n_users, n_items) if callable(spec) else spec
     check_scorer(scorer)
