@@ -162,8 +162,9 @@ def format_table(report: dict) -> str:
     for name, result in report["models"].items():
         cells = "".join(f"{result['test'][m]['mean']:9.4f} ± {result['test'][m]['std']:.4f}" for m in TABLE_METRICS)
         lines.append(f"{name:14s}{cells}{result['seconds']['total']:10.1f}")
-    lines.append(f"{report['seeds']} seeds; tuned with {report['trials']} trials per model on {report['metric']} "
-                 f"averaged over {report['splits']} validation split(s), refit on all of train, tested once per seed")
+    tuning = (f"tuned with {report['trials']} trials per model on {report['metric']} averaged over "
+              f"{report['splits']} validation split(s)" if report["trials"] else "documented defaults, no tuning")
+    lines.append(f"{report['seeds']} seeds; {tuning}; refit on all of train, tested once per seed")
     for row in report["tests"]:
         verdict = "significant" if max(row["t_pvalue_holm"], row["wilcoxon_pvalue_holm"]) < 0.05 else "not significant"
         lines.append(f"{row['metric']}: {row['a']} - {row['b']} = {row['mean_diff']:+.4f}; paired t p = "
