@@ -33,12 +33,12 @@ from irgan.progress import bar
 from irgan.protocol import CANDIDATES, Tuned, params_for_json, refit_and_test, tune
 from irgan.rundir import RunDir, absolute, absolute_if_file
 from irgan.significance import holm, paired_tests
-from irgan.train import READ_FLAGS, _min_rating, _one_line
+from irgan.train import READ_FLAGS, _data_fingerprint, _min_rating, _one_line
 
 log = logging.getLogger("irgan.compare")
 REQUEST_FILE, RESULTS_FILE = "compare.json", "results.json"
 TABLE_METRICS = ("P@5", "NDCG@5", "P@10", "NDCG@10")
-TESTED_METRICS = ("P@5", "NDCG@5")
+TESTED_METRICS = ("P@5", "NDCG@5")  # tested beside the comparison's own --metric
 START = "irgan-start"  # IRGAN's pretrained start, tested beside it: does the game add anything?
 
 
@@ -69,7 +69,8 @@ def compare(data: Split, models: Sequence[str], seeds: int = 5, trials: int = 10
         runs = []
         for seed in range(seeds):
             def run(seed: int = seed) -> dict:
-                tested = refit_and_test(candidate, tuned["params"], data.train, data.test, seed, device, metric)
+                tested = refit_and_test(candidate, tuned["params"], data.train, data.test, seed, device, metric,
+                                        validation_fraction)
                 if parts is not None:  # the refit itself, for serving or for checking the figures
                     parts.mkdir(parents=True, exist_ok=True)
                     save_model(parts / f"{name}.seed{seed}.pt", name, {"model": getattr(tested.scorer, "scorer", tested.scorer)},
@@ -145,7 +146,7 @@ def significance(per_user: pd.DataFrame, results: dict, metric: str) -> list[dic
     if "irgan" in results and START in results:
         pairs.append(("irgan", START))
     tests = []
-    for name in TESTED_METRICS:
+    for name in dict.fromkeys((metric, *TESTED_METRICS)):
         means = per_user.groupby(["model", per_user.index])[name].mean()
         family = [{"metric": name, "a": a, "b": b, **paired_tests(means[a], means[b])} for a, b in pairs]
         for kind in ("t_pvalue", "wilcoxon_pvalue"):
@@ -158,9 +159,10 @@ def significance(per_user: pd.DataFrame, results: dict, metric: str) -> list[dic
 
 def format_table(report: dict) -> str:
     """Mean ± std per metric over seeds and seconds per model, then the paired tests."""
-    lines = [f"{'model':14s}" + "".join(f"{m:>17s}" for m in TABLE_METRICS) + f"{'seconds':>10s}"]
+    columns = list(dict.fromkeys((report["metric"], *TABLE_METRICS)))
+    lines = [f"{'model':14s}" + "".join(f"{m:>17s}" for m in columns) + f"{'seconds':>10s}"]
     for name, result in report["models"].items():
-        cells = "".join(f"{result['test'][m]['mean']:9.4f} ± {result['test'][m]['std']:.4f}" for m in TABLE_METRICS)
+        cells = "".join(f"{result['test'][m]['mean']:9.4f} ± {result['test'][m]['std']:.4f}" for m in columns)
         lines.append(f"{name:14s}{cells}{result['seconds']['total']:10.1f}")
     tuning = (f"tuned with {report['trials']} trials per model on {report['metric']} averaged over "
               f"{report['splits']} validation split(s)" if report["trials"] else "documented defaults, no tuning")
@@ -210,7 +212,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m irgan.compare
     parser.add_argument("--models", default=",".join(CANDIDATES), help=f"comma-separated, from {', '.join(CANDIDATES)}")
     parser.add_argument("--seeds", type=int, default=5, help="refits per model, seeds 0..N-1 (default 5)")
     parser.add_argument("--trials", type=int, default=10, help="Optuna trials per model on validation; 0: documented defaults")
-    parser.add_argument("--metric", default="P@5", help="the validation metric tuning maximises and the tests' main one")
+    parser.add_argument("--metric", default="P@5", help="the validation metric tuning maximises; it picks the best model, and is tested beside P@5 and NDCG@5")
     parser.add_argument("--validation-fraction", type=float, default=0.1, help="share of each user's train positives for tuning")
     parser.add_argument("--splits", type=int, default=1, help="validation splits a trial's figure is averaged over (default 1)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -223,36 +225,40 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m irgan.compare
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     request = {"dataset": absolute_if_file(args.dataset), "data_dir": absolute(args.data_dir), "split": args.split,
                "read": read, "trials": args.trials, "metric": args.metric, "splits": args.splits,
-               "validation_fraction": args.validation_fraction}
+               "validation_fraction": args.validation_fraction, "device": args.device}
     claim = None
     try:
         default = Path("runs") / f"compare-{Path(args.dataset).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
         resume = args.out is not None and (Path(args.out) / REQUEST_FILE).is_file()
         claim = RunDir.claim(args.out, default, resume, REQUEST_FILE, "never-done")
         log.info("comparison folder: %s", claim.path)
+        for leftover in (claim.path / "parts").glob(".*.tmp"):  # a write cut short
+            leftover.unlink(missing_ok=True)
+        data = load_dataset(request["dataset"], data_dir=args.data_dir, split=args.split, **read)
+        request["data_fingerprint"] = _data_fingerprint(data)
         if resume:
             stored = json.loads((claim.path / REQUEST_FILE).read_text())
             differ = sorted(k for k in request if stored.get(k) != request[k])
             if differ:
-                raise ValueError(f"{claim.path} holds a comparison with other settings ({', '.join(differ)}): "
+                raise ValueError(f"{claim.path} holds a comparison with other settings or data ({', '.join(differ)}): "
                                  "choose another --out, or repeat its settings to continue it")
         else:
             claim.write(REQUEST_FILE, json.dumps(request, indent=2).encode())
-        data = load_dataset(request["dataset"], data_dir=args.data_dir, split=args.split, **read)
         report = compare(data, models, args.seeds, args.trials, args.metric, args.validation_fraction, args.device,
                          parts=claim.path / "parts", show_progress=not args.quiet, splits=args.splits)
         per_user = report.pop("per_user")
         claim.write("per_user.csv", per_user.to_csv(index=False).encode())
         claim.write(RESULTS_FILE, json.dumps({**request, **report}, indent=2, default=float).encode())
         plot(report, claim.path / "results.png")
-    except (DataError, ValueError, OSError, MemoryError) as err:
+    except (DataError, ValueError, OSError, MemoryError, FloatingPointError, torch.cuda.OutOfMemoryError) as err:
         print(f"error: {_one_line(err)}", file=sys.stderr)
         if claim is not None:
-            claim.abandon(also=("parts",), keep_if=("parts",))
+            claim.abandon(keep_if=("parts",))
         return 2
     except KeyboardInterrupt:
-        print(f"\ninterrupted: run the same command with --out {claim.path if claim else args.out} to continue",
-              file=sys.stderr)
+        hint = (f"run the same command with --out {claim.path} to continue" if claim is not None
+                and (claim.path / REQUEST_FILE).exists() else "nothing to continue")
+        print(f"\ninterrupted: {hint}", file=sys.stderr)
         return 130
     finally:
         if claim is not None:

@@ -167,7 +167,9 @@ def _pretrained(config: IRGANConfig, fit_train: Interactions, selection: Interac
                 show_progress: bool, generator: ScorerSpec, init_file: str | Path | None) -> tuple[nn.Module | None, int]:
     """G's start and its pretraining epochs, read from ``init_file`` when a previous (interrupted)
     run left one there, pretrained on the same data with the same settings."""
-    start = {"init": config.init, "dim": config.dim, "g_scorer": _spec_name(generator or config.g_scorer),
+    start = {"init": config.init, "dim": config.dim, "hidden": config.hidden, "init_scale": config.init_scale,
+             "itemitem_init": config.itemitem_init, "ease_l2": config.ease_l2,
+             "g_scorer": _spec_name(generator or config.g_scorer),
              "pretrain": dataclasses.asdict(config.pretrain), "pretrain_select": config.pretrain_select,
              "select_metric": config.select_metric, "seed": seed,
              "data": data_fingerprint(fit_train.matrix, selection.matrix)}

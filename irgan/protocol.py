@@ -53,13 +53,13 @@ class Candidate:
     description: str
     defaults: dict
     space: Callable[[optuna.Trial], dict]
-    fit: Callable[[Interactions, Interactions | None, dict, int, torch.device, str], Fitted]
+    fit: Callable[..., Fitted]  # (train, validation | None, params, seed, device, metric, fraction) -> Fitted
     first_trial: dict = field(default_factory=dict)  # the defaults as the space's values: tuning tries them first
 
 
 def _estimator(cls, epochs_param: str | None = None):
     """``fit`` for a baseline estimator; with ``epochs_param``, a validation fit fixes the refit's epoch count."""
-    def fit(train, validation, params, seed, device, metric) -> Fitted:
+    def fit(train, validation, params, seed, device, metric, fraction) -> Fitted:
         extra = {"select_metric": metric} if epochs_param else {}
         if epochs_param and validation is None:
             extra["patience"] = None
@@ -73,7 +73,7 @@ def _estimator(cls, epochs_param: str | None = None):
 
 def _bpr(negatives: str):
     """``fit`` for BPR or DNS-BPR: with validation, the best epoch (checked every EVAL_EVERY) is kept."""
-    def fit(train, validation, params, seed, device, metric) -> Fitted:
+    def fit(train, validation, params, seed, device, metric, fraction) -> Fitted:
         config = BPRConfig(negatives=negatives, **params)
         best = KeepBest(metric)
 
@@ -88,17 +88,17 @@ def _bpr(negatives: str):
     return fit
 
 
-def _popularity(train, validation, params, seed, device, metric) -> Fitted:
+def _popularity(train, validation, params, seed, device, metric, fraction) -> Fitted:
     model = Popularity(train.matrix).to(device)
     return Fitted(model, {}, None if validation is None else evaluate(model, train, validation))
 
 
-def _irgan(train, validation, params, seed, device, metric) -> Fitted:
+def _irgan(train, validation, params, seed, device, metric, fraction) -> Fitted:
     """IRGAN by the one recipe: with validation, select on it (the tuning fit); without, carve a
-    validation split from train, select on it and refit on all of train at the selected point."""
+    validation split (``fraction``) from train, select on it and refit on all of train at the selected point."""
     pretrain = params.get("pretrain", {})
     config = IRGANConfig(**{k: v for k, v in params.items() if k != "pretrain"}, pretrain=BPRConfig(**pretrain),
-                         pretrain_select=True, select_metric=metric)
+                         pretrain_select=True, select_metric=metric, validation_fraction=fraction)
     result = run_recipe(train, None, config, validation=validation, seed=seed, device=device,
                         refit=validation is None)
     scorer = result.generator
@@ -174,7 +174,7 @@ def tune(candidate: Candidate, train: Interactions, trials: int, metric: str = "
         params = candidate.space(trial)
         values, refits = [], []
         for fit_train, validation in folds:
-            fitted = candidate.fit(fit_train, validation, params, seed, device, metric)
+            fitted = candidate.fit(fit_train, validation, params, seed, device, metric, validation_fraction)
             values.append((fitted.validation or evaluate(fitted.scorer, fit_train, validation))[metric])
             refits.append(fitted.refit_params)
         found[trial.number] = _mean_epochs(refits)
@@ -187,9 +187,11 @@ def tune(candidate: Candidate, train: Interactions, trials: int, metric: str = "
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
     if candidate.first_trial:
         study.enqueue_trial(candidate.first_trial)  # the documented defaults: tuning can only do better on validation
-    study.optimize(objective, n_trials=trials)
+    study.optimize(objective, n_trials=trials, catch=(FloatingPointError,))  # a diverging trial fails alone
+    if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
+        raise FloatingPointError(f"{candidate.name}: every one of the {trials} tuning trials diverged")
     best = study.best_trial
-    history = [{"number": t.number, "value": t.value, "params": t.params} for t in study.trials]
+    history = [{"number": t.number, "value": t.value, "params": t.params, "state": t.state.name} for t in study.trials]
     return Tuned(found[best.number], float(best.value), history, time.perf_counter() - start)
 
 
@@ -214,11 +216,12 @@ class Tested:
 
 
 def refit_and_test(candidate: Candidate, params: dict, train: Interactions, test: Interactions, seed: int,
-                   device: torch.device | str = "cpu", metric: str = "P@5") -> Tested:
+                   device: torch.device | str = "cpu", metric: str = "P@5", validation_fraction: float = 0.1) -> Tested:
     """Fit ``candidate`` with ``params`` on all of ``train`` (seed ``seed``) and evaluate it once
-    on ``test``, ranking every item the user has no train positive for."""
+    on ``test``, ranking every item the user has no train positive for. (IRGAN's recipe selects
+    its epochs on a ``validation_fraction`` split of train before it refits.)"""
     start = time.perf_counter()
-    fitted = candidate.fit(train, None, params, seed, device, metric)
+    fitted = candidate.fit(train, None, params, seed, device, metric, validation_fraction)
     seconds = time.perf_counter() - start
     ks = eval_ks(train.n_items)
 

@@ -90,17 +90,29 @@ class RunDir:
 
 
 def _lock(path: Path) -> int:
-    """An open descriptor holding an exclusive lock on ``path``; FileExistsError if another process holds it."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+    """An open descriptor holding an exclusive lock on ``path``; FileExistsError if another process holds it.
+
+    A lock taken on a file that its holder unlinked meanwhile (``release``) would be a lock on
+    nothing: the inode is checked against the path's and the claim retried."""
+    for _ in range(100):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise FileExistsError(f"another run ({holder}) is writing to {path.parent}: wait for it, "
+                                  "or choose another --out") from None
+        try:
+            current = os.stat(path).st_ino
+        except FileNotFoundError:
+            current = None
+        if current == os.fstat(fd).st_ino:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode())
+            return fd
         os.close(fd)
-        raise FileExistsError(f"another run ({holder}) is writing to {path.parent}: wait for it, or choose another --out") from None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode())
-    return fd
+    raise FileExistsError(f"cannot lock {path}: it keeps being replaced")
 
 
 def new_folder(base: Path) -> Path:
@@ -124,4 +136,4 @@ def absolute(path: str | None) -> str | None:
 def absolute_if_file(dataset: str) -> str:
     """A ratings file's path made absolute; a data set's name as is."""
     path = Path(dataset).expanduser()
-    return str(path.resolve()) if path.exists() else dataset
+    return str(path.resolve()) if path.is_file() else dataset

@@ -72,7 +72,7 @@ def run(
         try:
             default = Path("runs") / f"{Path(dataset).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
             claim = RunDir.claim(out, default, resume, RUN_FILE, "metrics.json")
-        except FileExistsError as err:
+        except OSError as err:  # every process must learn of the refusal, or the others would wait forever
             refusal = err
     if shard.max(int(refusal is not None)):  # every process learns of process 0's refusal
         raise refusal or FileExistsError(f"process 0 of the job refused --out {out}")
@@ -271,8 +271,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m irgan.train")
     args = parser.parse_args(argv)
     keep_freed_memory()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    out = args.resume or args.out
     try:
+        if args.resume and args.out:
+            raise ValueError("give --resume RUN_DIR or --out, not both: a resumed run writes to its own folder")
         read = {k: (None if v == "none" else v) for k in READ_FLAGS if (v := getattr(args, k)) is not None}
         if args.resume:
             request = read_request(Path(args.resume))
@@ -287,12 +288,13 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m irgan.train")
     except (DataError, ValueError, ModelFileError, OSError, FloatingPointError, MemoryError) as err:
         print(f"error: {_one_line(err)}", file=sys.stderr)
         return 2
-    except torch.OutOfMemoryError as err:
+    except torch.cuda.OutOfMemoryError as err:
         print(f"error: out of memory: {_one_line(err)}; lower dim or the batch sizes", file=sys.stderr)
         return 2
     except KeyboardInterrupt as err:
-        where = getattr(err, "run_dir", out)
-        print(f"\ninterrupted: resume with  python -m irgan.train --resume {where}", file=sys.stderr)
+        where = getattr(err, "run_dir", args.resume)
+        hint = f"resume with  python -m irgan.train --resume {where}" if where else "nothing to resume"
+        print(f"\ninterrupted: {hint}", file=sys.stderr)
         return 130
     if report:  # the other processes of a distributed job report nothing
         print(format_table(report))
@@ -333,9 +335,10 @@ def _refuse_other_flags(args: argparse.Namespace, request: dict, read: dict) -> 
             value = absolute(value)
         if value is not None and value != stored:
             differ.append(f"--{key.replace('_', '-')} {value} (the run has {stored})")
+    stored_read = request.get("read") or {}
     for key, value in read.items():
-        stored = request.get("read", {}).get(key)
-        if value != stored:
+        if key not in stored_read or stored_read[key] != value:
+            stored = stored_read.get(key, "its default")
             differ.append(f"--{key.replace('_', '-')} {value} (the run has {stored})")
     config = dataclasses.asdict(request["config"])
     asked = dataclasses.asdict(config_from_args(args))

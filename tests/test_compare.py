@@ -1,6 +1,7 @@
 """The honest comparison: tune on validation, refit, test per seed, paired tests, resumable parts."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -184,3 +185,36 @@ def test_the_irgan_command_runs_compare(capsys):
     with pytest.raises(SystemExit) as exit_:
         irgan_main(["compare", "--help"])
     assert exit_.value.code == 0 and "irgan compare" in capsys.readouterr().out
+
+
+def test_a_comparison_refuses_to_continue_on_changed_data(tmp_path, ratings, capsys):
+    path = tmp_path / "ratings.csv"
+    path.write_text(ratings.read_text())
+    out = tmp_path / "run"
+    args = ["--dataset", str(path), "--split", "random", "--models", "pop", "--seeds", "1", "--trials", "0",
+            "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    path.write_text(path.read_text().replace(",1\n", ",5\n"))
+    capsys.readouterr()
+    assert main(args) == 2
+    assert "data_fingerprint" in capsys.readouterr().err
+
+
+def test_a_diverging_trial_fails_alone(data):
+    real = CANDIDATES["ease"].fit
+    calls = []
+
+    def sometimes(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise FloatingPointError("diverged")
+        return real(*args)
+    candidate = dataclasses.replace(CANDIDATES["ease"], fit=sometimes)
+    tuned = tune(candidate, data.train, trials=3, seed=0)
+    assert [t["state"] for t in tuned.trials] == ["COMPLETE", "FAIL", "COMPLETE"]
+    assert tuned.validation == max(t["value"] for t in tuned.trials if t["value"] is not None)
+
+
+def test_the_comparison_metric_is_tested_too(data):
+    report = compare(data, ["pop", "ease"], seeds=1, trials=0, metric="Recall@10", device="cpu")
+    assert {r["metric"] for r in report["tests"]} == {"Recall@10", "P@5", "NDCG@5"}

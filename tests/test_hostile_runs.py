@@ -362,3 +362,44 @@ def test_zero_pretraining_epochs_is_not_called_a_dns_start(ratings, tmp_path, ca
     assert main(args) == 0
     table = capsys.readouterr().out
     assert "init (random: 0 pretraining epochs)" in table and "init (dns)" not in table
+
+
+def test_a_folder_named_like_a_data_set_does_not_shadow_it(tmp_path, monkeypatch):
+    from irgan.rundir import absolute_if_file
+    (tmp_path / "ml-100k").mkdir()
+    (tmp_path / "mine.csv").write_text("1,2\n")
+    monkeypatch.chdir(tmp_path)
+    assert absolute_if_file("ml-100k") == "ml-100k"
+    assert absolute_if_file("mine.csv") == str(tmp_path / "mine.csv")
+
+
+def test_resume_refuses_a_reading_option_the_run_did_not_have(ratings, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "r"
+    interrupt_in_play(monkeypatch)
+    assert call(["--dataset", str(ratings), *FAST, "--out", str(out)], capsys)[0] == 130
+    monkeypatch.undo()
+    code, err = call(["--resume", str(out), "--min-rating", "none"], capsys)
+    assert code == 2 and "--min-rating None (the run has its default)" in one_error_line(err)
+
+
+def test_resume_and_out_together_are_one_line(ratings, tmp_path, capsys):
+    code, err = call(["--resume", str(tmp_path / "a"), "--out", str(tmp_path / "b")], capsys)
+    assert code == 2 and "not both" in one_error_line(err)
+
+
+def test_a_lock_on_a_replaced_lock_file_is_taken_again(tmp_path, monkeypatch):
+    import irgan.rundir as rundir
+    real_stat, calls = os.stat, []
+
+    def stat_once_elsewhere(path, *args, **kwargs):
+        result = real_stat(path, *args, **kwargs)
+        if str(path).endswith(rundir.RunDir.LOCK) and not calls:
+            calls.append(path)
+            return os.stat_result((result.st_mode, result.st_ino + 1, *tuple(result)[2:]))
+        return result
+    monkeypatch.setattr(rundir.os, "stat", stat_once_elsewhere)
+    fd = rundir._lock(tmp_path / rundir.RunDir.LOCK)
+    try:
+        assert calls and os.fstat(fd).st_ino == real_stat(tmp_path / rundir.RunDir.LOCK).st_ino
+    finally:
+        os.close(fd)
