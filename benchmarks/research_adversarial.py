@@ -44,6 +44,11 @@ CONFIGS = {
                                     d_negatives="refresh", d_temperature=0.5, d_lr=1e-5, d_l2=0.0, **SHORT),
     "ease-d-hard-1e-6": IRGANConfig(dim=64, pretrain=STRONG_DNS, d_scorer="itemitem", d_exclude_positives=True,
                                     d_negatives="refresh", d_temperature=0.5, d_lr=1e-6, d_l2=0.0, **SHORT),
+    "ease-d-hard-1e-8": IRGANConfig(dim=64, pretrain=STRONG_DNS, d_scorer="itemitem", d_exclude_positives=True,
+                                    d_negatives="refresh", d_temperature=0.5, d_lr=1e-8, d_l2=0.0, **SHORT),
+    "mf64-d-hard-adam": IRGANConfig(dim=64, pretrain=STRONG_DNS, d_exclude_positives=True, d_negatives="refresh",
+                                    d_temperature=0.5, optimizer="adam", d_lr=1e-3, d_l2=0.05, g_epochs=0,
+                                    epochs=8, d_epochs=50),
     "ease-g": IRGANConfig(dim=64, init="random", g_scorer="itemitem", d_scorer="mf", g_estimator="exact",
                           g_lr=1e-4, **SHORT),
 }
