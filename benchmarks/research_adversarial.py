@@ -60,6 +60,8 @@ CONFIGS = {
     "ials-g-paper-lr": IRGANConfig(init=ALS_START, dim=16, **SHORT),
     "ials-g-fast": IRGANConfig(init=ALS_START, dim=16, g_lr=0.005, **SHORT),
     "ials-g-snis": IRGANConfig(init=ALS_START, dim=16, g_lr=0.005, g_estimator="snis", **SHORT),
+    "ials-g-full": IRGANConfig(init=ALS_START, dim=16),
+    "ials-g-full-dim32-lrs": IRGANConfig(init=ALS_START, dim=16, g_lr=0.0047, d_lr=1.6e-4, d_l2=0.9),
     "ease-g": IRGANConfig(dim=64, init="random", g_scorer="itemitem", d_scorer="mf", g_estimator="exact",
                           g_lr=1e-4, **SHORT),
 }
