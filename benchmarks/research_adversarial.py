@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from irgan.als import fit_ials
 from irgan.config import BPRConfig, IRGANConfig
@@ -79,14 +80,15 @@ def main() -> None:
     train, validation = validation_split(data.train, 0.1, 0)
     ease = evaluate(ItemItemScorer(*train.shape, train.matrix).fit_ease(300.0), train, validation)
     print(f"EASE(300) on this validation split: P@5 {ease['P@5']:.4f}, NDCG@5 {ease['NDCG@5']:.4f}")
-    names = args.only.split(",") if args.only else list(CONFIGS)
+    names = args.only.split(",") if args.only else [*CONFIGS, *ANCHORED]
     folder = Path(tempfile.mkdtemp())
     for name in names:
         start = time.perf_counter()
-        config = CONFIGS[name]
+        config = {**CONFIGS, **ANCHORED}[name]
         if config.init == ALS_START:
             config = dataclasses.replace(config, init=str(_als_start(train, folder / ALS_START)))
-        result = run_recipe(train, None, config, validation=validation, seed=0, device="cpu")
+        anchored = AnchoredItemItem(*train.shape, train.matrix) if name in ANCHORED else None
+        result = run_recipe(train, None, config, validation=validation, seed=0, device="cpu", discriminator=anchored)
         row = {"name": name, "seconds": round(time.perf_counter() - start, 1),
                "start": evaluate(result.init, train, validation)["P@5"] if result.init is not None else None,
                "G": result.best_generator["metrics"]["P@5"], "G_at": [result.best_generator.get("epoch"),
@@ -98,6 +100,29 @@ def main() -> None:
         if args.out:
             with open(args.out, "a") as f:
                 f.write(json.dumps(row) + "\n")
+
+
+class AnchoredItemItem(ItemItemScorer):
+    """An item-item scorer whose L2 pulls B toward the EASE solution it starts from, not toward zero:
+    the penalty of item i is |B[:, i] - B_ease[:, i]|²/2 (diagonal excluded)."""
+
+    def __init__(self, n_users: int, n_items: int, interactions=None, l2: float = 300.0) -> None:
+        super().__init__(n_users, n_items, interactions)
+        self.fit_ease(l2)
+        self.register_buffer("anchor", self.weight.detach().clone())
+
+    def penalty(self, users, items):
+        columns = (self.weight.index_select(1, items) - self.anchor.index_select(1, items)).square()
+        columns = columns.index_put((items, torch.arange(len(items), device=items.device)), columns.new_zeros(()))
+        return self.weight.new_zeros(len(users)), columns.sum(0) / 2
+
+
+ANCHORED = {  # D is an AnchoredItemItem built on the training split; G the DNS-64 start
+    "ease-d-anchored-l2-10": IRGANConfig(dim=64, pretrain=STRONG_DNS, d_exclude_positives=True, d_negatives="refresh",
+                                         d_temperature=0.5, d_lr=1e-5, d_l2=10.0, **SHORT),
+    "ease-d-anchored-l2-1000": IRGANConfig(dim=64, pretrain=STRONG_DNS, d_exclude_positives=True,
+                                           d_negatives="refresh", d_temperature=0.5, d_lr=1e-6, d_l2=1000.0, **SHORT),
+}
 
 
 def _als_start(train, path: Path) -> Path:
