@@ -1,7 +1,14 @@
 """Test data shared by several test modules."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import numpy as np
+import pytest
 import scipy.sparse as sp
 
 
@@ -57,3 +64,27 @@ def repeated_batch(n: int = 40, seed: int = 0):
     g = seeded(seed)
     return (torch.randint(N_USERS, (n,), generator=g), torch.randint(N_ITEMS, (n,), generator=g),
             torch.randint(N_ITEMS, (n,), generator=g))
+
+
+REPO = Path(__file__).resolve().parents[1]
+WAIT_S = 120  # generous: the machine may be busy; a healthy small run takes a few seconds
+
+
+def start(args: list[str], cwd: Path, log: Path) -> subprocess.Popen:
+    """``python -m irgan.train ARGS`` as a real process, one thread, its output to ``log``."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    with open(log, "wb") as out:  # a file, not a pipe: a full pipe would stall the child
+        return subprocess.Popen([sys.executable, "-m", "irgan.train", *args], cwd=cwd, env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+
+
+def wait_for(path: Path, proc: subprocess.Popen) -> None:
+    """Until ``path`` exists; the test fails if ``proc`` exits first or WAIT_S pass."""
+    deadline = time.monotonic() + WAIT_S
+    while not path.exists():
+        if proc.poll() is not None:
+            pytest.fail(f"the run exited ({proc.returncode}) before writing {path}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"no {path} after {WAIT_S} s")
+        time.sleep(0.01)

@@ -20,15 +20,14 @@ import pytest
 import irgan.pipeline
 import irgan.train
 import irgan.trainer
+from helpers import REPO, WAIT_S, start, wait_for
 from irgan.estimator import IRGAN
 from irgan.train import main
 
-REPO = Path(__file__).resolve().parents[1]
 FAST = ["--split", "random", "--epochs", "2", "--d-epochs", "1", "--g-epochs", "2", "--pretrain-epochs", "2",
         "--device", "cpu", "--quiet"]
 SLOW = ["--split", "random", "--epochs", "40", "--d-epochs", "50", "--g-epochs", "50", "--pretrain-epochs", "2",
         "--device", "cpu", "--quiet"]
-WAIT_S = 120
 
 
 @pytest.fixture(scope="module")
@@ -54,24 +53,6 @@ def one_error_line(err: str) -> str:
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     assert "Traceback" not in err
     return lines[0]
-
-
-def start(args: list[str], cwd: Path, log: Path) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    with open(log, "wb") as out:
-        return subprocess.Popen([sys.executable, "-m", "irgan.train", *args], cwd=cwd, env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
-
-
-def wait_for(path: Path, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not path.exists():
-        if proc.poll() is not None:
-            pytest.fail(f"the run exited ({proc.returncode}) before writing {path}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"no {path} after {WAIT_S} s")
-        time.sleep(0.01)
 
 
 # --- the run folder --------------------------------------------------------------------------

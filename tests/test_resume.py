@@ -12,8 +12,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,18 +20,16 @@ import scipy.sparse as sp
 import torch
 
 import irgan.trainer
-from helpers import Evil
+from helpers import WAIT_S, Evil, start, wait_for
 from irgan.checkpoint import STATE_FORMAT, load_model
 from irgan.config import IRGANConfig
 from irgan.train import main
 from irgan.trainer import fit_irgan
 
-REPO = Path(__file__).resolve().parents[1]
 SLOW = ["--split", "random", "--epochs", "6", "--d-epochs", "200", "--g-epochs", "100", "--pretrain-epochs", "2",
         "--device", "cpu", "--quiet"]
 FAST = ["--split", "random", "--epochs", "3", "--d-epochs", "2", "--g-epochs", "2", "--pretrain-epochs", "1",
         "--device", "cpu", "--quiet"]
-WAIT_S = 120  # generous: the machine may be busy; a healthy run takes a few seconds
 
 
 def write_ratings(path: Path, n_users: int, n_items: int, seed: int, per_user: int | None = None) -> Path:
@@ -70,24 +66,6 @@ def same_models(a: Path, b: Path) -> None:
 
 
 # --- real signals, real processes -----------------------------------------------------------
-
-
-def start(args: list[str], cwd: Path, log: Path) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    with open(log, "wb") as out:  # a file, not a pipe: a full pipe would stall the child
-        return subprocess.Popen([sys.executable, "-m", "irgan.train", *args], cwd=cwd, env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
-
-
-def wait_for(path: Path, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not path.exists():
-        if proc.poll() is not None:
-            pytest.fail(f"the run exited ({proc.returncode}) before writing {path}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"no {path} after {WAIT_S} s")
-        time.sleep(0.01)
 
 
 def finish(proc: subprocess.Popen) -> int:
