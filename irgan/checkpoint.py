@@ -26,6 +26,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from irgan.errors import first_line
 from irgan.models import SCORERS, Popularity, scorer_kind
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ def load_model(path: str | Path, scorers: Iterable[type[nn.Module]] = ()) -> Mod
     except ModelFileError as err:
         raise ModelFileError(f"{path}: {err}") from None
     except Exception as err:  # what a hand-edited value makes numpy, scipy or a scorer's constructor raise
-        raise ModelFileError(f"{path} is a damaged irgan model file: {type(err).__name__}: {_first_line(err)[:200]}") from None
+        raise ModelFileError(f"{path} is a damaged irgan model file: {type(err).__name__}: {first_line(err)[:200]}") from None
 
 
 def unpack_limit(file_bytes: int) -> int:
@@ -135,7 +136,7 @@ def check_archive(path: Path) -> None:
             with zipfile.ZipFile(f) as archive:
                 unpacked = sum(info.file_size for info in archive.infolist())
         except Exception as err:  # BadZipFile, struct.error, ... for a damaged directory
-            raise ValueError(f"a damaged zip archive ({_first_line(err)})") from None
+            raise ValueError(f"a damaged zip archive ({first_line(err)})") from None
     limit = unpack_limit(size)
     if unpacked > limit:
         raise ValueError(f"its entries unpack to {unpacked:,} bytes from {size:,} on disk, over the limit of "
@@ -149,7 +150,7 @@ def _load_archive(path: Path, error: type[ValueError], what: str) -> Any:
         check_archive(path)
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError... for foreign files
-        raise error(f"{path} is not a loadable {what}: {_first_line(err)}") from None
+        raise error(f"{path} is not a loadable {what}: {first_line(err)}") from None
 
 
 def _expect(mapping: Any, layout: dict[str, type | tuple], where: str, error: type[ValueError] = _Damaged) -> None:
@@ -388,7 +389,3 @@ def _check_state(state: dict, epochs: int) -> None:
     if not all(isinstance(row, dict) for row in state["history"]):
         raise ValueError("its history holds a row that is not a dict")
 
-
-def _first_line(err: BaseException) -> str:
-    lines = str(err).splitlines()
-    return lines[0] if lines else type(err).__name__

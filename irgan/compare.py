@@ -29,11 +29,12 @@ from irgan.checkpoint import atomic_write, save_model
 from irgan.config import SELECT_METRICS
 from irgan.data import DataError, Split, load_dataset
 from irgan.device import keep_freed_memory, resolve_device
+from irgan.errors import one_line
 from irgan.progress import bar
-from irgan.protocol import CANDIDATES, Tuned, params_for_json, refit_and_test, tune
+from irgan.protocol import CANDIDATES, Tuned, refit_and_test, tune
 from irgan.rundir import RunDir, absolute, absolute_if_file
 from irgan.significance import holm, paired_tests
-from irgan.train import READ_FLAGS, _data_fingerprint, _min_rating, _one_line
+from irgan.train import READ_FLAGS, min_rating_arg, split_fingerprint
 
 log = logging.getLogger("irgan.compare")
 REQUEST_FILE, RESULTS_FILE = "compare.json", "results.json"
@@ -106,7 +107,7 @@ def _kept(parts: Path | None, name: str, compute) -> dict:
 
 
 def _tuning_record(tuned: Tuned) -> dict:
-    return {"params": params_for_json(tuned.params), "validation": tuned.validation, "trials": tuned.trials,
+    return {"params": tuned.params, "validation": tuned.validation, "trials": tuned.trials,
             "seconds": tuned.seconds}
 
 
@@ -208,7 +209,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m irgan.compare
     parser.add_argument("--sep", default=None, help="field separator of a ratings file (default: detected)")
     parser.add_argument("--columns", default=None, help="the file's fields in order, e.g. user,item,-,rating")
     parser.add_argument("--header", default=None, action=argparse.BooleanOptionalAction, help="the first line is a header")
-    parser.add_argument("--min-rating", default=None, type=_min_rating, help="ratings >= this are positives; 'none': every row")
+    parser.add_argument("--min-rating", default=None, type=min_rating_arg, help="ratings >= this are positives; 'none': every row")
     parser.add_argument("--models", default=",".join(CANDIDATES), help=f"comma-separated, from {', '.join(CANDIDATES)}")
     parser.add_argument("--seeds", type=int, default=5, help="refits per model, seeds 0..N-1 (default 5)")
     parser.add_argument("--trials", type=int, default=10, help="Optuna trials per model on validation; 0: documented defaults")
@@ -235,7 +236,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m irgan.compare
         for leftover in (claim.path / "parts").glob(".*.tmp"):  # a write cut short
             leftover.unlink(missing_ok=True)
         data = load_dataset(request["dataset"], data_dir=args.data_dir, split=args.split, **read)
-        request["data_fingerprint"] = _data_fingerprint(data)
+        request["data_fingerprint"] = split_fingerprint(data)
         if resume:
             stored = json.loads((claim.path / REQUEST_FILE).read_text())
             differ = sorted(k for k in request if stored.get(k) != request[k])
@@ -251,7 +252,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m irgan.compare
         claim.write(RESULTS_FILE, json.dumps({**request, **report}, indent=2, default=float).encode())
         plot(report, claim.path / "results.png")
     except (DataError, ValueError, OSError, MemoryError, FloatingPointError, torch.cuda.OutOfMemoryError) as err:
-        print(f"error: {_one_line(err)}", file=sys.stderr)
+        print(f"error: {one_line(err)}", file=sys.stderr)
         if claim is not None:
             claim.abandon(keep_if=("parts",))
         return 2

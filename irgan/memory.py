@@ -57,11 +57,10 @@ def estimate(train: sp.csr_matrix, config: IRGANConfig | BPRConfig, pretraining:
     candidates = pretrain.dns_candidates if pretrain.negatives == "dns" else 1
     steps = {"DNS candidates": _pairs(g_kind, setting, nnz * candidates, n_users, n_items, grad=False)
              if pretraining else 0}
+    adam = 2 if config.optimizer == "adam" else 0  # Adam's two moment buffers per parameter
     if not game:
-        adam = 2 if config.optimizer == "adam" else 0
         parts = {"data": nnz * 8 * 4, "the model": _parameters(g_kind, setting, n_users, n_items) * FLOAT * (1 + adam)}
     else:
-        adam = 2 if config.optimizer == "adam" else 0
         parts = {
             "data": nnz * 8 * 6,  # positives as csr, pairs, G's proposals for D
             "G (player, best, start)": _parameters(g_kind, config, n_users, n_items) * FLOAT * (3 + adam),

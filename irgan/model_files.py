@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from irgan.checkpoint import check_archive
+from irgan.errors import first_line
 from irgan.models import MatrixFactorization
 
 # The only globals a pickle of plain numpy arrays needs; anything else could run code.
@@ -74,7 +75,7 @@ def _read_pickle(path: Path) -> dict[str, np.ndarray]:
         try:
             arrays = _ArrayUnpickler(f, encoding="latin1").load()
         except Exception as err:  # any malformed pickle: UnpicklingError, EOFError, TypeError, MemoryError...
-            raise ValueError(f"{path}: not a model file of the IRGAN authors' format ({_first_line(err)})") from None
+            raise ValueError(f"{path}: not a model file of the IRGAN authors' format ({first_line(err)})") from None
     if not (isinstance(arrays, (list, tuple)) and len(arrays) == 3):
         raise ValueError(f"{path}: expected a list [user_emb, item_emb, item_bias]")
     return dict(zip(TABLES, arrays))
@@ -89,7 +90,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
                 raise ValueError(f"it has no array {missing[0]!r} (expected {', '.join(TABLES)})")
             return {name: data[name] for name in (*TABLES, "user_ids", "item_ids") if name in data}
     except Exception as err:  # a damaged archive or array header: BadZipFile, ValueError, MemoryError...
-        raise ValueError(f"{path}: not a loadable .npz model file: {_first_line(err)}") from None
+        raise ValueError(f"{path}: not a loadable .npz model file: {first_line(err)}") from None
 
 
 def _checked(arrays: dict, path: Path) -> dict[str, np.ndarray]:
@@ -124,7 +125,3 @@ def _positions(file_ids: np.ndarray, wanted: np.ndarray, path: Path, kind: str) 
         raise ValueError(f"{path}: has no {kind} rows for id(s) {missing}: it was trained on other data")
     return rows
 
-
-def _first_line(err: BaseException) -> str:
-    lines = str(err).splitlines()
-    return lines[0] if lines else type(err).__name__

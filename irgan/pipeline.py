@@ -172,7 +172,7 @@ def _pretrained(config: IRGANConfig, fit_train: Interactions, selection: Interac
              "g_scorer": _spec_name(generator or config.g_scorer),
              "pretrain": dataclasses.asdict(config.pretrain), "pretrain_select": config.pretrain_select,
              "select_metric": config.select_metric, "seed": seed,
-             "data": data_fingerprint(fit_train.matrix, selection.matrix)}
+             "data": data_fingerprint(fit_train.matrix, selection.matrix) if init_file is not None else None}
     if init_file is not None and Path(init_file).exists():
         try:
             custom = generator if isinstance(generator, nn.Module) else \

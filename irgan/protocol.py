@@ -9,7 +9,6 @@ with paired tests (``irgan.significance``).
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -232,11 +231,6 @@ def refit_and_test(candidate: Candidate, params: dict, train: Interactions, test
 
     figures, per_user = tested(fitted.scorer)
     return Tested(figures, per_user, seconds, {name: tested(s) for name, s in fitted.also.items()}, fitted.scorer)
-
-
-def params_for_json(params: dict) -> dict:
-    """``params`` with dataclasses as dicts (for results.json)."""
-    return {k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v for k, v in params.items()}
 
 
 __all__ = ["CANDIDATES", "Candidate", "Fitted", "Tested", "Tuned", "refit_and_test", "tune"]

@@ -25,6 +25,7 @@ from irgan.config import BPRConfig, IRGANConfig
 from irgan.data import DataError, load_dataset
 from irgan.device import keep_freed_memory, resolve_device
 from irgan.distributed import current, init_from_env, local_device
+from irgan.errors import one_line
 from irgan.pipeline import run_recipe, save_irgan_model
 from irgan.rundir import RunDir, absolute, absolute_if_file
 
@@ -79,7 +80,7 @@ def run(
     try:
         log.info("run folder: %s", claim.path if claim else out)
         data = load_dataset(request["dataset"], data_dir=data_dir, split=split, seed=seed, **read)
-        fingerprint = _data_fingerprint(data)
+        fingerprint = split_fingerprint(data)
         if shard.rank > 0:
             _train(data, config, Path(out), dataset, split, seed, device, False, writer=False)
             return {}
@@ -117,7 +118,7 @@ def _abandon(claim: RunDir) -> None:
     claim.abandon(also=(HISTORY_FILE, "tensorboard"), keep_if=("train_state.pt", "init.pt"))
 
 
-def _data_fingerprint(data) -> str:
+def split_fingerprint(data) -> str:
     """Digest of the split's id maps and positives: a resumed run must see the same data."""
     digest = hashlib.sha256(data_fingerprint(*(part.matrix for part in (data.train, data.test))).encode())
     for ids in (data.train.user_ids, data.train.item_ids):
@@ -261,7 +262,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m irgan.train")
     parser.add_argument("--columns", default=None, help="the file's fields in order, e.g. user,item,-,rating ('-' skips a field; default: from the header, else user,item[,rating[,timestamp]])")
     parser.add_argument("--header", default=None, action=argparse.BooleanOptionalAction,
                         help="the file's first line is a header (--header) or data (--no-header) (default: detected)")
-    parser.add_argument("--min-rating", default=None, type=_min_rating, help="ratings >= this are positives; 'none': every row is a positive (default: 4)")
+    parser.add_argument("--min-rating", default=None, type=min_rating_arg, help="ratings >= this are positives; 'none': every row is a positive (default: 4)")
     parser.add_argument("--out", default=None, help="run directory to create (default: a new runs/DATASET-TIME)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars (one log line per outer epoch remains)")
     parser.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files to RUN/tensorboard")
@@ -286,10 +287,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m irgan.train")
             report = run(config=config_from_args(args), out=args.out, show_progress=not args.quiet, read=read,
                          tensorboard=args.tensorboard, **given)
     except (DataError, ValueError, ModelFileError, OSError, FloatingPointError, MemoryError) as err:
-        print(f"error: {_one_line(err)}", file=sys.stderr)
+        print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
     except torch.cuda.OutOfMemoryError as err:
-        print(f"error: out of memory: {_one_line(err)}; lower dim or the batch sizes", file=sys.stderr)
+        print(f"error: out of memory: {one_line(err)}; lower dim or the batch sizes", file=sys.stderr)
         return 2
     except KeyboardInterrupt as err:
         where = getattr(err, "run_dir", args.resume)
@@ -301,7 +302,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m irgan.train")
     return 0
 
 
-def _min_rating(text: str) -> float | str:
+def min_rating_arg(text: str) -> float | str:
     """--min-rating: a number, or 'none' (every row is a positive)."""
     if text.strip().lower() == "none":
         return "none"
@@ -312,15 +313,6 @@ def _min_rating(text: str) -> float | str:
     if not np.isfinite(value):
         raise argparse.ArgumentTypeError(f"expected a finite number or 'none', got {text!r}")
     return value
-
-
-def _one_line(err: BaseException) -> str:
-    """An exception's message on one line (OSErrors as 'reason: path')."""
-    if isinstance(err, OSError) and err.strerror and not isinstance(err, (FileExistsError, FileNotFoundError)):
-        where = f": {err.filename}" if err.filename else ""
-        return f"{err.strerror}{where}"
-    lines = str(err).strip().splitlines()
-    return lines[0] if lines else type(err).__name__
 
 
 def _refuse_other_flags(args: argparse.Namespace, request: dict, read: dict) -> None:

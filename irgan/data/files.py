@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from irgan.data.checks import MISSING, _is_strings, _short
-from irgan.errors import DataError
+from irgan.errors import DataError, first_line
 
 _SNIFFED = ("::", "\t", ",", ";", "|")
 _WHITESPACE = r"\s+"
@@ -47,7 +47,7 @@ def _payload(path: Path) -> bytes:
         with open(path, "rb") as f:
             raw = f.read()
     except OSError as err:
-        raise DataError(f"{path}: cannot read: {_one_line(err)}") from err
+        raise DataError(f"{path}: cannot read: {first_line(err)}") from err
     kind = next((kind for magic, kind in _MAGIC.items() if raw.startswith(magic)), None)
     if kind is None:
         return raw
@@ -58,7 +58,7 @@ def _payload(path: Path) -> bytes:
     except DataError:
         raise
     except (OSError, EOFError, zlib.error, lzma.LZMAError, zipfile.BadZipFile, ValueError) as err:
-        raise DataError(f"{path}: cannot decompress it as {kind}: {_one_line(err)}") from err
+        raise DataError(f"{path}: cannot decompress it as {kind}: {first_line(err)}") from err
 
 
 def _unzip(path: Path, raw: bytes) -> bytes:
@@ -85,7 +85,7 @@ def _as_utf8(path: Path, raw: bytes, encoding: str) -> bytes:
         try:
             return raw.decode(name).encode("utf-8")
         except UnicodeError as err:
-            raise DataError(f"{path}: not {encoding} text: {_one_line(err)}") from err
+            raise DataError(f"{path}: not {encoding} text: {first_line(err)}") from err
     if raw.isascii():
         return raw
     view, start = memoryview(raw), 0
@@ -213,7 +213,7 @@ def _parse(path: Path, data: bytes, delimiter: str, roles: list[str | None], num
             raise lines.wrong_width(wrong[0]) from None
         if numbers and "conversion error" in str(err):
             return _parse(path, data, delimiter, roles, {}, lines)
-        raise DataError(f"{path}: cannot parse: {_one_line(err)}") from None
+        raise DataError(f"{path}: cannot parse: {first_line(err)}") from None
     return table.rename_columns([wanted[name] for name in table.column_names])
 
 
@@ -262,10 +262,6 @@ class _LineFinder:
 
 # --- messages --------------------------------------------------------------------------------
 
-
-def _one_line(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return lines[0] if lines else type(err).__name__
 
 
 def _bad_line(path: Path, line_no: int, text: str, reason: str) -> str:

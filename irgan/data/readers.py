@@ -73,12 +73,11 @@ from irgan.data.files import (
     _lines,
     _nonblank_rows,
     _number_types,
-    _one_line,
     _parse,
     _payload,
     _Sep,
 )
-from irgan.errors import DataError
+from irgan.errors import DataError, first_line
 
 __all__ = ["COLUMN_NAMES", "DEFAULT_COLUMNS", "MISSING", "from_dataframe", "kcore", "read_ratings"]
 
@@ -234,7 +233,7 @@ def _parquet_columns(path: Path, raw: bytes, roles: list[str | None] | None
             logger.debug("%s: ignoring column(s) %s", path, _ignored(names, roles))
         table = parquet.read(columns=list(wanted))
     except (pa.ArrowException, OSError) as err:
-        raise DataError(f"{path}: cannot read it as parquet: {_one_line(err)}") from None
+        raise DataError(f"{path}: cannot read it as parquet: {first_line(err)}") from None
     if table.num_rows == 0:
         raise DataError(f"{path}: file is empty (no ratings)")
 
