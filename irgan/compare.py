@@ -40,7 +40,7 @@ log = logging.getLogger("irgan.compare")
 REQUEST_FILE, RESULTS_FILE = "compare.json", "results.json"
 TABLE_METRICS = ("P@5", "NDCG@5", "P@10", "NDCG@10")
 TESTED_METRICS = ("P@5", "NDCG@5")  # tested beside the comparison's own --metric
-START = "irgan-start"  # IRGAN's pretrained start, tested beside it: does the game add anything?
+START = "-start"  # MODEL-start: an IRGAN model's pretrained start, tested beside it: does the game add anything?
 
 
 def compare(data: Split, models: Sequence[str], seeds: int = 5, trials: int = 10, metric: str = "P@5",
@@ -83,11 +83,12 @@ def compare(data: Split, models: Sequence[str], seeds: int = 5, trials: int = 10
                      runs[-1]["test"]["NDCG@5"], runs[-1]["seconds"])
         results[name] = _summary(runs, tuned, candidate.description)
         rows += [(name, seed, run["per_user"]) for seed, run in enumerate(runs)]
-        if name == "irgan":
+        if all("start" in run["also"] for run in runs):
             starts = [{"test": run["also"]["start"]["test"], "per_user": run["also"]["start"]["per_user"], "seconds": 0.0}
                       for run in runs]
-            results[START] = _summary(starts, {**tuned, "seconds": 0.0}, "the DNS-pretrained start of IRGAN's G (same refit)")
-            rows += [(START, seed, run["per_user"]) for seed, run in enumerate(starts)]
+            results[name + START] = _summary(starts, {**tuned, "seconds": 0.0},
+                                             f"the DNS-pretrained start of {name}'s G (same refit)")
+            rows += [(name + START, seed, run["per_user"]) for seed, run in enumerate(starts)]
     progress.close()
     per_user = pd.concat([_frame(record).assign(model=name, seed=seed) for name, seed, record in rows])
     report = {"models": results, "metric": metric, "seeds": seeds, "trials": trials, "splits": splits,
@@ -139,15 +140,14 @@ def _summary(runs: list[dict], tuned: dict, description: str) -> dict:
 
 def significance(per_user: pd.DataFrame, results: dict, metric: str) -> list[dict]:
     """Paired tests over users (each user's value averaged over seeds): every model against the best
-    one on ``metric``, and IRGAN against its own start; p-values Holm-corrected within each
-    (metric, test) family."""
-    models = [m for m in results if m != START]
+    one on ``metric``, and each IRGAN model against its own start; on ``metric``, P@5, NDCG@5 and
+    NDCG at ``metric``'s cut-off; p-values Holm-corrected within each (metric, test) family."""
+    models = [m for m in results if m not in {name + START for name in results}]
     best = max(models, key=lambda m: results[m]["test"][metric]["mean"])
-    pairs = [(best, m) for m in models if m != best]
-    if "irgan" in results and START in results:
-        pairs.append(("irgan", START))
+    pairs = [(best, m) for m in models if m != best] + [(m, m + START) for m in models if m + START in results]
     tests = []
-    for name in dict.fromkeys((metric, *TESTED_METRICS)):
+    same_cut = (f"NDCG@{metric.split('@')[1]}",) if "@" in metric else ()  # HR@10 comes with NDCG@10
+    for name in dict.fromkeys((metric, *TESTED_METRICS, *same_cut)):
         means = per_user.groupby(["model", per_user.index])[name].mean()
         family = [{"metric": name, "a": a, "b": b, **paired_tests(means[a], means[b])} for a, b in pairs]
         for kind in ("t_pvalue", "wilcoxon_pvalue"):

@@ -133,6 +133,7 @@ class IRGANConfig:
     select_metric: str = _f("P@5", "metric that picks the best G and D (the authors: P@5)")
     validation_fraction: float = _f(0.1, "share of each user's train positives held out for selection")
     eval_every: int = _f(1, "G-epochs between evaluations of G for selection (the authors: 1)")
+    refit: bool = _f(False, "after selection on validation, pretrain and play again on all of train up to the selected G-epoch (the honest protocol's refit, as irgan compare does)")
 
     def __post_init__(self) -> None:
         if isinstance(self.pretrain, dict):
@@ -161,3 +162,27 @@ class IRGANConfig:
         _positive(self, ("d_temperature", "g_temperature", "d_lr", "g_lr", "ease_l2"),
                   " (temperatures, learning rates and ease_l2 must be positive numbers)")
         _not_negative(self, ("init_scale", "d_l2", "g_l2"))
+        if self.refit and self.select_on != "validation":
+            raise ValueError("refit needs select_on='validation': selecting on test leaves nothing to refit on")
+
+
+# Named starting points for IRGANConfig: field values over the defaults (``pretrain`` as BPRConfig fields).
+# "strong": the configuration the honest protocol chose for IRGAN (benchmarks/RESULTS.md, "What helps
+# adversarial training"): 32 dimensions, a DNS start selected on validation, refit on all of train.
+PRESETS: dict[str, dict] = {
+    "paper": {},
+    "strong": {"dim": 32, "g_lr": 0.00474, "d_lr": 0.000156, "d_l2": 0.897, "pretrain": {"l2": 0.0625},
+               "pretrain_select": True, "refit": True},
+}
+
+
+def preset(name: str, **overrides: typing.Any) -> IRGANConfig:
+    """The IRGANConfig of preset ``name`` with ``overrides`` on top; a ``pretrain`` dict of
+    overrides updates the preset's pretraining fields one by one."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}: choose from {', '.join(PRESETS)}")
+    values = {**PRESETS[name], **overrides}
+    pretrain = overrides.get("pretrain")
+    if pretrain is None or isinstance(pretrain, dict):
+        values["pretrain"] = {**PRESETS[name].get("pretrain", {}), **(pretrain or {})}
+    return IRGANConfig(**values)

@@ -103,20 +103,21 @@ def run_recipe(
     show_progress: bool = False,
     generator: ScorerSpec = None,
     discriminator: ScorerSpec = None,
-    refit: bool = False,
+    refit: bool | None = None,
     on_evaluate: Callable[[dict], None] | None = None,
     state_path: str | Path | None = None,
     init_file: str | Path | None = None,
 ) -> RecipeResult:
     """Split ``train`` (``validation`` given, else carved with ``config.validation_fraction``; or
     the test set when ``config.select_on == 'test'``), pretrain G, play, keep the best G and D on
-    the selection set, optionally ``refit`` on all of ``train`` for the selected number of steps,
-    and evaluate on ``test`` (its ranking excludes every train positive).
+    the selection set, optionally ``refit`` on all of ``train`` for the selected number of steps
+    (None: as ``config.refit`` says), and evaluate on ``test`` (its ranking excludes every train positive).
 
     ``init_file`` caches G's pretrained start as a model file, so that a resumed run reuses it;
     ``state_path`` and ``on_evaluate`` go to ``fit_irgan``.
     """
     device = resolve_device(device)
+    refit = config.refit if refit is None else refit
     clock = [time.perf_counter()]
     seconds = {}
 

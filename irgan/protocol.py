@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from irgan.baselines import EASERecommender, IALSRecommender, ItemKNNRecommender, LightGCNRecommender
-from irgan.config import BPRConfig, IRGANConfig
+from irgan.config import PRESETS, BPRConfig, preset
 from irgan.data import Interactions, validation_split
 from irgan.metrics import KeepBest, eval_ks, evaluate
 from irgan.models import Popularity
@@ -95,9 +95,8 @@ def _popularity(train, validation, params, seed, device, metric, fraction) -> Fi
 def _irgan(train, validation, params, seed, device, metric, fraction) -> Fitted:
     """IRGAN by the one recipe: with validation, select on it (the tuning fit); without, carve a
     validation split (``fraction``) from train, select on it and refit on all of train at the selected point."""
-    pretrain = params.get("pretrain", {})
-    config = IRGANConfig(**{k: v for k, v in params.items() if k != "pretrain"}, pretrain=BPRConfig(**pretrain),
-                         pretrain_select=True, select_metric=metric, validation_fraction=fraction)
+    config = preset("paper", **{**params, "pretrain_select": True, "select_metric": metric,
+                                "validation_fraction": fraction})
     result = run_recipe(train, None, config, validation=validation, seed=seed, device=device,
                         refit=validation is None)
     scorer = result.generator
@@ -107,6 +106,17 @@ def _irgan(train, validation, params, seed, device, metric, fraction) -> Fitted:
 
 def _log_uniform(trial: optuna.Trial, name: str, low: float, high: float) -> float:
     return trial.suggest_float(name, low, high, log=True)
+
+
+STRONG = {k: v for k, v in PRESETS["strong"].items() if k not in ("pretrain_select", "refit")}  # _irgan sets those
+
+
+def _strong_space(trial: optuna.Trial) -> dict:
+    """Around the strong preset: its dimension, each rate and L2 within a factor of 3 of the preset's."""
+    def near(name: str, value: float) -> float:
+        return _log_uniform(trial, name, value / 3, value * 3)
+    return {"dim": STRONG["dim"], "g_lr": near("g_lr", STRONG["g_lr"]), "d_lr": near("d_lr", STRONG["d_lr"]),
+            "d_l2": near("d_l2", STRONG["d_l2"]), "pretrain": {"l2": near("pretrain_l2", STRONG["pretrain"]["l2"])}}
 
 
 CANDIDATES: dict[str, Candidate] = {c.name: c for c in (
@@ -140,6 +150,9 @@ CANDIDATES: dict[str, Candidate] = {c.name: c for c in (
                          "d_lr": _log_uniform(t, "d_lr", 1e-4, 1e-2), "d_l2": _log_uniform(t, "d_l2", 0.01, 1.0),
                          "pretrain": {"l2": _log_uniform(t, "pretrain_l2", 0.01, 0.5)}},
               _irgan, {"dim": 5, "g_lr": 0.001, "d_lr": 0.001, "d_l2": 0.2, "pretrain_l2": 0.1}),
+    Candidate("irgan-strong", "IRGAN, the 'strong' preset (32 dimensions, tuned learning rates), DNS start chosen on validation",
+              STRONG, _strong_space, _irgan,
+              {"g_lr": STRONG["g_lr"], "d_lr": STRONG["d_lr"], "d_l2": STRONG["d_l2"], "pretrain_l2": STRONG["pretrain"]["l2"]}),
 )}
 
 

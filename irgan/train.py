@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from irgan.checkpoint import ModelFileError, atomic_write, data_fingerprint
-from irgan.config import BPRConfig, IRGANConfig
+from irgan.config import PRESETS, BPRConfig, IRGANConfig, preset
 from irgan.data import DataError, load_dataset
 from irgan.device import keep_freed_memory, resolve_device
 from irgan.distributed import current, init_from_env, local_device
@@ -154,7 +154,8 @@ def _train(data, config: IRGANConfig, out: Path, dataset: str, split: str | None
         "dataset": dataset,
         "split": split,
         "select_on": config.select_on,
-        "protocol": ("model selection on a validation split carved from train" if config.select_on == "validation"
+        "protocol": ("model selection on a validation split carved from train"
+                     + (", then refit on all of train" if config.refit else "") if config.select_on == "validation"
                      else "model selection on the TEST set (the IRGAN authors' protocol): test figures are optimistic"),
         "test": result.test["generator"],
         "test_discriminator": result.test["discriminator"],
@@ -225,17 +226,14 @@ def config_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> IRGANConfig:
-    """The IRGANConfig the flags describe: defaults for every flag not given."""
+    """The IRGANConfig the flags describe: the preset's values (--preset, else the paper's
+    defaults) for every flag not given."""
     values = vars(args)
     pretrain = {f.name: values[f"pretrain_{f.name}"] for f in dataclasses.fields(BPRConfig)
                 if f.name not in DERIVED_PRETRAIN_FIELDS and values.get(f"pretrain_{f.name}") is not None}
     top = {f.name: values[f.name] for f in dataclasses.fields(IRGANConfig)
            if f.name != "pretrain" and values.get(f.name) is not None}
-    try:
-        pretraining = BPRConfig(**pretrain)
-    except ValueError as err:
-        raise ValueError(f"pretrain.{err}") from None
-    return IRGANConfig(**top, pretrain=pretraining)
+    return preset(values.get("preset") or "paper", **top, pretrain=pretrain)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -268,6 +266,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m irgan.train")
     parser.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files to RUN/tensorboard")
     parser.add_argument("--resume", metavar="RUN_DIR", default=None,
                         help="continue an interrupted run from its last finished outer epoch, with its own flags")
+    parser.add_argument("--preset", default=None, choices=list(PRESETS),
+                        help="start from a named configuration, flags given on top: 'paper' (the default: the "
+                             "authors' settings) or 'strong' (32 dimensions, tuned learning rates, refit; see README)")
     config_parser(parser)
     args = parser.parse_args(argv)
     keep_freed_memory()
@@ -335,12 +336,15 @@ def _refuse_other_flags(args: argparse.Namespace, request: dict, read: dict) -> 
     config = dataclasses.asdict(request["config"])
     asked = dataclasses.asdict(config_from_args(args))
     values = vars(args)
+    every = args.preset is not None  # a preset sets every field
     for f in dataclasses.fields(IRGANConfig):
-        if f.name != "pretrain" and values.get(f.name) is not None and asked[f.name] != config[f.name]:
+        if f.name != "pretrain" and (every or values.get(f.name) is not None) and asked[f.name] != config[f.name]:
             differ.append(f"--{f.name.replace('_', '-')} {asked[f.name]} (the run has {config[f.name]})")
     for f in dataclasses.fields(BPRConfig):
         key = f"pretrain_{f.name}"
-        if values.get(key) is not None and asked["pretrain"][f.name] != config["pretrain"][f.name]:
+        if f.name in DERIVED_PRETRAIN_FIELDS:
+            continue
+        if (every or values.get(key) is not None) and asked["pretrain"][f.name] != config["pretrain"][f.name]:
             differ.append(f"--pretrain-{f.name.replace('_', '-')} {asked['pretrain'][f.name]} "
                           f"(the run has {config['pretrain'][f.name]})")
     if differ:

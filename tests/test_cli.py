@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from irgan.checkpoint import FORMAT, load_model
-from irgan.config import BPRConfig, IRGANConfig
+from irgan.config import BPRConfig, IRGANConfig, preset
 from irgan.estimator import IRGAN
 from irgan.models import ItemItemScorer, LightGCNScorer, MatrixFactorization, MLPScorer
 from irgan.train import DERIVED_PRETRAIN_FIELDS, config_from_args, config_parser, main
@@ -255,13 +255,13 @@ def test_each_pretrain_field_has_its_flag(field):
 
 
 def test_all_flags_at_once_and_nothing_else():
-    argv = [a for f in dataclasses.fields(IRGANConfig) if f.name != "pretrain" for a in flag_for(f)]
+    together = [f for f in dataclasses.fields(IRGANConfig) if f.name not in ("pretrain", "refit")]  # refit: not with select_on test
+    argv = [a for f in together for a in flag_for(f)]
     argv += [a for f in dataclasses.fields(BPRConfig) if f.name not in DERIVED_PRETRAIN_FIELDS
              for a in flag_for(f, "pretrain-")]
     config = parse(*argv)
-    for f in dataclasses.fields(IRGANConfig):
-        if f.name != "pretrain":
-            assert getattr(config, f.name) == other_value(f)[0], f.name
+    for f in together:
+        assert getattr(config, f.name) == other_value(f)[0], f.name
     parser = argparse.ArgumentParser(add_help=False)
     config_parser(parser)
     n_fields = len(dataclasses.fields(IRGANConfig)) - 1 + len(dataclasses.fields(BPRConfig)) - len(DERIVED_PRETRAIN_FIELDS)
@@ -273,6 +273,30 @@ def test_named_flags():
     assert config.pretrain.lr == 0.2 and config.d_exclude_positives is False
     assert config.d_lr == 0.01 and config.g_epochs == 7
     assert parse("--d-exclude-positives").d_exclude_positives is True
+
+
+def test_refit_with_selection_on_test_is_refused():
+    with pytest.raises(ValueError, match="refit needs select_on='validation'"):
+        parse("--refit", "--select-on", "test")
+
+
+def test_the_strong_preset_runs_with_flags_on_top(ratings_csv, run_dir, tmp_path):
+    out = tmp_path / "strong"
+    assert main(["--dataset", str(ratings_csv), *FAST, "--preset", "strong", "--dim", "6", "--out", str(out)]) == 0
+    config = IRGANConfig(**json.loads((out / "run.json").read_text())["config"])
+    assert config == preset("strong", dim=6, epochs=1, d_epochs=1, g_epochs=2, pretrain={"epochs": 2})
+    assert config.refit and config.pretrain_select and config.pretrain.l2 == preset("strong").pretrain.l2
+    report = json.loads((out / "metrics.json").read_text())
+    assert "refit on all of train" in report["protocol"]
+    plain = json.loads((run_dir / "metrics.json").read_text())["data"]  # no refit: trained on train less validation
+    assert report["data"]["train"] == plain["train"] + plain["selection"]
+    assert load_model(out / "model.pt").params["refit"] is True
+
+
+def test_an_unknown_preset_is_refused_in_one_line(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--preset", "fastest"])
+    assert exit_.value.code == 2 and "invalid choice: 'fastest'" in capsys.readouterr().err
 
 
 def test_derived_pretrain_fields_have_no_flag():

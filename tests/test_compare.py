@@ -11,7 +11,9 @@ import pytest
 from scipy import stats
 
 import irgan.compare
+import irgan.protocol
 from irgan.checkpoint import load_model
+from irgan.config import preset
 from irgan.compare import compare, main, significance
 from irgan.data import load_dataset, validation_split
 from irgan.metrics import evaluate
@@ -171,6 +173,37 @@ def test_irgan_is_tested_against_its_own_start(data, monkeypatch):
     assert set(report["per_user"]["model"]) == {"ease", "irgan", "irgan-start"}
 
 
+def test_every_irgan_model_is_tested_against_its_own_start(data, monkeypatch):
+    for name in ("irgan", "irgan-strong"):
+        for key, value in {"epochs": 1, "d_epochs": 2, "g_epochs": 2, "dim": 4}.items():
+            monkeypatch.setitem(CANDIDATES[name].defaults, key, value)
+        monkeypatch.setitem(CANDIDATES[name].defaults, "pretrain", {"epochs": 3})
+    report = compare(data, ["irgan", "irgan-strong"], seeds=1, trials=0, device="cpu")
+    assert set(report["models"]) == {"irgan", "irgan-start", "irgan-strong", "irgan-strong-start"}
+    pairs = {(r["a"], r["b"]) for r in report["tests"]}
+    assert {("irgan", "irgan-start"), ("irgan-strong", "irgan-strong-start")} <= pairs
+    assert not {name for pair in pairs for name in pair if name.endswith("-start")} - {"irgan-start", "irgan-strong-start"}
+    assert all(not (a.endswith("-start") and b in ("irgan", "irgan-strong")) for a, b in pairs)  # a start is never "best"
+
+
+def test_the_strong_candidate_is_the_strong_preset(data, monkeypatch):
+    seen = {}
+    real = irgan.protocol.run_recipe
+
+    def spy(train, test, config, **kwargs):
+        seen["config"], seen["refit"] = config, kwargs["refit"]
+        return real(train, test, dataclasses.replace(config, epochs=1, d_epochs=1, g_epochs=1,
+                                                      pretrain=dataclasses.replace(config.pretrain, epochs=2)), **kwargs)
+    monkeypatch.setattr(irgan.protocol, "run_recipe", spy)
+    tuned = tune(CANDIDATES["irgan-strong"], data.train, trials=0)
+    refit_and_test(CANDIDATES["irgan-strong"], tuned.params, data.train, data.test, seed=0)
+    assert seen["refit"] is True
+    expected = preset("strong")
+    for field in ("dim", "g_lr", "d_lr", "d_l2", "pretrain_select"):
+        assert getattr(seen["config"], field) == getattr(expected, field)
+    assert seen["config"].pretrain.l2 == expected.pretrain.l2
+
+
 def test_several_validation_splits_average_the_trial_figure(data):
     one = tune(CANDIDATES["ease"], data.train, trials=2, seed=0, splits=1)
     three = tune(CANDIDATES["ease"], data.train, trials=2, seed=0, splits=3)
@@ -217,4 +250,4 @@ def test_a_diverging_trial_fails_alone(data):
 
 def test_the_comparison_metric_is_tested_too(data):
     report = compare(data, ["pop", "ease"], seeds=1, trials=0, metric="Recall@10", device="cpu")
-    assert {r["metric"] for r in report["tests"]} == {"Recall@10", "P@5", "NDCG@5"}
+    assert {r["metric"] for r in report["tests"]} == {"Recall@10", "P@5", "NDCG@5", "NDCG@10"}

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from irgan.config import BPRConfig, IRGANConfig
+from irgan.config import PRESETS, BPRConfig, IRGANConfig, preset
 
 CONFIGS = (IRGANConfig, BPRConfig)
 
@@ -131,3 +131,23 @@ def test_config_imports_nothing_of_irgan():
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert not [name for name in imported if name.split(".")[0] == "irgan"], imported
+
+
+def test_the_paper_preset_is_the_defaults():
+    assert preset("paper") == IRGANConfig()
+
+
+def test_a_preset_takes_overrides_and_merges_pretraining_fields():
+    config = preset("strong", dim=8, pretrain={"epochs": 3})
+    assert config.dim == 8 and config.g_lr == PRESETS["strong"]["g_lr"] and config.refit
+    assert config.pretrain.epochs == 3 and config.pretrain.l2 == PRESETS["strong"]["pretrain"]["l2"]
+    assert preset("strong", pretrain=BPRConfig(l2=0.5)).pretrain == BPRConfig(l2=0.5)  # a whole BPRConfig replaces
+
+
+def test_preset_values_are_checked_like_any_config():
+    with pytest.raises(ValueError, match="unknown preset 'fast': choose from paper, strong"):
+        preset("fast")
+    with pytest.raises(ValueError, match="pretrain.l2 must be >= 0"):
+        preset("strong", pretrain={"l2": -1.0})
+    with pytest.raises(ValueError, match="refit needs select_on='validation'"):
+        preset("strong", select_on="test")

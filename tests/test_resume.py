@@ -327,3 +327,10 @@ def test_resume_with_a_crafted_init_exits_2(tmp_path, monkeypatch, capsys, data_
     run = interrupted(monkeypatch, capsys, data_files["a"], tmp_path / "run")
     torch.save({"user_emb": Evil(marker)}, run / "init.pt")
     assert call(["--resume", str(run), "--quiet"], capsys)[0] == 2
+
+
+def test_resume_refuses_a_preset_the_run_was_not_started_with(tmp_path, monkeypatch, capsys, data_files):
+    run = interrupted(monkeypatch, capsys, data_files["a"], tmp_path / "run")
+    code, err = call(["--resume", str(run), "--preset", "strong", "--quiet"], capsys)
+    assert code == 2 and "these differ" in err and "--dim 32 (the run has 5)" in err
+    assert not (run / "metrics.json").exists()
