@@ -393,3 +393,19 @@ def test_load_converts_a_version_1_cli_checkpoint(tmp_path):
     assert recs["item"].tolist() == [[10, 20, 30, 40][i] for i in np.argsort(-expected, kind="stable")]
     np.testing.assert_allclose(model.score_pairs("b", [10, 20, 30, 40]), expected, rtol=1e-6)
     torch.testing.assert_close(model.discriminator_.scorer.item_emb, d.item_emb)
+
+
+def test_a_preset_with_refit_fits_through_the_estimator(data, monkeypatch):
+    import irgan.pipeline
+    from irgan.config import PRESETS
+    trained_on = []
+    real = irgan.pipeline.fit_irgan
+
+    def spy(train, *args, **kwargs):
+        trained_on.append(train.nnz)
+        return real(train, *args, **kwargs)
+    monkeypatch.setattr(irgan.pipeline, "fit_irgan", spy)
+    model = IRGAN(**{**PRESETS["strong"], **TINY_IRGAN, "pretrain": {"epochs": 3}, "dim": 4}).fit(data[0])
+    assert model.config.refit and model.config.g_lr == PRESETS["strong"]["g_lr"]
+    assert trained_on[0] < trained_on[1] == data[0].nnz  # played on train less validation, then refit on all of it
+    assert evaluate(model.generator_.scorer, data[0], data[1])["P@5"] > 0
