@@ -77,7 +77,7 @@ def compare(data: Split, models: Sequence[str], seeds: int = 5, trials: int = 10
                     save_model(parts / f"{name}.seed{seed}.pt", name, {"model": getattr(tested.scorer, "scorer", tested.scorer)},
                                data.train.user_ids, data.train.item_ids, data.train.matrix, tuned["params"], {"seed": seed})
                 return _seed_record(tested)
-            runs.append(_kept(parts, f"{name}.seed{seed}.json", run))
+            runs.append(_kept(parts, f"{name}.seed{seed}.json", run, needs=f"{name}.seed{seed}.pt"))
             progress.update()
             log.info("%s seed %d: test %s %.4f, NDCG@5 %.4f (%.1f s)", name, seed, metric, runs[-1]["test"][metric],
                      runs[-1]["test"]["NDCG@5"], runs[-1]["seconds"])
@@ -96,9 +96,10 @@ def compare(data: Split, models: Sequence[str], seeds: int = 5, trials: int = 10
     return {**report, "per_user": per_user.reset_index()[["model", "seed", "user", *per_user.columns.drop(["model", "seed"])]]}
 
 
-def _kept(parts: Path | None, name: str, compute) -> dict:
-    """``compute()``'s record, read from ``parts/name`` when an earlier run finished it, else written there."""
-    if parts is not None and (parts / name).is_file():
+def _kept(parts: Path | None, name: str, compute, needs: str | None = None) -> dict:
+    """``compute()``'s record, read from ``parts/name`` when an earlier run finished it (and left
+    ``parts/needs`` beside it), else written there."""
+    if parts is not None and (parts / name).is_file() and (needs is None or (parts / needs).is_file()):
         return json.loads((parts / name).read_text())
     record = compute()
     if parts is not None:

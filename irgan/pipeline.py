@@ -126,7 +126,8 @@ def run_recipe(
         seconds[name] = clock[-1] - clock[-2]
 
     fit_train, selection = _split(train, test, validation, config, seed)
-    check_fits(train.matrix, config, device, pretraining=config.init in ("dns", "bpr"))
+    pretraining = config.init in ("dns", "bpr") and not (init_file is not None and Path(init_file).is_file())
+    check_fits(train.matrix, config, device, pretraining=pretraining)  # a resumed run reuses init.pt
     init, pretrain_epochs = _pretrained(config, fit_train, selection, seed, device, show_progress, generator, init_file)
     lap("pretrain")
     players = dict(generator=generator, discriminator=discriminator)

@@ -146,6 +146,22 @@ def test_an_interrupted_comparison_continues_and_recomputes_only_what_is_missing
     assert again["models"]["ease"]["test"] == first["models"]["ease"]["test"]
 
 
+def test_a_deleted_refit_file_is_fitted_and_written_again(ratings, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    args = ["--dataset", str(ratings), "--split", "random", "--models", "pop,ease", "--seeds", "2", "--trials", "0",
+            "--device", "cpu", "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    record = json.loads((out / "parts" / "ease.seed1.json").read_text())
+    (out / "parts" / "ease.seed1.pt").unlink()
+    calls = []
+    real = irgan.compare.refit_and_test
+    monkeypatch.setattr(irgan.compare, "refit_and_test", lambda c, *a, **k: calls.append(c.name) or real(c, *a, **k))
+    assert main(args) == 0
+    assert calls == ["ease"] and (out / "parts" / "ease.seed1.pt").is_file()
+    again = json.loads((out / "parts" / "ease.seed1.json").read_text())
+    assert {k: v for k, v in again.items() if k != "seconds"} == {k: v for k, v in record.items() if k != "seconds"}
+
+
 def test_the_same_out_with_other_settings_is_refused(ratings, finished, capsys):
     before = (finished / "results.json").read_bytes()
     code = main(["--dataset", str(ratings), "--split", "random", "--models", FAST_MODELS, "--trials", "4",

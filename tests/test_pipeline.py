@@ -211,6 +211,16 @@ def test_init_file_is_pretrained_once_and_reused(data, tmp_path, monkeypatch):
     assert same(second.generator, first.generator) and same(second.discriminator, first.discriminator)
 
 
+def test_the_memory_check_leaves_out_pretraining_a_cached_start_spares(data, tmp_path, monkeypatch):
+    train, test = data
+    counted = []
+    monkeypatch.setattr(pipeline, "check_fits", lambda *a, pretraining: counted.append(pretraining))
+    config = dataclasses.replace(TINY, epochs=1)
+    for _ in range(2):
+        run_recipe(train, test, config, seed=0, device="cpu", init_file=tmp_path / "init.pt")
+    assert counted == [True, False]
+
+
 def test_init_file_of_other_data_is_refused(data, tmp_path, monkeypatch):
     train, test = data
     path = tmp_path / "init.pt"
