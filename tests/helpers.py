@@ -1,10 +1,12 @@
 """Test data shared by several test modules."""
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -88,3 +90,12 @@ def wait_for(path: Path, proc: subprocess.Popen) -> None:
             proc.kill()
             pytest.fail(f"no {path} after {WAIT_S} s")
         time.sleep(0.01)
+
+
+def zip_of(members: dict[str, bytes | str]) -> bytes:
+    """A zip archive in memory holding ``members`` (name -> contents)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buffer.getvalue()

@@ -5,7 +5,6 @@ import hashlib
 import os
 import io
 import urllib.request
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ from irgan.data import (
     load_dataset,
     read_ratings,
 )
+from helpers import zip_of
 
 ROWS = [(1, 10, 5, 100), (1, 11, 3, 101), (2, 10, 4, 102), (3, 12, 4.5, 103)]
 
@@ -183,13 +183,6 @@ def test_offline_without_data_says_where_to_put_it(tmp_path, no_network):
         load_dataset("ml-1m", data_dir=tmp_path, download=False)
 
 
-def zip_bytes(members: dict[str, str]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as zf:
-        for name, text in members.items():
-            zf.writestr(name, text)
-    return buffer.getvalue()
-
 
 def serve(monkeypatch, payload: bytes) -> None:
     monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout=None: io.BytesIO(payload))
@@ -203,7 +196,7 @@ def test_checksum_mismatch_removes_the_partial_file(tmp_path, monkeypatch):
 
 
 def test_download_unpacks_and_never_overwrites(tmp_path, monkeypatch):
-    payload = zip_bytes({"ml-100k/u.data": table("\t"), "ml-100k/README": "new"})
+    payload = zip_of({"ml-100k/u.data": table("\t"), "ml-100k/README": "new"})
     real = datasets.DATASETS["ml-100k"]
     fake = datasets._Remote(real.url, hashlib.md5(payload).hexdigest(), "u.data", "\t", False)
     monkeypatch.setitem(datasets.DATASETS, "ml-100k", fake)
@@ -229,7 +222,7 @@ def test_download_unpacks_and_never_overwrites(tmp_path, monkeypatch):
 @pytest.mark.parametrize("evil", ["../evil", "ml-100k/../../evil", "/tmp/evil-absolute"])
 def test_unzip_refuses_members_escaping_the_folder(tmp_path, evil):
     archive = tmp_path / "bad.zip"
-    archive.write_bytes(zip_bytes({"ml-100k/u.data": "1\t1\t5\t1\n", evil: "pwned"}))
+    archive.write_bytes(zip_of({"ml-100k/u.data": "1\t1\t5\t1\n", evil: "pwned"}))
     dest = tmp_path / "cache"
     dest.mkdir()
     with pytest.raises(DataError, match="refusing member"):

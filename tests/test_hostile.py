@@ -9,8 +9,6 @@ run directory. Property tests run a fixed, derandomized budget so CI sees the sa
 from __future__ import annotations
 
 import gzip
-import io
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +30,7 @@ from irgan.data import (
 )
 from irgan.data.readers import DEFAULT_COLUMNS
 from irgan.train import main
+from helpers import zip_of
 
 HOSTILE = settings(
     max_examples=25,
@@ -379,13 +378,6 @@ def test_cli_hostile_ml100k(fresh, monkeypatch, capsys, no_network, u_data):
 
 
 # --- named cases: each row of the README's failure table -------------------------------------
-
-def zip_of(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return buffer.getvalue()
 
 
 GOOD = "".join(f"{u},{i},{5 if (u + i) % 3 else 2},{u * 100 + i}\n" for u in range(12) for i in range(14) if (u * i) % 4 != 1)

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import bz2
 import gzip
-import io
 import logging
 import lzma
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from irgan.data import DataError, from_dataframe, interactions_from_dataframe, load_dataset, read_ratings
+from helpers import zip_of
 
 
 def write(path: Path, content: str | bytes) -> Path:
@@ -271,13 +270,6 @@ def test_load_dataset_passes_reading_options(tmp_path):
 TEXT = b"user,item,rating\n1,2,5\n3,4,4\n"
 
 
-def zipped(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return buffer.getvalue()
-
 
 @pytest.mark.parametrize(
     "name, content",
@@ -285,7 +277,7 @@ def zipped(members: dict[str, bytes]) -> bytes:
         ("r.csv.gz", gzip.compress(TEXT)),
         ("r.csv.bz2", bz2.compress(TEXT)),
         ("r.csv.xz", lzma.compress(TEXT)),
-        ("r.zip", zipped({"ml/ratings.csv": TEXT, "__MACOSX/._ratings.csv": b"junk"})),
+        ("r.zip", zip_of({"ml/ratings.csv": TEXT, "__MACOSX/._ratings.csv": b"junk"})),
         ("no-extension", gzip.compress(TEXT)),  # known by its first bytes
     ],
 )
@@ -297,7 +289,7 @@ def test_compressed_text(tmp_path, name, content):
     "name, content, words",
     [
         ("r.csv.gz", gzip.compress(TEXT)[:-8], "cannot decompress it as gzip"),
-        ("r.zip", zipped({"a.csv": TEXT, "b.csv": TEXT}), "a zip of ratings must hold one file, this one holds 2"),
+        ("r.zip", zip_of({"a.csv": TEXT, "b.csv": TEXT}), "a zip of ratings must hold one file, this one holds 2"),
         ("r.zip", b"PK\x03\x04 not really", "cannot decompress it as zip"),
     ],
 )
