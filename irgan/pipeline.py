@@ -103,21 +103,19 @@ def run_recipe(
     show_progress: bool = False,
     generator: ScorerSpec = None,
     discriminator: ScorerSpec = None,
-    refit: bool | None = None,
     on_evaluate: Callable[[dict], None] | None = None,
     state_path: str | Path | None = None,
     init_file: str | Path | None = None,
 ) -> RecipeResult:
     """Split ``train`` (``validation`` given, else carved with ``config.validation_fraction``; or
     the test set when ``config.select_on == 'test'``), pretrain G, play, keep the best G and D on
-    the selection set, optionally ``refit`` on all of ``train`` for the selected number of steps
-    (None: as ``config.refit`` says), and evaluate on ``test`` (its ranking excludes every train positive).
+    the selection set, with ``config.refit`` play again on all of ``train`` for the selected number
+    of steps, and evaluate on ``test`` (its ranking excludes every train positive).
 
     ``init_file`` caches G's pretrained start as a model file, so that a resumed run reuses it;
     ``state_path`` and ``on_evaluate`` go to ``fit_irgan``.
     """
     device = resolve_device(device)
-    refit = config.refit if refit is None else refit
     clock = [time.perf_counter()]
     seconds = {}
 
@@ -135,12 +133,12 @@ def run_recipe(
                        show_progress=show_progress, on_evaluate=on_evaluate, state_path=state_path, **players)
     G, D = result.generator, result.discriminator
     lap("play")
-    if refit:
+    if config.refit:
         refit_config = dataclasses.replace(config, pretrain_select=False, pretrain=dataclasses.replace(
             config.pretrain, epochs=pretrain_epochs)) if config.pretrain_select else config
         G, D, init = _refit(train, refit_config, result.best_generator, seed, device, show_progress, players)
         lap("refit")
-    sizes = {"n_users": train.n_users, "n_items": train.n_items, "train": int((train if refit else fit_train).nnz),
+    sizes = {"n_users": train.n_users, "n_items": train.n_items, "train": int((train if config.refit else fit_train).nnz),
              "selection": int(selection.nnz), "test": int(test.nnz) if test is not None else 0}
     figures = None
     if test is not None:
@@ -149,7 +147,7 @@ def run_recipe(
                    "init": evaluate(init, seen, test.matrix, ks) if init is not None else None}
         lap("test")
     return RecipeResult(G, D, init, result.best_generator, result.best_discriminator, result.history, figures,
-                        sizes, refit, seconds)
+                        sizes, config.refit, seconds)
 
 
 def _split(train: Interactions, test: Interactions | None, validation: Interactions | None, config: IRGANConfig,

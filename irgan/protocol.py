@@ -96,9 +96,8 @@ def _irgan(train, validation, params, seed, device, metric, fraction) -> Fitted:
     """IRGAN by the one recipe: with validation, select on it (the tuning fit); without, carve a
     validation split (``fraction``) from train, select on it and refit on all of train at the selected point."""
     config = preset("paper", **{**params, "pretrain_select": True, "select_metric": metric,
-                                "validation_fraction": fraction})
-    result = run_recipe(train, None, config, validation=validation, seed=seed, device=device,
-                        refit=validation is None)
+                                "validation_fraction": fraction, "refit": validation is None})
+    result = run_recipe(train, None, config, validation=validation, seed=seed, device=device)
     scorer = result.generator
     figures = result.best_generator.get("metrics") if validation is not None else None
     return Fitted(scorer, dict(params), figures, {"start": result.init} if result.init is not None else {})
@@ -109,14 +108,14 @@ def _log_uniform(trial: optuna.Trial, name: str, low: float, high: float) -> flo
 
 
 STRONG = {k: v for k, v in PRESETS["strong"].items() if k not in ("pretrain_select", "refit")}  # _irgan sets those
+STRONG_TUNED = {"g_lr": STRONG["g_lr"], "d_lr": STRONG["d_lr"], "d_l2": STRONG["d_l2"], "pretrain_l2": STRONG["pretrain"]["l2"]}
 
 
 def _strong_space(trial: optuna.Trial) -> dict:
     """Around the strong preset: its dimension, each rate and L2 within a factor of 3 of the preset's."""
-    def near(name: str, value: float) -> float:
-        return _log_uniform(trial, name, value / 3, value * 3)
-    return {"dim": STRONG["dim"], "g_lr": near("g_lr", STRONG["g_lr"]), "d_lr": near("d_lr", STRONG["d_lr"]),
-            "d_l2": near("d_l2", STRONG["d_l2"]), "pretrain": {"l2": near("pretrain_l2", STRONG["pretrain"]["l2"])}}
+    value = {name: _log_uniform(trial, name, x / 3, x * 3) for name, x in STRONG_TUNED.items()}
+    return {"dim": STRONG["dim"], "g_lr": value["g_lr"], "d_lr": value["d_lr"], "d_l2": value["d_l2"],
+            "pretrain": {"l2": value["pretrain_l2"]}}
 
 
 CANDIDATES: dict[str, Candidate] = {c.name: c for c in (
@@ -151,8 +150,7 @@ CANDIDATES: dict[str, Candidate] = {c.name: c for c in (
                          "pretrain": {"l2": _log_uniform(t, "pretrain_l2", 0.01, 0.5)}},
               _irgan, {"dim": 5, "g_lr": 0.001, "d_lr": 0.001, "d_l2": 0.2, "pretrain_l2": 0.1}),
     Candidate("irgan-strong", "IRGAN, the 'strong' preset (32 dimensions, tuned learning rates), DNS start chosen on validation",
-              STRONG, _strong_space, _irgan,
-              {"g_lr": STRONG["g_lr"], "d_lr": STRONG["d_lr"], "d_l2": STRONG["d_l2"], "pretrain_l2": STRONG["pretrain"]["l2"]}),
+              STRONG, _strong_space, _irgan, STRONG_TUNED),
 )}
 
 

@@ -154,9 +154,9 @@ def _train(data, config: IRGANConfig, out: Path, dataset: str, split: str | None
         "dataset": dataset,
         "split": split,
         "select_on": config.select_on,
-        "protocol": ("model selection on a validation split carved from train"
-                     + (", then refit on all of train" if config.refit else "") if config.select_on == "validation"
-                     else "model selection on the TEST set (the IRGAN authors' protocol): test figures are optimistic"),
+        "protocol": ("model selection on the TEST set (the IRGAN authors' protocol): test figures are optimistic"
+                     if config.select_on == "test" else "model selection on a validation split carved from train"
+                     + (", then refit on all of train" if config.refit else "")),
         "test": result.test["generator"],
         "test_discriminator": result.test["discriminator"],
         "test_init": result.test["init"],

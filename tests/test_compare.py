@@ -207,13 +207,13 @@ def test_the_strong_candidate_is_the_strong_preset(data, monkeypatch):
     real = irgan.protocol.run_recipe
 
     def spy(train, test, config, **kwargs):
-        seen["config"], seen["refit"] = config, kwargs["refit"]
+        seen["config"] = config
         return real(train, test, dataclasses.replace(config, epochs=1, d_epochs=1, g_epochs=1,
                                                       pretrain=dataclasses.replace(config.pretrain, epochs=2)), **kwargs)
     monkeypatch.setattr(irgan.protocol, "run_recipe", spy)
     tuned = tune(CANDIDATES["irgan-strong"], data.train, trials=0)
     refit_and_test(CANDIDATES["irgan-strong"], tuned.params, data.train, data.test, seed=0)
-    assert seen["refit"] is True
+    assert seen["config"].refit is True
     expected = preset("strong")
     for field in ("dim", "g_lr", "d_lr", "d_l2", "pretrain_select"):
         assert getattr(seen["config"], field) == getattr(expected, field)

@@ -11,8 +11,9 @@ import torch
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
+import irgan.pipeline
 from irgan.checkpoint import FORMAT, ModelFileError, save_model
-from irgan.config import BPRConfig, IRGANConfig
+from irgan.config import PRESETS, BPRConfig, IRGANConfig
 from irgan.data import DataError, Interactions
 from irgan.estimator import IRGAN, BPRRecommender, PopularityRecommender, Recommender
 from irgan.metrics import evaluate
@@ -396,8 +397,6 @@ def test_load_converts_a_version_1_cli_checkpoint(tmp_path):
 
 
 def test_a_preset_with_refit_fits_through_the_estimator(data, monkeypatch):
-    import irgan.pipeline
-    from irgan.config import PRESETS
     trained_on = []
     real = irgan.pipeline.fit_irgan
 

@@ -142,7 +142,7 @@ def test_refit_plays_again_on_all_train_up_to_the_selected_point(data, monkeypat
     config = dataclasses.replace(TINY, optimizer="adam", g_lr=0.02, d_lr=0.05)  # here G improves on its start
     plain = run_recipe(train, test, config, seed=0, device="cpu")
     games = record_games(monkeypatch)
-    refit = run_recipe(train, test, config, seed=0, device="cpu", refit=True)
+    refit = run_recipe(train, test, dataclasses.replace(config, refit=True), seed=0, device="cpu")
     assert plain.refit is False and refit.refit is True
     assert set(refit.seconds) == {"pretrain", "play", "refit", "test"}
     select, again = games
@@ -164,7 +164,7 @@ def test_refit_plays_again_on_all_train_up_to_the_selected_point(data, monkeypat
 def test_refit_stops_after_the_selected_g_epoch(data, monkeypatch):
     train, test = data
     games = record_games(monkeypatch, force_best=(1, 0))  # kept after the 1st G-epoch of the 2nd outer epoch
-    result = run_recipe(train, test, TINY, seed=0, device="cpu", refit=True)
+    result = run_recipe(train, test, dataclasses.replace(TINY, refit=True), seed=0, device="cpu")
     select, again = games
     assert (select["g_epochs"], select["d_epochs"]) == (4, 4)  # the whole selection game
     assert again["stop_at"] == (1, 0)
@@ -175,7 +175,7 @@ def test_refit_stops_after_the_selected_g_epoch(data, monkeypatch):
 def test_refit_that_kept_g_start_returns_the_pretrained_start(data, monkeypatch):
     train, test = data
     games = record_games(monkeypatch, force_best=(-1, -1))  # selection kept G's start
-    result = run_recipe(train, test, TINY, seed=0, device="cpu", refit=True)
+    result = run_recipe(train, test, dataclasses.replace(TINY, refit=True), seed=0, device="cpu")
     select, again = games
     assert select["g_epochs"] == 4 and (again["g_epochs"], again["d_epochs"]) == (0, 0)
     assert isinstance(result.generator.scorer, MatrixFactorization)
@@ -302,7 +302,7 @@ def test_refit_pretrains_for_the_selected_number_of_pretraining_epochs(data, mon
          on_epoch=lambda epoch, model: best.setdefault("scores", []).append(
              evaluate(model, fit.matrix, validation.matrix)[config.select_metric]))
     selected = int(np.argmax(best["scores"])) + 1  # the first best epoch, as KeepBest keeps it
-    run_recipe(train, test, config, seed=0, device="cpu", refit=True)
+    run_recipe(train, test, dataclasses.replace(config, refit=True), seed=0, device="cpu")
     first, again = runs
     assert first == {"epochs": 6, "select": True, "nnz": fit.nnz}
     assert again == {"epochs": selected, "select": False, "nnz": train.nnz}
