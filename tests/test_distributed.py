@@ -50,6 +50,10 @@ def _worker(rank: int, store: str, out: str, task) -> None:
         dist.barrier()  # no process tears the group down while another still reads its last collective
     finally:
         dist.destroy_process_group()
+    # A finished worker leaves without C++ static destructors: gloo's threads can otherwise abort it at
+    # exit ("terminate called without an active exception", SIGABRT) after its work is saved. A worker
+    # that raised never gets here, so spawn still reports its error.
+    os._exit(0)
 
 
 def run_distributed(task, tmp_path: Path) -> list:
