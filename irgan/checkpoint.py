@@ -208,7 +208,7 @@ def _scorer(role: str, spec: dict, known: dict[str, type[nn.Module]], shape: tup
     if big is not None:  # layers that skip_init builds on CPU even on the meta device
         raise _Damaged(f"its {role}'s {big}={args[big]} is larger than any table it holds")
     _check_tables(role, known[kind], args, tensors)
-    scorer = known[kind](**args)
+    scorer = _construct(known[kind], args)
     scorer.load_state_dict(tensors)
     _check_sizes(role, (getattr(scorer, "n_users", shape[0]), getattr(scorer, "n_items", shape[1])), shape)
     return scorer
@@ -225,7 +225,7 @@ def _check_tables(role: str, cls: type[nn.Module], args: dict, tensors: dict) ->
     building it for real would allocate what the file does not hold."""
     try:
         with torch.device("meta"):
-            expected = cls(**args).state_dict()
+            expected = _construct(cls, args).state_dict()
     except Exception:  # a constructor that cannot run on meta: the real build below checks it
         return
     for name, value in expected.items():
@@ -265,7 +265,22 @@ def _init_args(scorer: nn.Module) -> dict:
         return _plain(scorer.init_args())
     if isinstance(scorer, Popularity):
         return {"n_items": int(scorer.counts.numel())}
-    return {"n_users": int(scorer.n_users), "n_items": int(scorer.n_items)}
+    if hasattr(scorer, "n_users") and hasattr(scorer, "n_items"):
+        return {"n_users": int(scorer.n_users), "n_items": int(scorer.n_items)}
+    if hasattr(scorer, "irgan_size"):  # built by irgan as Class(n_users, n_items)
+        return {"n_users": int(scorer.irgan_size[0]), "n_items": int(scorer.irgan_size[1])}
+    raise ValueError(f"cannot save a {type(scorer).__name__} scorer that irgan did not build: give it init_args() "
+                     "(the constructor arguments that rebuild it) or n_users and n_items attributes")
+
+
+def _construct(cls: type[nn.Module], args: dict) -> nn.Module:
+    """``cls(**args)``; a class without ``init_args()`` is built as irgan builds it, ``cls(n_users, n_items)``."""
+    if hasattr(cls, "init_args") or set(args) != {"n_users", "n_items"}:
+        return cls(**args)
+    scorer = cls(args["n_users"], args["n_items"])
+    if not hasattr(scorer, "n_users"):
+        scorer.irgan_size = (args["n_users"], args["n_items"])  # so that it saves again
+    return scorer
 
 
 def _ids_state(ids: np.ndarray, kind: str) -> dict:
@@ -308,11 +323,40 @@ def atomic_write(path: Path, write: Callable) -> None:
     fd, tmp = _create_beside(path)
     try:
         with os.fdopen(fd, "wb") as f:
-            write(f)
+            sink = _Sink(f)
+            try:
+                write(sink)
+            except Exception as err:
+                if sink.error is None:
+                    raise
+                raise OSError(sink.error.errno, sink.error.strerror or first_line(sink.error), str(path)) from None
         os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        if err.filename is None:  # the write's, about the temporary file's descriptor: name the file instead
+            raise OSError(err.errno, err.strerror or first_line(err), str(path)) from None
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+class _Sink:
+    """A file's ``write`` that remembers the OSError it raised (disk full...): torch.save turns it
+    into a RuntimeError that no longer says why, and atomic_write raises the OSError instead."""
+
+    def __init__(self, file) -> None:
+        self.file, self.error = file, None
+
+    def write(self, data) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
 
 
 def _create_beside(path: Path) -> tuple[int, Path]:

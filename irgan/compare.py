@@ -16,25 +16,28 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 import time
 from pathlib import Path
+from numbers import Real
 from typing import Sequence
 
 import numpy as np
+import optuna
 import pandas as pd
 import torch
 
-from irgan.checkpoint import atomic_write, save_model
-from irgan.config import SELECT_METRICS
+from irgan.checkpoint import ModelFileError, atomic_write, load_model, save_model
+from irgan.config import MAX_COUNT, SELECT_METRICS
 from irgan.data import DataError, Split, load_dataset
 from irgan.device import keep_freed_memory, resolve_device
-from irgan.errors import one_line
+from irgan.errors import first_line, one_line
 from irgan.progress import bar
-from irgan.protocol import CANDIDATES, Tuned, refit_and_test, tune
+from irgan.protocol import CANDIDATES, Candidate, Tuned, refit_and_test, tune
 from irgan.rundir import RunDir, absolute, absolute_if_file
 from irgan.significance import holm, paired_tests
-from irgan.train import READ_FLAGS, min_rating_arg, split_fingerprint
+from irgan.train import READ_FLAGS, data_flags, split_fingerprint
 
 log = logging.getLogger("irgan.compare")
 REQUEST_FILE, RESULTS_FILE = "compare.json", "results.json"
@@ -53,8 +56,11 @@ def compare(data: Split, models: Sequence[str], seeds: int = 5, trials: int = 10
     unknown = [m for m in models if m not in CANDIDATES]
     if unknown:
         raise ValueError(f"unknown model(s) {unknown}: choose from {', '.join(CANDIDATES)}")
-    if seeds < 1 or trials < 0:
-        raise ValueError(f"seeds must be >= 1 and trials >= 0, got {seeds} and {trials}")
+    if not models:
+        raise ValueError("no model to compare: give --models, e.g. --models pop,ease")
+    for name, value, low in (("seeds", seeds, 1), ("trials", trials, 0), ("splits", splits, 1)):
+        if not low <= value <= MAX_COUNT:
+            raise ValueError(f"{name} must be from {low} to {MAX_COUNT:,}, got {value}")
     if metric not in SELECT_METRICS:
         raise ValueError(f"metric must be one of {SELECT_METRICS}, got {metric!r}")
     device = resolve_device(device)
@@ -63,7 +69,8 @@ def compare(data: Split, models: Sequence[str], seeds: int = 5, trials: int = 10
     for name in models:
         candidate = CANDIDATES[name]
         tuned = _kept(parts, f"{name}.tuning.json", lambda: _tuning_record(tune(
-            candidate, data.train, trials, metric, validation_fraction, 0, device, splits)))
+            candidate, data.train, trials, metric, validation_fraction, 0, device, splits)),
+            check=lambda record: _check_tuning(record, candidate))
         progress.update()
         log.info("%s: refit with %s (tuning %.1f s, validation %s %s)", name, tuned["params"], tuned["seconds"],
                  metric, "n/a" if tuned["validation"] is None else f"{tuned['validation']:.4f}")
@@ -77,7 +84,8 @@ def compare(data: Split, models: Sequence[str], seeds: int = 5, trials: int = 10
                     save_model(parts / f"{name}.seed{seed}.pt", name, {"model": getattr(tested.scorer, "scorer", tested.scorer)},
                                data.train.user_ids, data.train.item_ids, data.train.matrix, tuned["params"], {"seed": seed})
                 return _seed_record(tested)
-            runs.append(_kept(parts, f"{name}.seed{seed}.json", run, needs=f"{name}.seed{seed}.pt"))
+            runs.append(_kept(parts, f"{name}.seed{seed}.json", run, needs=f"{name}.seed{seed}.pt",
+                              check=_check_seed))
             progress.update()
             log.info("%s seed %d: test %s %.4f, NDCG@5 %.4f (%.1f s)", name, seed, metric, runs[-1]["test"][metric],
                      runs[-1]["test"]["NDCG@5"], runs[-1]["seconds"])
@@ -96,16 +104,138 @@ def compare(data: Split, models: Sequence[str], seeds: int = 5, trials: int = 10
     return {**report, "per_user": per_user.reset_index()[["model", "seed", "user", *per_user.columns.drop(["model", "seed"])]]}
 
 
-def _kept(parts: Path | None, name: str, compute, needs: str | None = None) -> dict:
-    """``compute()``'s record, read from ``parts/name`` when an earlier run finished it (and left
-    ``parts/needs`` beside it), else written there."""
-    if parts is not None and (parts / name).is_file() and (needs is None or (parts / needs).is_file()):
-        return json.loads((parts / name).read_text())
+def _kept(parts: Path | None, name: str, compute, needs: str | None = None, check=None) -> dict:
+    """``compute()``'s record, read from ``parts/name`` when an earlier run finished it (and left a
+    model file ``parts/needs`` that loads beside it), else written there. A record read back is
+    data: ``check(record)`` raises ValueError for one that is not what ``compute`` writes, and the
+    error names the file."""
+    if parts is not None and (parts / name).is_file() and (needs is None or _loads(parts / needs)):
+        path = parts / name
+        try:
+            record = json.loads(path.read_text())
+            if not isinstance(record, dict):
+                raise ValueError("not a JSON object")
+            if check is not None:
+                check(record)
+        except (ValueError, UnicodeDecodeError) as err:
+            raise ValueError(f"{path} is not a result this comparison wrote: {first_line(err)}; delete it to "
+                             "compute it again") from None
+        return record
     record = compute()
     if parts is not None:
         parts.mkdir(parents=True, exist_ok=True)
         atomic_write(parts / name, lambda f: f.write(json.dumps(record, default=float).encode()))
     return record
+
+
+def _loads(path: Path) -> bool:
+    """Whether ``path`` is a model file that loads: a missing or damaged one is fitted again."""
+    try:
+        load_model(path)
+    except (OSError, ModelFileError):
+        return False
+    return True
+
+
+def _check_tuning(record: dict, candidate: Candidate) -> None:
+    """ValueError unless ``record`` is what ``_tuning_record`` writes for ``candidate``: its params
+    within the candidate's search space or defaults, by name, type and range."""
+    _expect(record, {"params": dict, "validation": (Real, type(None)), "trials": list, "seconds": Real})
+    if not all(isinstance(trial, dict) for trial in record["trials"]):
+        raise ValueError("its trials are not all JSON objects")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    trial = study.ask()
+    _check_params(record["params"], [candidate.space(trial), candidate.defaults], trial.distributions, "params")
+
+
+def _check_params(params: dict, references: list[dict], distributions: dict, where: str) -> None:
+    """ValueError unless every value of ``params`` has a key and the type of some reference's value
+    (nested dicts alike), within the search distribution of that name where there is one."""
+    for key, value in params.items():
+        found = [ref[key] for ref in references if isinstance(ref, dict) and key in ref]
+        if not found:
+            raise ValueError(f"{where} holds {key!r}, which is not a parameter of this model's search")
+        if isinstance(value, dict):
+            _check_params(value, [f for f in found if isinstance(f, dict)], distributions, f"{where}.{key}")
+            continue
+        if not any(_same_kind(value, f) for f in found):
+            raise ValueError(f"{where}.{key} is {value!r}, not of the type of {found[0]!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{where}.{key} is {value!r}, not a finite number")
+        if key == "epochs" and not 1 <= value <= MAX_COUNT:
+            raise ValueError(f"{where}.epochs is {value!r}, not from 1 to {MAX_COUNT:,}")
+        if isinstance(value, str) and value not in found:
+            raise ValueError(f"{where}.{key} is {value!r}, not one of {found}")
+        if key in distributions and not _within(distributions[key], value) and value not in found:
+            raise ValueError(f"{where}.{key} is {value!r}, outside its search space {distributions[key]}")
+
+
+def _same_kind(value: object, reference: object) -> bool:
+    if isinstance(reference, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(reference, bool)
+    if isinstance(reference, float):
+        return isinstance(value, (int, float))
+    if isinstance(reference, int):
+        return isinstance(value, int)
+    return reference is None and value is None or isinstance(value, type(reference))
+
+
+def _within(distribution: optuna.distributions.BaseDistribution, value: object) -> bool:
+    try:
+        return bool(distribution._contains(distribution.to_internal_repr(value)))
+    except (ValueError, TypeError):
+        return False
+
+
+def _check_seed(record: dict) -> None:
+    """ValueError unless ``record`` is what ``_seed_record`` writes: finite metrics, per-user columns
+    of one length, seconds."""
+    _expect(record, {"test": dict, "per_user": dict, "seconds": Real, "also": dict})
+    _check_tested(record, "")
+    for name, also in record["also"].items():
+        _expect(also, {"test": dict, "per_user": dict}, f"also.{name}.")
+        _check_tested(also, f"also.{name}.")
+
+
+def _check_tested(record: dict, where: str) -> None:
+    for metric, value in record["test"].items():
+        if not _number(value):
+            raise ValueError(f"its {where}test.{metric} is {value!r}, not a number")
+    columns = record["per_user"]
+    if not isinstance(columns.get("index"), list):
+        raise ValueError(f"its {where}per_user has no index list")
+    for column, values in columns.items():
+        if not isinstance(values, list) or len(values) != len(columns["index"]):
+            raise ValueError(f"its {where}per_user.{column} is not a list as long as its index")
+        if column != "index" and not all(_number(v) for v in values):
+            raise ValueError(f"its {where}per_user.{column} holds a value that is not a number")
+    if not all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in columns["index"]):
+        raise ValueError(f"its {where}per_user.index holds a user id that is not a string or a number")
+
+
+def _expect(record: dict, layout: dict, where: str = "") -> None:
+    for key, kind in layout.items():
+        if key not in record:
+            raise ValueError(f"it has no {where}{key}")
+        if not isinstance(record[key], kind) or isinstance(record[key], bool) and kind is Real:
+            raise ValueError(f"its {where}{key} is {type(record[key]).__name__}, not what it should be")
+    if "seconds" in layout and not (_number(record["seconds"]) and record["seconds"] >= 0):
+        raise ValueError(f"its {where}seconds is {record['seconds']!r}")
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _request(path: Path) -> dict:
+    """The settings a comparison folder was started with (its compare.json); ValueError naming it."""
+    try:
+        stored = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not the compare.json of a comparison: {first_line(err)}") from None
+    if not isinstance(stored, dict):
+        raise ValueError(f"{path} is not the compare.json of a comparison: not a JSON object")
+    return stored
 
 
 def _tuning_record(tuned: Tuned) -> dict:
@@ -206,11 +336,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m irgan.compare
     parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="ml-100k", help="ml-100k (default), ml-1m, ml-20m, netflix, or a ratings file")
     parser.add_argument("--data-dir", default=None, help="folder holding the data sets (default: $IRGAN_DATA or ~/.cache/irgan)")
-    parser.add_argument("--split", default=None, help="u1 (ml-100k default), random, loo, temporal")
-    parser.add_argument("--sep", default=None, help="field separator of a ratings file (default: detected)")
-    parser.add_argument("--columns", default=None, help="the file's fields in order, e.g. user,item,-,rating")
-    parser.add_argument("--header", default=None, action=argparse.BooleanOptionalAction, help="the first line is a header")
-    parser.add_argument("--min-rating", default=None, type=min_rating_arg, help="ratings >= this are positives; 'none': every row")
+    data_flags(parser)
     parser.add_argument("--models", default=",".join(CANDIDATES), help=f"comma-separated, from {', '.join(CANDIDATES)}")
     parser.add_argument("--seeds", type=int, default=5, help="refits per model, seeds 0..N-1 (default 5)")
     parser.add_argument("--trials", type=int, default=10, help="Optuna trials per model on validation; 0: documented defaults")
@@ -225,7 +351,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m irgan.compare
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     read = {k: (None if v == "none" else v) for k in READ_FLAGS if (v := getattr(args, k)) is not None}
     models = [m.strip() for m in args.models.split(",") if m.strip()]
-    request = {"dataset": absolute_if_file(args.dataset), "data_dir": absolute(args.data_dir), "split": args.split,
+    request = {"dataset": absolute_if_file(args.dataset), "test": absolute_if_file(args.test) if args.test else None,
+               "data_dir": absolute(args.data_dir), "split": args.split,
                "read": read, "trials": args.trials, "metric": args.metric, "splits": args.splits,
                "validation_fraction": args.validation_fraction, "device": args.device}
     claim = None
@@ -236,10 +363,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m irgan.compare
         log.info("comparison folder: %s", claim.path)
         for leftover in (claim.path / "parts").glob(".*.tmp"):  # a write cut short
             leftover.unlink(missing_ok=True)
-        data = load_dataset(request["dataset"], data_dir=args.data_dir, split=args.split, **read)
+        data = load_dataset(request["dataset"], data_dir=args.data_dir, split=args.split, test=request["test"], **read)
         request["data_fingerprint"] = split_fingerprint(data)
         if resume:
-            stored = json.loads((claim.path / REQUEST_FILE).read_text())
+            stored = _request(claim.path / REQUEST_FILE)
             differ = sorted(k for k in request if stored.get(k) != request[k])
             if differ:
                 raise ValueError(f"{claim.path} holds a comparison with other settings or data ({', '.join(differ)}): "

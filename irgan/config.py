@@ -21,7 +21,25 @@ ESTIMATORS = ("reinforce", "snis", "exact")
 REWARDS = ("code", "paper")
 D_NEGATIVES = ("first", "refresh")
 SELECT_ON = ("validation", "test")
-SELECT_METRICS = tuple(f"{m}@{k}" for m in ("P", "Recall", "NDCG", "MAP", "HR") for k in (3, 5, 10)) + ("MRR",)
+MAX_COUNT = 10_000  # the most epochs, seeds, trials or splits any real use asks for: more is a typo
+
+
+class _MetricNames:
+    """The metrics a model can be selected or tuned on: P, Recall, NDCG, MAP or HR at any cut-off
+    from 1 to MAX_CUTOFF, and MRR; ``name in SELECT_METRICS`` checks one."""
+
+    pattern = re.compile(r"(?:P|Recall|NDCG|MAP|HR)@([1-9]\d{0,4})|MRR")
+
+    def __contains__(self, name: object) -> bool:
+        found = isinstance(name, str) and self.pattern.fullmatch(name)
+        return bool(found) and (name == "MRR" or int(found.group(1)) <= MAX_CUTOFF)
+
+    def __repr__(self) -> str:
+        return f"P@k, Recall@k, NDCG@k, MAP@k, HR@k (k from 1 to {MAX_CUTOFF:,}) or MRR"
+
+
+MAX_CUTOFF = 10_000
+SELECT_METRICS = _MetricNames()
 
 
 def _f(default, help: str):
@@ -34,9 +52,10 @@ def _hints(cls: type) -> dict[str, type]:
     return typing.get_type_hints(cls)
 
 
-def _check_fields(config: typing.Any, at_least_one: tuple[str, ...] = ()) -> None:
+def _check_fields(config: typing.Any, at_least_one: tuple[str, ...] = (), counts: tuple[str, ...] = ()) -> None:
     """ValueError unless each field of ``config`` has its annotated type (a bool is no number; numpy
-    numbers become Python ones), each float is finite and each int >= 0, or >= 1 if in ``at_least_one``."""
+    numbers become Python ones), each float is finite and each int >= 0, or >= 1 if in ``at_least_one``;
+    the epoch ``counts`` at most MAX_COUNT."""
     hints = _hints(type(config))
     for f in dataclasses.fields(config):
         name, value, kind = f.name, getattr(config, f.name), hints[f.name]
@@ -52,6 +71,8 @@ def _check_fields(config: typing.Any, at_least_one: tuple[str, ...] = ()) -> Non
             raise ValueError(f"{name} must be a finite number, got {value}")
         if kind is int and value < (1 if name in at_least_one else 0):
             raise ValueError(f"{name} must be >= {1 if name in at_least_one else 0}, got {value}")
+        if name in counts and value > MAX_COUNT:
+            raise ValueError(f"{name} must be at most {MAX_COUNT:,}, got {value}")
 
 
 def _positive(config: typing.Any, names: tuple[str, ...], note: str = "") -> None:
@@ -82,7 +103,7 @@ class BPRConfig:
     batch_size: int = _f(64, "triples per update, losses summed (the authors: 1; see RESULTS.md)")
 
     def __post_init__(self) -> None:
-        _check_fields(self, at_least_one=("dns_candidates", "dim", "batch_size"))  # epochs 0: G keeps its random start
+        _check_fields(self, at_least_one=("dns_candidates", "dim", "batch_size"), counts=("epochs",))  # epochs 0: G keeps its random start
         if self.negatives not in ("uniform", "dns"):
             raise ValueError(f"negatives must be 'uniform' or 'dns', got {self.negatives!r}")
         if self.optimizer not in ("sgd", "adam"):
@@ -145,7 +166,8 @@ class IRGANConfig:
             except ValueError as err:
                 raise ValueError(f"pretrain.{err}") from None
         _check_fields(self, at_least_one=("dim", "hidden", "epochs", "d_batch_size", "d_sample_every",
-                                          "g_sample_factor", "g_batch_users", "eval_every"))
+                                          "g_sample_factor", "g_batch_users", "eval_every"),
+                      counts=("epochs", "d_epochs", "g_epochs"))
         for name in ("g_scorer", "d_scorer"):
             if getattr(self, name) not in SCORERS and not re.fullmatch(r"[\w.]+:\w+", str(getattr(self, name))):
                 raise ValueError(f"{name} must be one of {SCORERS} or 'module:Class', got {getattr(self, name)!r}")

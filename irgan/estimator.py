@@ -48,6 +48,7 @@ class IRGAN(Recommender):
     _config_cls = IRGANConfig
     _own_params = {"generator": None, "discriminator": None, "seed": 0, "device": "auto", "show_progress": False,
                    "verbose": False, "side": "generator", "min_rating": 4.0}
+    _scorer_params = {"g_scorer": "G", "d_scorer": "D", "generator": "G", "discriminator": "D"}
 
     def _check(self, config: IRGANConfig, own: dict[str, Any]) -> None:
         super()._check(config, own)

@@ -28,9 +28,15 @@ METRICS = ("P", "Recall", "NDCG", "MAP", "HR")
 BATCH_ELEMENTS = 2**22
 
 
-def eval_ks(n_items: int) -> tuple[int, ...]:
-    """The cut-offs irgan reports, (3, 5, 10), less those longer than the catalog."""
-    return tuple(k for k in (3, 5, 10) if k <= n_items) or (n_items,)
+class NonFiniteScores(ValueError):
+    """A scorer's scores hold NaN or -inf: a diverged model, or -inf given where it is not allowed."""
+
+
+def eval_ks(n_items: int, *also: str | int) -> tuple[int, ...]:
+    """The cut-offs irgan reports, (3, 5, 10), plus ``also`` (cut-offs, or metric names such as
+    "NDCG@20" whose cut-off a selection needs), less those longer than the catalog."""
+    extra = {int(a) if isinstance(a, int) else int(a.split("@")[1]) for a in also if isinstance(a, int) or "@" in a}
+    return tuple(sorted(k for k in {3, 5, 10} | extra if k <= n_items)) or (n_items,)
 
 
 def metric_names(ks: Sequence[int]) -> list[str]:
@@ -138,7 +144,7 @@ def _evaluate_batch(
     dev = scores.device
     low = scores.amin()  # NaN propagates through amin, so one pass checks both
     if torch.isnan(low) or low == -torch.inf:
-        raise ValueError("scores contain NaN or -inf; -inf is reserved for excluded train items")
+        raise NonFiniteScores("scores contain NaN or -inf; -inf is reserved for excluded train items")
 
     # (row, item) pairs as positions in the flattened batch: sorted, so membership is a
     # binary search and no dense mask is built

@@ -10,7 +10,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -86,7 +86,8 @@ def pretrain_generator(
     best, on_epoch = None, None
     if config.pretrain_select and selection is not None:
         best = KeepBest(config.select_metric)
-        on_epoch = lambda epoch, model: best.offer(model, evaluate(model, train, selection), epoch=epoch)  # noqa: E731
+        ks = eval_ks(train.shape[1], config.select_metric)
+        on_epoch = lambda epoch, model: best.offer(model, evaluate(model, train, selection, ks), epoch=epoch)  # noqa: E731
     last = fit_bpr(train, pretrain, seed=seed, device=device, show_progress=show_progress, on_epoch=on_epoch,
                    scorer=scorer, fast_path=config.fast_path)
     return (best.model, best.info["epoch"] + 1) if best is not None else (last, pretrain.epochs)
@@ -106,6 +107,7 @@ def run_recipe(
     on_evaluate: Callable[[dict], None] | None = None,
     state_path: str | Path | None = None,
     init_file: str | Path | None = None,
+    cutoffs: Sequence[int] = (),
 ) -> RecipeResult:
     """Split ``train`` (``validation`` given, else carved with ``config.validation_fraction``; or
     the test set when ``config.select_on == 'test'``), pretrain G, play, keep the best G and D on
@@ -113,7 +115,8 @@ def run_recipe(
     of steps, and evaluate on ``test`` (its ranking excludes every train positive).
 
     ``init_file`` caches G's pretrained start as a model file, so that a resumed run reuses it;
-    ``state_path`` and ``on_evaluate`` go to ``fit_irgan``.
+    ``state_path`` and ``on_evaluate`` go to ``fit_irgan``. Test figures are at cut-offs 3, 5, 10
+    and ``cutoffs``.
     """
     device = resolve_device(device)
     clock = [time.perf_counter()]
@@ -142,7 +145,7 @@ def run_recipe(
              "selection": int(selection.nnz), "test": int(test.nnz) if test is not None else 0}
     figures = None
     if test is not None:
-        ks, seen = eval_ks(train.n_items), train.matrix  # train + validation: every pair known before test
+        ks, seen = eval_ks(train.n_items, *cutoffs), train.matrix  # train + validation: every pair known before test
         figures = {"generator": evaluate(G, seen, test.matrix, ks), "discriminator": evaluate(D, seen, test.matrix, ks),
                    "init": evaluate(init, seen, test.matrix, ks) if init is not None else None}
         lap("test")

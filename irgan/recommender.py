@@ -27,6 +27,8 @@ from irgan.data import DataError, Interactions, from_dataframe, interactions_fro
 from irgan.data.splits import sorted_unique
 from irgan.device import resolve_device
 from irgan.metrics import evaluate
+from irgan.models import SCORERS
+from irgan.models.build import class_path, refuse_unnamed
 from irgan.serving import Serving
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,7 @@ class Recommender(Serving, BaseEstimator):
 
     _config_cls: ClassVar[type | None] = None
     _own_params: ClassVar[dict[str, Any]] = {"min_rating": 4.0}
+    _scorer_params: ClassVar[dict[str, str]] = {}  # parameters that may name a scorer 'module:Class', by role
 
     def __init__(self, **params: Any) -> None:
         unknown = sorted(set(params) - set(self._param_names()))
@@ -257,6 +260,14 @@ class Recommender(Serving, BaseEstimator):
                                  "the module that defines it before loading")
         if not issubclass(target, cls):
             raise ModelFileError(f"{path} holds a {saved.estimator}, not a {cls.__name__}: load it with {saved.estimator}.load")
+        named = [class_path(c) for c in (*scorers, *SCORERS.values())]
+        for name, role in target._scorer_params.items():
+            try:
+                refuse_unnamed(saved.params.get(name), str(path), role, named,
+                               f"import the class and load with {cls.__name__}.load(path, scorers=[TheClass]) or "
+                               "register it with irgan.register_scorer")
+            except ValueError as err:
+                raise ModelFileError(str(err)) from None
         device = resolve_device(device)
         try:
             est = target(**_saved_params(target, saved.params))

@@ -21,11 +21,12 @@ import numpy as np
 import torch
 
 from irgan.checkpoint import ModelFileError, atomic_write, data_fingerprint
-from irgan.config import PRESETS, BPRConfig, IRGANConfig, preset
+from irgan.config import MAX_CUTOFF, PRESETS, BPRConfig, IRGANConfig, preset
 from irgan.data import DataError, load_dataset
 from irgan.device import keep_freed_memory, resolve_device
 from irgan.distributed import current, init_from_env, local_device
 from irgan.errors import one_line
+from irgan.models.build import refuse_unnamed
 from irgan.pipeline import run_recipe, save_irgan_model
 from irgan.rundir import RunDir, absolute, absolute_if_file
 
@@ -48,6 +49,8 @@ def run(
     resume: bool = False,
     read: dict | None = None,
     tensorboard: bool = False,
+    test: str | None = None,
+    cutoffs: Sequence[int] = (),
 ) -> dict:
     """Load data, pretrain G, play IRGAN, evaluate the selected G and D on test, write ``out``.
 
@@ -57,12 +60,18 @@ def run(
     ``model.pt``. ``out=None`` makes a new folder ``runs/DATASET-TIME[-N]``. The folder is
     claimed with a lock, so a second run on it refuses. ``resume=True`` continues a run whose
     directory has no ``metrics.json`` yet. ``read``: ``load_dataset`` options for a ratings file
-    (``sep``, ``columns``, ``min_rating``). Returns the dict written to ``out/metrics.json``.
+    (``sep``, ``columns``, ``min_rating``, ``max_unpacked_mb``); ``test``: a released test file beside
+    the released train file ``dataset``; ``cutoffs``: test cut-offs beside 3, 5 and 10. Returns the
+    dict written to ``out/metrics.json``.
     """
     start = time.perf_counter()
     read = dict(read or {})
     request = {"dataset": absolute_if_file(dataset), "data_dir": absolute(data_dir), "split": split, "seed": seed,
                "device": device, "read": read, "config": dataclasses.asdict(config)}
+    if test is not None:
+        request["test"] = absolute_if_file(test)
+    if cutoffs:
+        request["cutoffs"] = list(cutoffs)
     device = resolve_device(device)
     shard = init_from_env(device)  # under torchrun: join the job; process 0 alone writes the run directory
     device = local_device(device)
@@ -79,10 +88,11 @@ def run(
         raise refusal or FileExistsError(f"process 0 of the job refused --out {out}")
     try:
         log.info("run folder: %s", claim.path if claim else out)
-        data = load_dataset(request["dataset"], data_dir=data_dir, split=split, seed=seed, **read)
+        data = load_dataset(request["dataset"], data_dir=data_dir, split=split, seed=seed, test=request.get("test"),
+                            **read)
         fingerprint = split_fingerprint(data)
         if shard.rank > 0:
-            _train(data, config, Path(out), dataset, split, seed, device, False, writer=False)
+            _train(data, config, Path(out), dataset, split, seed, device, False, writer=False, cutoffs=cutoffs)
             return {}
         if resume:
             stored = json.loads((claim.path / RUN_FILE).read_text()).get("data_fingerprint")
@@ -92,7 +102,7 @@ def run(
         else:
             claim.write(RUN_FILE, json.dumps({**request, "data_fingerprint": fingerprint}, indent=2).encode())
         report = _train(data, config, claim.path, dataset, split, seed, device, show_progress,
-                        tensorboard=tensorboard)
+                        tensorboard=tensorboard, cutoffs=cutoffs)
         report["seconds"] = time.perf_counter() - start
         claim.write("metrics.json", json.dumps(report, indent=2, default=float).encode())
         (claim.path / "train_state.pt").unlink(missing_ok=True)  # finished: model.pt and metrics.json supersede it
@@ -128,7 +138,8 @@ def split_fingerprint(data) -> str:
 
 
 def _train(data, config: IRGANConfig, out: Path, dataset: str, split: str | None, seed: int,
-           device: torch.device, show_progress: bool, writer: bool = True, tensorboard: bool = False) -> dict:
+           device: torch.device, show_progress: bool, writer: bool = True, tensorboard: bool = False,
+           cutoffs: Sequence[int] = ()) -> dict:
     """Run the recipe (pretrain, play, select, test) into ``out`` and write model.pt; the report.
     Other processes of a distributed job (``writer=False``) train alongside and write nothing."""
     with ExitStack() as stack:
@@ -145,7 +156,8 @@ def _train(data, config: IRGANConfig, out: Path, dataset: str, split: str | None
             on_evaluate = record
         result = run_recipe(data.train, data.test, config, seed=seed, device=device,
                             show_progress=show_progress and writer, on_evaluate=on_evaluate,
-                            state_path=out / "train_state.pt", init_file=out / "init.pt" if writer else None)
+                            state_path=out / "train_state.pt", init_file=out / "init.pt" if writer else None,
+                            cutoffs=cutoffs)
     if not writer:
         return {}
     # rewritten whole: a resumed run's live file also holds rows of the epoch that was cut short
@@ -153,6 +165,7 @@ def _train(data, config: IRGANConfig, out: Path, dataset: str, split: str | None
     report = {
         "dataset": dataset,
         "split": split,
+        "cutoffs": list(cutoffs),
         "select_on": config.select_on,
         "protocol": ("model selection on the TEST set (the IRGAN authors' protocol): test figures are optimistic"
                      if config.select_on == "test" else "model selection on a validation split carved from train"
@@ -244,8 +257,9 @@ class Interrupted(KeyboardInterrupt):
         self.run_dir = run_dir
 
 
-RUN_FLAGS = {"dataset": "ml-100k", "data_dir": None, "split": None, "seed": 0, "device": "auto"}
-READ_FLAGS = ("sep", "columns", "header", "min_rating")
+RUN_FLAGS = {"dataset": "ml-100k", "test": None, "data_dir": None, "split": None, "seed": 0, "device": "auto",
+             "cutoffs": ()}
+READ_FLAGS = ("sep", "columns", "header", "min_rating", "max_unpacked_mb")
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "python -m irgan.train") -> int:
@@ -253,14 +267,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m irgan.train")
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default=None, help="ml-100k (default), ml-1m, ml-20m, netflix, or the path of a ratings file (CSV/TSV, optionally gzip/zip, parquet, RecBole .inter)")
     parser.add_argument("--data-dir", default=None, help="folder holding the data sets (default: $IRGAN_DATA or ~/.cache/irgan)")
-    parser.add_argument("--split", default=None, help="u1 (ml-100k default, the paper's), random, loo, temporal")
+    data_flags(parser)
     parser.add_argument("--seed", type=int, default=None, help="seed of every random draw (default: 0)")
     parser.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
-    parser.add_argument("--sep", default=None, help="field separator of a ratings file (default: detected; '\\t' for tab)")
-    parser.add_argument("--columns", default=None, help="the file's fields in order, e.g. user,item,-,rating ('-' skips a field; default: from the header, else user,item[,rating[,timestamp]])")
-    parser.add_argument("--header", default=None, action=argparse.BooleanOptionalAction,
-                        help="the file's first line is a header (--header) or data (--no-header) (default: detected)")
-    parser.add_argument("--min-rating", default=None, type=min_rating_arg, help="ratings >= this are positives; 'none': every row is a positive (default: 4)")
     parser.add_argument("--out", default=None, help="run directory to create (default: a new runs/DATASET-TIME)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars (one log line per outer epoch remains)")
     parser.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files to RUN/tensorboard")
@@ -279,10 +288,12 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m irgan.train")
         read = {k: (None if v == "none" else v) for k in READ_FLAGS if (v := getattr(args, k)) is not None}
         if args.resume:
             request = read_request(Path(args.resume))
+            _refuse_unnamed_scorers(args, request["config"])
             _refuse_other_flags(args, request, read)
             report = run(request["dataset"], request["config"], args.resume, request["data_dir"],
                          request["split"], request["seed"], request["device"], not args.quiet, resume=True,
-                         read=request.get("read"), tensorboard=args.tensorboard)
+                         read=request.get("read"), tensorboard=args.tensorboard, test=request.get("test"),
+                         cutoffs=request.get("cutoffs", ()))
         else:
             given = {k: default if getattr(args, k) is None else getattr(args, k) for k, default in RUN_FLAGS.items()}
             report = run(config=config_from_args(args), out=args.out, show_progress=not args.quiet, read=read,
@@ -303,6 +314,33 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m irgan.train")
     return 0
 
 
+def data_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags that say how to read the data, shared by ``irgan train`` and ``irgan compare``."""
+    parser.add_argument("--test", default=None, help="a released test file: --dataset is then its released train file, "
+                                                     "both read alike with ids mapped jointly (no --split)")
+    parser.add_argument("--split", default=None, help="u1 (ml-100k default, the paper's), random, loo, temporal")
+    parser.add_argument("--sep", default=None, help="field separator of a ratings file (default: detected; '\\t' for tab)")
+    parser.add_argument("--columns", default=None, help="the file's fields in order, e.g. user,item,-,rating ('-' skips a field; default: from the header, else user,item[,rating[,timestamp]])")
+    parser.add_argument("--header", default=None, action=argparse.BooleanOptionalAction,
+                        help="the file's first line is a header (--header) or data (--no-header) (default: detected)")
+    parser.add_argument("--min-rating", default=None, type=min_rating_arg, help="ratings >= this are positives; 'none': every row is a positive (default: 4)")
+    parser.add_argument("--max-unpacked-mb", default=None, type=float,
+                        help="the most MiB a compressed ratings file may unpack to (default: 512)")
+    parser.add_argument("--cutoffs", default=None, type=cutoffs_arg,
+                        help="test cut-offs to report, e.g. 5,10,20 (default: 3,5,10)")
+
+
+def cutoffs_arg(text: str) -> tuple[int, ...]:
+    """--cutoffs: comma-separated whole numbers from 1 to MAX_CUTOFF, e.g. 5,10,20."""
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected whole numbers separated by commas, got {text!r}") from None
+    if not values or not all(1 <= k <= MAX_CUTOFF for k in values):
+        raise argparse.ArgumentTypeError(f"expected cut-offs from 1 to {MAX_CUTOFF:,}, got {text!r}")
+    return tuple(dict.fromkeys(values))
+
+
 def min_rating_arg(text: str) -> float | str:
     """--min-rating: a number, or 'none' (every row is a positive)."""
     if text.strip().lower() == "none":
@@ -316,16 +354,26 @@ def min_rating_arg(text: str) -> float | str:
     return value
 
 
+def _refuse_unnamed_scorers(args: argparse.Namespace, config: IRGANConfig) -> None:
+    """ValueError unless each scorer run.json names is built-in or given again on this command line."""
+    for name, role in (("g_scorer", "G"), ("d_scorer", "D")):
+        spec, flag = getattr(config, name), "--" + name.replace("_", "-")
+        refuse_unnamed(spec, str(Path(args.resume) / RUN_FILE), role, [getattr(args, name)],
+                       f"to resume with it, run --resume {args.resume} {flag} {spec}")
+
+
 def _refuse_other_flags(args: argparse.Namespace, request: dict, read: dict) -> None:
     """ValueError listing the flags given with --resume that differ from the run being resumed."""
     differ = []
     for key in RUN_FLAGS:
         value = getattr(args, key)
         stored = request.get(key)
-        if value is not None and key == "dataset":
+        if value is not None and key in ("dataset", "test"):
             value = absolute_if_file(value)
         if key == "data_dir" and value is not None:
             value = absolute(value)
+        if key == "cutoffs" and value is not None:
+            value, stored = list(value), stored or []
         if value is not None and value != stored:
             differ.append(f"--{key.replace('_', '-')} {value} (the run has {stored})")
     stored_read = request.get("read") or {}
@@ -379,8 +427,10 @@ def format_table(report: dict) -> str:
         if config["init"] in ("dns", "bpr") and config["pretrain"]["epochs"] == 0:
             label = "init (random: 0 pretraining epochs)"
         rows.insert(0, (label, report["test_init"]))
-    lines = [f"{'test (' + report['select_on'] + '-selected)':28s}" + "".join(f"{m:>9s}" for m in TABLE_METRICS)]
-    lines += [f"{name:28s}" + "".join(f"{metrics.get(m, float('nan')):9.4f}" for m in TABLE_METRICS)
+    cutoffs = report.get("cutoffs")
+    columns = [f"{m}@{k}" for m in ("P", "NDCG") for k in cutoffs] if cutoffs else TABLE_METRICS
+    lines = [f"{'test (' + report['select_on'] + '-selected)':28s}" + "".join(f"{m:>9s}" for m in columns)]
+    lines += [f"{name:28s}" + "".join(f"{metrics.get(m, float('nan')):9.4f}" for m in columns)
               for name, metrics in rows]
     lines.append(f"{report['seconds']:.1f} s; {report['protocol']}")
     return "\n".join(lines)

@@ -25,7 +25,7 @@ from irgan.device import resolve_device
 from irgan.diagnostics import diagnose
 from irgan.distributed import Shard, current
 from irgan.memory import check_fits
-from irgan.metrics import KeepBest, eval_ks, evaluate_sharded
+from irgan.metrics import KeepBest, NonFiniteScores, eval_ks, evaluate_sharded
 from irgan.models import Discriminator, Generator
 from irgan.models.build import ScorerSpec, build_scorer
 from irgan.objectives import sample_weights
@@ -115,7 +115,10 @@ def fit_irgan(
 
     def score(model: nn.Module, epoch: int) -> dict[str, float]:
         _check_finite(game, epoch, state_path)  # before evaluation, which would fail on NaN scores first
-        return evaluate_sharded(model, train, selection, eval_ks(train.shape[1]), game.shard)
+        try:
+            return evaluate_sharded(model, train, selection, eval_ks(train.shape[1], config.select_metric), game.shard)
+        except NonFiniteScores:  # finite parameters whose scores overflow
+            raise _diverged(epoch, state_path, "its scores overflow to NaN or inf") from None
 
     steps = config.d_epochs + config.g_epochs
     bar = progress_bar(show_progress and game.shard.rank == 0, total=config.epochs * steps,
@@ -154,10 +157,14 @@ def _end_epoch(game: _Game, config: IRGANConfig, epoch: int, state_path: str | P
 def _check_finite(game: _Game, epoch: int, state_path: str | Path | None) -> None:
     """FloatingPointError naming the outer epoch when G or D holds NaN or inf."""
     if not _finite(game.G) or not _finite(game.D):
-        kept = (f"; the last good state (after outer epoch {epoch - 1}) is kept in {state_path}"
-                if state_path and epoch > 0 else "")
-        raise FloatingPointError(f"IRGAN diverged in outer epoch {epoch}: NaN or inf in the parameters; "
-                                 f"start again with lower learning rates{kept}")
+        raise _diverged(epoch, state_path, "NaN or inf in the parameters")
+
+
+def _diverged(epoch: int, state_path: str | Path | None, what: str) -> FloatingPointError:
+    kept = (f"; the last good state (after outer epoch {epoch - 1}) is kept in {state_path}"
+            if state_path and epoch > 0 else "")
+    return FloatingPointError(f"IRGAN diverged in outer epoch {epoch}: {what}; start again with lower learning "
+                              f"rates{kept}")
 
 
 def _log_epoch(game: _Game, config: IRGANConfig, epoch: int, stats: dict[str, float], seconds: float,
@@ -208,7 +215,7 @@ def _setup(train: sp.csr_matrix, selection: sp.csr_matrix, config: IRGANConfig, 
     real_users, real_items = positive_pairs(train, device)  # D's real pairs, row-major
     mine = shard.owns(real_users)
     active = torch.nonzero(positives.counts).squeeze(1)  # users with >= 1 positive
-    if config.select_metric != "MRR" and int(config.select_metric.split("@")[1]) not in eval_ks(n_items):
+    if config.select_metric != "MRR" and int(config.select_metric.split("@")[1]) > n_items:
         raise ValueError(f"select_metric {config.select_metric} needs more than the catalog's {n_items} items")
     game = _Game(G, D, g_update(G.scorer, config.optimizer, config.g_lr, fast_g, shard),
                  d_update(D.scorer, config.optimizer, config.d_lr, config.fast_path, shard),
@@ -216,8 +223,9 @@ def _setup(train: sp.csr_matrix, selection: sp.csr_matrix, config: IRGANConfig, 
                  KeepBest(config.select_metric), KeepBest(config.select_metric),
                  torch.Generator(device).manual_seed(seed + SHARD_SEED_STRIDE * shard.rank), shard)
     if selection is not None:
-        game.best_g.offer(G, evaluate_sharded(G, train, selection, eval_ks(n_items), shard), epoch=-1, g_epoch=-1)
-        game.best_d.offer(D, evaluate_sharded(D, train, selection, eval_ks(n_items), shard), epoch=-1)
+        ks = eval_ks(n_items, config.select_metric)
+        game.best_g.offer(G, evaluate_sharded(G, train, selection, ks, shard), epoch=-1, g_epoch=-1)
+        game.best_d.offer(D, evaluate_sharded(D, train, selection, ks, shard), epoch=-1)
     return game
 
 

@@ -191,8 +191,31 @@ def test_out_that_is_a_file_is_an_error(ratings_csv, tmp_path):
     assert target.read_text() == "keep me"
 
 
-def test_unknown_select_metric_is_an_error(ratings_csv, tmp_path):
-    assert main(["--dataset", str(ratings_csv), *FAST, "--out", str(tmp_path / "r"), "--select-metric", "P@7"]) == 2
+@pytest.mark.parametrize("metric, words", [("P@0", "select_metric must be one of"), ("X@5", "select_metric must be one of"),
+                                           ("P@50", "needs more than the catalog's 30 items")])
+def test_unknown_select_metric_is_an_error(ratings_csv, tmp_path, capsys, metric, words):
+    assert main(["--dataset", str(ratings_csv), *FAST, "--out", str(tmp_path / "r"), "--select-metric", metric]) == 2
+    assert words in capsys.readouterr().err
+
+
+def test_selection_and_cutoffs_at_any_k(ratings_csv, tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["--dataset", str(ratings_csv), *FAST, "--out", str(out), "--select-metric", "NDCG@7",
+                 "--cutoffs", "2,20"]) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    assert "NDCG@7" in report["validation"] and "NDCG@7" in report["history"][0]["selection"]
+    assert {"P@2", "NDCG@2", "P@20", "NDCG@20", "P@5"} <= set(report["test"]) and report["cutoffs"] == [2, 20]
+    header = capsys.readouterr().out.splitlines()[0].split()
+    assert header[-4:] == ["P@2", "P@20", "NDCG@2", "NDCG@20"]
+    assert main(["--resume", str(out), "--cutoffs", "5"]) == 2
+    assert "--cutoffs [5] (the run has [2, 20])" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text", ["0", "a,b", "", "5,100000"])
+def test_bad_cutoffs_are_one_line(ratings_csv, tmp_path, capsys, text):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--dataset", str(ratings_csv), *FAST, "--out", str(tmp_path / "r"), "--cutoffs", text])
+    assert exit_.value.code == 2 and "--cutoffs" in capsys.readouterr().err
 
 
 def test_help_lists_every_field(capsys):

@@ -246,9 +246,15 @@ def test_config_rejects_bad_choices(kwargs):
         IRGANConfig(**kwargs)
 
 
-def test_config_rejects_unknown_select_metric():
-    with pytest.raises(ValueError):
-        IRGANConfig(select_metric="P@7")
+@pytest.mark.parametrize("metric", ["P@0", "NDCG@x", "AUC", "P@10001", "mrr"])
+def test_config_rejects_unknown_select_metric(metric):
+    with pytest.raises(ValueError, match="select_metric must be one of"):
+        IRGANConfig(select_metric=metric)
+
+
+@pytest.mark.parametrize("metric", ["P@7", "NDCG@20", "HR@1", "MRR"])
+def test_config_selects_on_any_cutoff(metric):
+    assert IRGANConfig(select_metric=metric).select_metric == metric
 
 
 def test_config_pretrain_dict_becomes_bprconfig():

@@ -19,8 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 
+from irgan.data.files import UNPACK_LIMIT_MB
 from irgan.data.netflix import NETFLIX, find_netflix, read_netflix
 from irgan.data.readers import _read_ratings, read_ratings
 from irgan.data.splits import (
@@ -31,7 +33,7 @@ from irgan.data.splits import (
     sorted_unique,
     temporal_split,
 )
-from irgan.errors import DataError
+from irgan.errors import DataError, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +87,8 @@ def load_dataset(
     sep: str | None = None,
     columns: Sequence[str | None] | str | None = None,
     header: bool | None = None,
+    test: str | os.PathLike | None = None,
+    max_unpacked_mb: float = UNPACK_LIMIT_MB,
 ) -> Split:
     """Load a data set as a Split of (n_users, n_items) Interactions over all its users and items.
 
@@ -98,9 +102,15 @@ def load_dataset(
     two read timestamps, so the others drop a bad timestamp column with a warning.
     ``validation_fraction > 0`` carves a validation set from train. Netflix is never downloaded
     (see ``irgan.data.netflix``); its defaults follow the IRGAN paper: ratings >= 4 are positives,
-    20% of each user's positives to test at random, seeded. (Long for this docstring.)
+    20% of each user's positives to test at random, seeded. ``test``: the path of a released test file beside a released train file ``name`` (read the
+    same way, ids mapped jointly, ``min_rating`` applied to both; no ``split``). A compressed file
+    may unpack to at most ``max_unpacked_mb`` MiB. (Long for this docstring.)
     """
     name = os.fspath(name)
+    if test is not None:
+        return _released(Path(name).expanduser(), Path(os.fspath(test)).expanduser(), min_rating, split,
+                         validation_fraction, seed, dict(sep=sep, columns=columns, header=header,
+                                                         max_unpacked_mb=max_unpacked_mb))
     if name in DATASETS or name == NETFLIX:
         given = {key: value for key, value in (("sep", sep), ("columns", columns), ("header", header))
                  if value is not None}
@@ -116,10 +126,11 @@ def load_dataset(
         folder = source = find_netflix(data_home(data_dir))
         ratings = read_netflix(folder)
         default_split = "random"
-    elif Path(name).expanduser().is_file():
-        folder, source = None, Path(name).expanduser()
+    elif _ratings_file(name) is not None:
+        folder, source = None, _ratings_file(name)
         default_split = "random"
-        ratings = _read_ratings(source, sep, columns, header, time_optional=(split or default_split) not in TIME_SPLITS)
+        ratings = _read_ratings(source, sep, columns, header, time_optional=(split or default_split) not in TIME_SPLITS,
+                                max_unpacked_mb=max_unpacked_mb)
     else:
         raise DataError(
             f"unknown data set {name!r}: known names are {', '.join(DATASETS)}, {NETFLIX}, "
@@ -149,6 +160,56 @@ def load_dataset(
         result = _naming(source, lambda: result.with_validation(validation_fraction, seed))
     logger.info("loaded %s (split %s): %r", name, split, result)
     return result
+
+
+def _ratings_file(name: str) -> Path | None:
+    """``name`` as the path of a ratings file; None when nothing is there (an unknown data set name);
+    DataError for a folder, a device, a pipe or a link that leads nowhere."""
+    path = Path(name).expanduser()
+    try:
+        if path.is_file():
+            return path
+        if not path.exists() and not path.is_symlink():
+            return None
+    except OSError as err:
+        raise DataError(f"{path}: cannot read: {first_line(err)}") from None
+    kind = "a folder" if path.is_dir() else "a link that leads nowhere (or to itself)" if path.is_symlink() \
+        and not path.exists() else "not a regular file"
+    raise DataError(f"{path}: not a ratings file ({kind})")
+
+
+def _released(train_path: Path, test_path: Path, min_rating: float | None, split: str | None,
+              validation_fraction: float, seed: int, read: dict) -> Split:
+    """A released train/test pair: both files read alike, ids mapped jointly over the two."""
+    if split is not None:
+        raise DataError(f"split={split!r} and test= exclude each other: a released test file is the split")
+    for path in (train_path, test_path):
+        if _ratings_file(os.fspath(path)) is None:
+            raise DataError(f"{path}: no such file")
+    train, test = (_read_ratings(path, read["sep"], read["columns"], read["header"], time_optional=True,
+                                 max_unpacked_mb=read["max_unpacked_mb"]) for path in (train_path, test_path))
+    users = sorted_unique(pd.concat([train["user"], test["user"]], ignore_index=True))
+    items = sorted_unique(pd.concat([train["item"], test["item"]], ignore_index=True))
+    parts = [_naming(path, lambda df=df: interactions_from_dataframe(_positives(df, min_rating), users, items))
+             for path, df in ((train_path, train), (test_path, test))]
+    result = _naming(test_path, lambda: Split(*parts))
+    _log_unseen(result, test_path)
+    if validation_fraction > 0:
+        result = _naming(train_path, lambda: result.with_validation(validation_fraction, seed))
+    logger.info("loaded %s with test %s: %r", train_path, test_path, result)
+    return result
+
+
+def _log_unseen(split: Split, test_path: Path) -> None:
+    """Log how many test users and items, and their positives, train never saw (cold start)."""
+    train, test = split.train.matrix, split.test.matrix
+    cold_users = (np.diff(train.indptr) == 0) & (np.diff(test.indptr) > 0)
+    cold_items = (np.bincount(train.indices, minlength=train.shape[1]) == 0) & \
+        (np.bincount(test.indices, minlength=test.shape[1]) > 0)
+    if cold_users.any() or cold_items.any():
+        cold = test[cold_users].nnz + test[:, cold_items].nnz - test[cold_users][:, cold_items].nnz
+        logger.info("%s: %d test users and %d test items are not in train (%d of %d test positives)", test_path,
+                    int(cold_users.sum()), int(cold_items.sum()), cold, test.nnz)
 
 
 def _naming(path: Path, build):

@@ -19,7 +19,7 @@ import re
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -36,41 +36,57 @@ _MAGIC = {b"\x1f\x8b": "gzip", b"BZh": "bz2", b"\xfd7zXZ\x00": "xz", b"PK\x03\x0
 _LINE = re.compile(rb"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
 _BREAK = re.compile(rb"\r\n|\r|\n")
 _CHECK_BYTES = 1 << 24  # UTF-8 is checked this much at a time
+_CHUNK_BYTES = 1 << 22  # compressed files are unpacked this much at a time
+UNPACK_LIMIT_MB = 512  # the most a compressed ratings file may unpack to, unless raised (max_unpacked_mb)
 
 
 # --- bytes -----------------------------------------------------------------------------------
 
 
-def _payload(path: Path) -> bytes:
-    """The file's bytes, decompressed when they begin as gzip, bz2, xz or a zip archive does."""
+def _payload(path: Path, limit: int = UNPACK_LIMIT_MB << 20) -> bytes:
+    """The file's bytes, decompressed when they begin as gzip, bz2, xz or a zip archive does: as a
+    stream, refused (one line) once it unpacks past ``limit`` bytes, so a small file cannot fill memory."""
     try:
         with open(path, "rb") as f:
-            raw = f.read()
+            head = f.read(max(map(len, _MAGIC)))
+            kind = next((kind for magic, kind in _MAGIC.items() if head.startswith(magic)), None)
+            if kind is None:
+                return head + f.read()
     except OSError as err:
         raise DataError(f"{path}: cannot read: {first_line(err)}") from err
-    kind = next((kind for magic, kind in _MAGIC.items() if raw.startswith(magic)), None)
-    if kind is None:
-        return raw
     try:
         if kind == "zip":
-            return _unzip(path, raw)
-        return {"gzip": gzip.decompress, "bz2": bz2.decompress, "xz": lzma.decompress}[kind](raw)
+            with zipfile.ZipFile(path) as zf, zf.open(_zip_member(path, zf)) as stream:
+                return _bounded(path, stream, limit)
+        with {"gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open}[kind](path, "rb") as stream:
+            return _bounded(path, stream, limit)
     except DataError:
         raise
     except (OSError, EOFError, zlib.error, lzma.LZMAError, zipfile.BadZipFile, ValueError) as err:
         raise DataError(f"{path}: cannot decompress it as {kind}: {first_line(err)}") from err
 
 
-def _unzip(path: Path, raw: bytes) -> bytes:
+def _bounded(path: Path, stream: BinaryIO, limit: int) -> bytes:
+    """What ``stream`` yields, read a chunk at a time; DataError once it passes ``limit`` bytes."""
+    out = io.BytesIO()  # getvalue() hands over its buffer: no second copy of the text
+    while chunk := stream.read(_CHUNK_BYTES):
+        if out.tell() + len(chunk) > limit:
+            raise DataError(f"{path}: unpacks to more than {limit:,} bytes, the limit for compressed ratings "
+                            "(a decompression bomb, or a big file): unpack it yourself, or raise the limit with "
+                            "--max-unpacked-mb (max_unpacked_mb= in Python)")
+        out.write(chunk)
+    return out.getvalue()
+
+
+def _zip_member(path: Path, zf: zipfile.ZipFile) -> zipfile.ZipInfo:
     """The one file of a zip archive (folders and macOS metadata aside)."""
-    with zipfile.ZipFile(io.BytesIO(raw)) as zf:
-        members = [m for m in zf.infolist() if not m.is_dir() and not m.filename.startswith("__MACOSX/")
-                   and not Path(m.filename).name.startswith(".")]
-        if len(members) != 1:
-            names = [m.filename for m in members]
-            raise DataError(f"{path}: a zip of ratings must hold one file, this one holds {len(names)}: "
-                            f"{_short(names, 120)}; unzip it and pass the ratings file")
-        return zf.read(members[0])
+    members = [m for m in zf.infolist() if not m.is_dir() and not m.filename.startswith("__MACOSX/")
+               and not Path(m.filename).name.startswith(".")]
+    if len(members) != 1:
+        names = [m.filename for m in members]
+        raise DataError(f"{path}: a zip of ratings must hold one file, this one holds {len(names)}: "
+                        f"{_short(names, 120)}; unzip it and pass the ratings file")
+    return members[0]
 
 
 def _as_utf8(path: Path, raw: bytes, encoding: str) -> bytes:
@@ -233,12 +249,13 @@ def _nonblank_rows(table: pa.Table) -> np.ndarray | None:
 class _LineFinder:
     """Maps pyarrow's rows back to file lines, by reading the file again (error paths only)."""
 
-    def __init__(self, path: Path, encoding: str, skip: int, width: int, splitter: _Sep) -> None:
+    def __init__(self, path: Path, encoding: str, skip: int, width: int, splitter: _Sep, limit: int) -> None:
         self.path, self.encoding, self.skip, self.width, self.splitter = path, encoding, skip, width, splitter
+        self.limit = limit
 
     def _rows(self) -> Iterator[tuple[int, str, int]]:
         """(line, text, n_fields) of each line pyarrow reads as a row or refuses, in file order."""
-        raw = _as_utf8(self.path, _payload(self.path), self.encoding)
+        raw = _as_utf8(self.path, _payload(self.path, self.limit), self.encoding)
         for line_no, text in _lines(raw):
             seen = self.splitter.line(text)
             if line_no <= self.skip or not seen:

@@ -76,6 +76,7 @@ from irgan.data.files import (
     _parse,
     _payload,
     _Sep,
+    UNPACK_LIMIT_MB,
 )
 from irgan.errors import DataError, first_line
 
@@ -90,15 +91,17 @@ def read_ratings(
     columns: Sequence[str | None] | str | None = None,
     header: bool | None = None,
     encoding: str = "utf-8",
+    max_unpacked_mb: float = UNPACK_LIMIT_MB,
 ) -> pd.DataFrame:
     """Read a ratings file (text, compressed text or parquet) into a DataFrame of shape (n_rows, 2-4).
 
     ``sep`` (sniffed when None) is one character, a literal string such as "::" or "||", ``r"\\s+"``
     for runs of spaces and tabs, or a regular expression (one with any of ``.^$*+?{}[]\\|()`` that
     matches no empty string; slower). ``encoding`` is the text's (UTF-16 with a byte-order mark is found).
-    ``columns`` and header detection (``header=None``) are as the module docstring says.
+    ``columns`` and header detection (``header=None``) are as the module docstring says. A compressed
+    file (or parquet's compressed columns) may unpack to at most ``max_unpacked_mb`` MiB.
     """
-    return _read_ratings(path, sep, columns, header, encoding)
+    return _read_ratings(path, sep, columns, header, encoding, max_unpacked_mb=max_unpacked_mb)
 
 
 def _read_ratings(
@@ -108,18 +111,22 @@ def _read_ratings(
     header: bool | None = None,
     encoding: str = "utf-8",
     time_optional: bool = False,
+    max_unpacked_mb: float = UNPACK_LIMIT_MB,
 ) -> pd.DataFrame:
     """``read_ratings``; with ``time_optional`` a bad timestamp column is dropped with a warning, not an error."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
+    if not (isinstance(max_unpacked_mb, (int, float)) and max_unpacked_mb > 0):
+        raise DataError(f"max_unpacked_mb must be a positive number, got {max_unpacked_mb!r}")
+    limit = int(min(max_unpacked_mb, 2**40) * 2**20)
     roles = None if columns is None else _roles_from_columns(str(path), columns)
-    raw = _payload(path)
+    raw = _payload(path, limit)
     raw_is_text = raw[:4] != b"PAR1"
     if not raw_is_text:
-        cols, fail = _parquet_columns(path, raw, roles)
+        cols, fail = _parquet_columns(path, raw, roles, limit)
     else:
-        cols, fail = _text_columns(path, raw, sep, roles, header, encoding)
+        cols, fail = _text_columns(path, raw, sep, roles, header, encoding, limit)
     del raw
     out = _convert(cols, fail, time_optional, from_text=raw_is_text)
     logger.debug("read %d ratings (%s) from %s", len(out), ", ".join(out.columns), path)
@@ -175,7 +182,7 @@ def kcore(df: pd.DataFrame, k: int, user_col: str = "user", item_col: str = "ite
 
 
 def _text_columns(path: Path, raw: bytes, sep: str | None, roles: list[str | None] | None, header: bool | None,
-                  encoding: str) -> tuple[dict[str, pa.ChunkedArray], Callable[[int, str], DataError]]:
+                  encoding: str, limit: int) -> tuple[dict[str, pa.ChunkedArray], Callable[[int, str], DataError]]:
     """Parse delimited text into one pyarrow column per role, and a ``fail(row, reason)`` naming the row's line.
 
     Kept in one piece from sniffing to parsed columns because every step feeds the next its
@@ -200,7 +207,7 @@ def _text_columns(path: Path, raw: bytes, sep: str | None, roles: list[str | Non
                                                          f"found {len(fields)}"))
     if header and _ignored(fields, roles):
         logger.debug("%s: ignoring column(s) %s", where, _ignored(fields, roles))
-    lines = _LineFinder(path, encoding, first_no if header else 0, len(roles), splitter)
+    lines = _LineFinder(path, encoding, first_no if header else 0, len(roles), splitter, limit)
     first_row = fields if not header else (splitter.split(head[1][1]) if len(head) > 1 else [])
     table = _parse(path, splitter.data(path, raw), splitter.delimiter, roles, _number_types(roles, first_row), lines)
     del raw
@@ -217,11 +224,18 @@ def _text_columns(path: Path, raw: bytes, sep: str | None, roles: list[str | Non
     return {name: table.column(name) for name in table.column_names}, fail
 
 
-def _parquet_columns(path: Path, raw: bytes, roles: list[str | None] | None
+def _parquet_columns(path: Path, raw: bytes, roles: list[str | None] | None, limit: int
                      ) -> tuple[dict[str, pa.ChunkedArray], Callable[[int, str], DataError]]:
-    """The wanted columns of a parquet file (mapped by name, or by ``roles`` in schema order)."""
+    """The wanted columns of a parquet file (mapped by name, or by ``roles`` in schema order), once
+    its footer says they unpack to at most ``limit`` bytes."""
     try:
         parquet = pq.ParquetFile(pa.BufferReader(raw))
+        meta = parquet.metadata
+        unpacked = sum(meta.row_group(k).column(c).total_uncompressed_size
+                       for k in range(meta.num_row_groups) for c in range(meta.num_columns))
+        if unpacked > limit:
+            raise DataError(f"{path}: its columns unpack to {unpacked:,} bytes, over the limit of {limit:,} for "
+                            "compressed ratings: raise it with --max-unpacked-mb (max_unpacked_mb= in Python)")
         names = parquet.schema_arrow.names
         if roles is None:
             roles = _roles_from_header(str(path), names, kind="parquet columns")

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import copy
 import importlib
-from typing import Callable, Union
+from typing import Callable, Iterable, Union
 
 import scipy.sparse as sp
 import torch
 from torch import nn
 
+from irgan.config import SCORERS as BUILT_IN
 from irgan.config import IRGANConfig
 from irgan.models.itemitem import ItemItemScorer
 from irgan.models.lightgcn import LightGCNScorer
@@ -17,6 +18,19 @@ from irgan.models.mlp import MLPScorer
 from irgan.models.players import check_scorer
 
 ScorerSpec = Union[str, nn.Module, Callable[[int, int], nn.Module], None]
+
+
+def class_path(cls: type) -> str:
+    """``module:Class``, the spelling of ``cls`` in ``--g-scorer`` and in stored configs."""
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def refuse_unnamed(spec: object, source: str, role: str, named: Iterable[str], how: str) -> None:
+    """ValueError unless a scorer name read from a file (``source``) is built-in or among ``named``,
+    the names the user gave in this process: irgan imports a module only when the user names it."""
+    if isinstance(spec, str) and spec not in BUILT_IN and spec not in set(named):
+        raise ValueError(f"{source} names {role}'s scorer {spec!r}, and irgan imports a module only when you name "
+                         f"it yourself: {how}")
 
 
 def import_scorer(path: str) -> Callable[[int, int], nn.Module]:
@@ -54,9 +68,33 @@ def build_scorer(spec: ScorerSpec, train: sp.csr_matrix, config: IRGANConfig = I
             raise ValueError(f"unknown scorer {spec!r}: use 'mf', 'mlp', 'itemitem', 'lightgcn', 'module:Class', "
                              "an nn.Module or a callable")
         spec = import_scorer(spec)
-    scorer = copy.deepcopy(spec) if isinstance(spec, nn.Module) else spec(n_users, n_items) if callable(spec) else spec
-    check_scorer(scorer)
+    if isinstance(spec, nn.Module):
+        scorer = copy.deepcopy(spec)
+    elif callable(spec):
+        scorer = _built(spec, n_users, n_items)
+    else:
+        scorer = spec
+    try:
+        check_scorer(scorer)
+    except TypeError as err:
+        raise ValueError(f"{_name(spec)} is not a scorer: {err}") from None
     sizes = (getattr(scorer, "n_users", n_users), getattr(scorer, "n_items", n_items))
     if sizes != (n_users, n_items):
         raise ValueError(f"the scorer is sized for {sizes[0]} users x {sizes[1]} items, the data has {n_users} x {n_items}")
     return scorer
+
+
+def _built(factory: Callable[[int, int], nn.Module], n_users: int, n_items: int) -> nn.Module:
+    """``factory(n_users, n_items)``, remembering those arguments so that a model file can rebuild a
+    scorer that defines neither ``init_args()`` nor ``n_users``/``n_items``; ValueError in one line."""
+    try:
+        scorer = factory(n_users, n_items)
+    except TypeError as err:
+        raise ValueError(f"{_name(factory)} cannot be built as {_name(factory)}(n_users, n_items): {err}") from None
+    if isinstance(scorer, nn.Module) and not hasattr(scorer, "init_args") and not hasattr(scorer, "n_users"):
+        scorer.irgan_size = (n_users, n_items)
+    return scorer
+
+
+def _name(spec: object) -> str:
+    return getattr(spec, "__qualname__", None) or type(spec).__name__
