@@ -12,7 +12,8 @@ uniform; that model alone scores near iALS on validation. The adversaries:
 - ``skip``: G's ``skip`` highest-scored items get no weight (protection against false negatives,
   the items most likely to be unlabelled positives).
 - ``eps``: adversarial perturbations of the embeddings (APR, He et al., SIGIR 2018): each step also
-  fits the loss at embeddings moved by ``eps`` along their normalised gradient.
+  fits the loss at embeddings moved by ``eps`` along their gradient, normalised row by row
+  (``irgan.adversarial.apr.row_perturbation``; APR itself, on BPR, is ``APRRecommender``).
 
 Each configuration trains on u1.base less a 10% validation split (seed 0) and reports the best
 validation P@5 (checked every 10 epochs) and its epoch; no test figure is looked at.
@@ -28,6 +29,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from irgan.adversarial.apr import row_perturbation
 from irgan.data import load_dataset, validation_split
 from irgan.metrics import evaluate
 
@@ -74,7 +76,7 @@ def fit(X: torch.Tensor, score, dim: int = 64, lam: float = 0.0, tau: float = 1.
         total = loss(S)
         if eps > 0:
             gU, gV = torch.autograd.grad(total, [U, V], retain_graph=True)
-            total = total + loss((U + eps * F.normalize(gU, dim=1)) @ (V + eps * F.normalize(gV, dim=1)).T + b)
+            total = total + loss((U + row_perturbation(gU, eps)) @ (V + row_perturbation(gV, eps)).T + b)
         total = total + l2 * (U.pow(2).sum() + V.pow(2).sum())
         optimizer.zero_grad()
         total.backward()

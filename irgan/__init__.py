@@ -18,6 +18,8 @@ _HOMES = {
     "Interactions": "irgan.data", "load_dataset": "irgan.data",
     "EASERecommender": "irgan.baselines", "IALSRecommender": "irgan.baselines",
     "ItemKNNRecommender": "irgan.baselines", "LightGCNRecommender": "irgan.baselines",
+    "SLIMRecommender": "irgan.baselines", "PureSVDRecommender": "irgan.baselines",
+    "RP3betaRecommender": "irgan.baselines",
     "IRGAN": "irgan.estimator", "BPRRecommender": "irgan.estimator", "PopularityRecommender": "irgan.estimator",
     "evaluate": "irgan.metrics",
     "Discriminator": "irgan.models", "Generator": "irgan.models", "MatrixFactorization": "irgan.models",

@@ -1,5 +1,6 @@
 """Strong baselines as estimators, with the API of ``BPRRecommender``: EASE, item k-NN, implicit ALS
-and LightGCN, fitted on raw data and serving by raw ids.
+and LightGCN, and the reproducibility studies' SLIM ElasticNet, PureSVD and RP3beta, fitted on raw
+data and serving by raw ids.
 
 Defaults are chosen for MovieLens-100K-size data: each is the best of a small grid on validation
 sets carved from ml-100k u1.base (10% of each user's positives; seeds 0 and 1, LightGCN seed 0
@@ -17,6 +18,8 @@ from numbers import Integral, Real
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
+import scipy.sparse as sp
 import torch
 from torch import nn
 
@@ -29,6 +32,9 @@ from irgan.estimator import _OneScorer
 from irgan.metrics import KeepBest, evaluate
 from irgan.models import ItemItemScorer, ItemKNNScorer, LightGCNScorer
 from irgan.pretrain import fit_bpr
+from irgan.training.rp3beta import fit_rp3beta
+from irgan.training.slim import fit_slim
+from irgan.training.svd import fit_puresvd
 
 COMMON = {"seed": 0, "device": "auto", "show_progress": False, "min_rating": 4.0}
 
@@ -175,6 +181,101 @@ class LightGCNRecommender(_OneScorer):
         return SimpleNamespace(user_emb=users, item_emb=items)
 
 
+class SLIMRecommender(_OneScorer):
+    """SLIM ElasticNet (Ning and Karypis, ICDM 2011) as the reproducibility studies run it: one
+    non-negative ElasticNet regression per item on the other items (``irgan.training.slim``),
+    score(u, j) = x_u . W[:, j].
+
+    Parameters: ``alpha`` (1e-3), ``l1_ratio`` (0.1) and ``k`` (200, weights kept per item), PLACEHOLDER
+    ``max_iter`` (100) and ``tol`` (1e-4) as in Ferrari Dacrema et al.'s framework; ``n_jobs`` (1:
+    processes fitting item blocks; on this project's shared 2-core machine 2 never paid), ``seed``
+    (the coordinate order), ``device``, ``show_progress``, ``min_rating``. After fit: ``model_``
+    (``ItemKNNScorer`` holding W sparse), ``validation_metrics_``.
+    """
+
+    _own_params = {"alpha": 1e-3, "l1_ratio": 0.1, "k": 200, "max_iter": 100, "tol": 1e-4, "n_jobs": 1, **COMMON}
+
+    def _check(self, config: Any, own: dict[str, Any]) -> None:
+        super()._check(config, own)
+        _require_number(own, "alpha", 0, strict=True)
+        _require_number(own, "l1_ratio", 0)
+        _require(own["l1_ratio"] <= 1, f"l1_ratio must be a number in [0, 1], got {own['l1_ratio']!r}")
+        _require_number(own, "tol", 0, strict=True)
+        for name in ("k", "max_iter", "n_jobs"):
+            _require_int(own, name, 1)
+
+    def _fit(self, train: Interactions, validation: Interactions | None) -> None:
+        weights = fit_slim(train.matrix, self.alpha, self.l1_ratio, self.k, self.max_iter, self.tol, seed=self.seed,
+                           n_jobs=self.n_jobs, show_progress=self.show_progress)
+        self._model = _item_weights_scorer(train, weights).to(resolve_device(self.device))
+        self.validation_metrics_ = _validate(self._model, train, validation)
+
+
+class PureSVDRecommender(_OneScorer):
+    """PureSVD (Cremonesi, Koren and Turrin, RecSys 2010): score(u, i) = x_u V V^T[:, i], V the top
+    ``factors`` right singular vectors of the training matrix (``irgan.training.svd``).
+
+    Parameters: ``factors`` (15: the best NDCG@10 of 5-200 on validation; more than the rank
+    bound min(n_users, n_items) keeps that many), ``seed`` (the randomized SVD's), ``device``,
+    ``show_progress`` (unused: one call), ``min_rating``. After fit: ``model_``
+    (``MatrixFactorization`` with user rows X V, item rows V, biases 0: usable as G or D, and for
+    ``similar_items``), ``validation_metrics_``.
+    """
+
+    _own_params = {"factors": 15, **COMMON}
+
+    def _check(self, config: Any, own: dict[str, Any]) -> None:
+        super()._check(config, own)
+        _require_int(own, "factors", 1)
+
+    def _fit(self, train: Interactions, validation: Interactions | None) -> None:
+        self._model = fit_puresvd(train.matrix, self.factors, seed=self.seed).to(resolve_device(self.device))
+        self.validation_metrics_ = _validate(self._model, train, validation)
+
+
+class RP3betaRecommender(_OneScorer):
+    """RP3beta (Paudel et al., ACM TiiS 2017): item-item weights of a 3-step random walk, transition
+    probabilities raised to ``alpha``, arrivals divided by popularity^``beta`` (``irgan.training.rp3beta``);
+    score(u, j) = x_u . W[:, j].
+
+    Parameters: ``alpha`` (0.5), ``beta`` (0.3), ``k`` (100, weights kept per row, then per
+    column) and ``normalize_similarity`` (True): the best NDCG@10 of alpha 0.5-1.25, beta 0.1-0.7,
+    k 50-500 and both normalisations on validation (the framework's own defaults, 1.0 / 0.6 / 100 /
+    True, do worse there), ``seed`` (unused: the fit is deterministic),
+    ``device``, ``show_progress``, ``min_rating``. After fit: ``model_`` (``ItemKNNScorer`` holding
+    W sparse), ``validation_metrics_``.
+    """
+
+    _own_params = {"alpha": 0.5, "beta": 0.3, "k": 100, "normalize_similarity": True, **COMMON}
+
+    def _check(self, config: Any, own: dict[str, Any]) -> None:
+        super()._check(config, own)
+        _require_number(own, "alpha", 0)
+        _require_number(own, "beta", 0)
+        _require_int(own, "k", 1)
+        _require(isinstance(own["normalize_similarity"], bool),
+                 f"normalize_similarity must be True or False, got {own['normalize_similarity']!r}")
+
+    def _fit(self, train: Interactions, validation: Interactions | None) -> None:
+        weights = fit_rp3beta(train.matrix, self.alpha, self.beta, self.k, bool(self.normalize_similarity))
+        self._model = _item_weights_scorer(train, weights).to(resolve_device(self.device))
+        self.validation_metrics_ = _validate(self._model, train, validation)
+
+
+def _item_weights_scorer(train: Interactions, weights: sp.csr_matrix) -> ItemKNNScorer:
+    """An ``ItemKNNScorer`` holding ``train``'s X and serving the item-item weights ``weights`` (csr
+    (n_items, n_items), W[i, j]: source i to target j): scores X W, with W^T in its sparse buffers."""
+    scorer = ItemKNNScorer(*train.shape)
+    scorer.set_interactions(train.matrix)
+    columns = sp.csr_matrix(weights.T, dtype=np.float32)
+    columns.eliminate_zeros()
+    columns.sort_indices()
+    scorer.sim_indptr = torch.as_tensor(columns.indptr.astype(np.int64))
+    scorer.sim_indices = torch.as_tensor(columns.indices.astype(np.int64))
+    scorer.sim_values = torch.as_tensor(columns.data)
+    return scorer
+
+
 def _validate(model: nn.Module, train: Interactions, validation: Interactions | None) -> dict[str, float] | None:
     return None if validation is None else evaluate(model, train, validation)
 
@@ -198,4 +299,5 @@ def _require_int(own: dict[str, Any], name: str, low: int, optional: bool = Fals
     _require(ok, f"{name} must be an integer >= {low}{' or None' if optional else ''}, got {value!r}")
 
 
-__all__ = ["EASERecommender", "IALSRecommender", "ItemKNNRecommender", "LightGCNRecommender"]
+__all__ = ["EASERecommender", "IALSRecommender", "ItemKNNRecommender", "LightGCNRecommender", "PureSVDRecommender",
+           "RP3betaRecommender", "SLIMRecommender"]

@@ -34,7 +34,7 @@ from irgan.data import DataError, Split, load_dataset
 from irgan.device import keep_freed_memory, resolve_device
 from irgan.errors import first_line, one_line
 from irgan.progress import bar
-from irgan.protocol import CANDIDATES, Candidate, Tuned, refit_and_test, tune
+from irgan.protocol import CANDIDATES, Candidate, Tuned, capped, refit_and_test, tune
 from irgan.rundir import RunDir, absolute, absolute_if_file
 from irgan.significance import holm, paired_tests
 from irgan.train import READ_FLAGS, data_flags, split_fingerprint
@@ -48,26 +48,33 @@ START = "-start"  # MODEL-start: an IRGAN model's pretrained start, tested besid
 
 def compare(data: Split, models: Sequence[str], seeds: int = 5, trials: int = 10, metric: str = "P@5",
             validation_fraction: float = 0.1, device: str | torch.device = "auto", parts: Path | None = None,
-            show_progress: bool = False, splits: int = 1) -> dict:
+            show_progress: bool = False, splits: int = 1, cutoffs: Sequence[int] = (),
+            max_epochs: int | None = None) -> dict:
     """Tune each of ``models`` on ``splits`` validation splits of ``data.train`` (``trials`` Optuna
     trials, seed 0; 0: defaults), refit it on all of train for seeds 0..``seeds``-1, test each refit on
-    ``data.test``; then paired tests over users. ``parts``: a folder where finished steps are
-    kept and read back. Returns what results.json holds, plus ``per_user`` (a DataFrame)."""
+    ``data.test`` (at cut-offs 3, 5, 10, ``metric``'s and ``cutoffs``); then paired tests over users.
+    ``parts``: a folder where finished steps are kept and read back. ``max_epochs`` caps every
+    model's epochs. A model without randomness is fitted once and its test figures reused for
+    every seed. Returns what results.json holds, plus ``per_user`` (a DataFrame)."""
     unknown = [m for m in models if m not in CANDIDATES]
     if unknown:
         raise ValueError(f"unknown model(s) {unknown}: choose from {', '.join(CANDIDATES)}")
     if not models:
         raise ValueError("no model to compare: give --models, e.g. --models pop,ease")
-    for name, value, low in (("seeds", seeds, 1), ("trials", trials, 0), ("splits", splits, 1)):
+    for name, value, low in (("seeds", seeds, 1), ("trials", trials, 0), ("splits", splits, 1),
+                             ("max_epochs", 1 if max_epochs is None else max_epochs, 1)):
         if not low <= value <= MAX_COUNT:
             raise ValueError(f"{name} must be from {low} to {MAX_COUNT:,}, got {value}")
     if metric not in SELECT_METRICS:
         raise ValueError(f"metric must be one of {SELECT_METRICS}, got {metric!r}")
+    longest = max((*cutoffs, int(metric.split("@")[1]) if "@" in metric else 0))
+    if longest > data.train.n_items:
+        raise ValueError(f"a cut-off of {longest} needs more than the catalog's {data.train.n_items} items")
     device = resolve_device(device)
     results, rows = {}, []
     progress = bar(show_progress, total=len(models) * (seeds + 1), desc="compare")
     for name in models:
-        candidate = CANDIDATES[name]
+        candidate = capped(CANDIDATES[name], max_epochs)
         tuned = _kept(parts, f"{name}.tuning.json", lambda: _tuning_record(tune(
             candidate, data.train, trials, metric, validation_fraction, 0, device, splits)),
             check=lambda record: _check_tuning(record, candidate))
@@ -76,9 +83,14 @@ def compare(data: Split, models: Sequence[str], seeds: int = 5, trials: int = 10
                  metric, "n/a" if tuned["validation"] is None else f"{tuned['validation']:.4f}")
         runs = []
         for seed in range(seeds):
+            if candidate.deterministic and seed > 0:  # the same fit again: reuse seed 0's
+                runs.append({**runs[0], "seconds": 0.0})
+                progress.update()
+                continue
+
             def run(seed: int = seed) -> dict:
                 tested = refit_and_test(candidate, tuned["params"], data.train, data.test, seed, device, metric,
-                                        validation_fraction)
+                                        validation_fraction, cutoffs)
                 if parts is not None:  # the refit itself, for serving or for checking the figures
                     parts.mkdir(parents=True, exist_ok=True)
                     save_model(parts / f"{name}.seed{seed}.pt", name, {"model": getattr(tested.scorer, "scorer", tested.scorer)},
@@ -89,7 +101,7 @@ def compare(data: Split, models: Sequence[str], seeds: int = 5, trials: int = 10
             progress.update()
             log.info("%s seed %d: test %s %.4f, NDCG@5 %.4f (%.1f s)", name, seed, metric, runs[-1]["test"][metric],
                      runs[-1]["test"]["NDCG@5"], runs[-1]["seconds"])
-        results[name] = _summary(runs, tuned, candidate.description)
+        results[name] = {**_summary(runs, tuned, candidate.description), "fitted_once": candidate.deterministic}
         rows += [(name, seed, run["per_user"]) for seed, run in enumerate(runs)]
         if all("start" in run["also"] for run in runs):
             starts = [{"test": run["also"]["start"]["test"], "per_user": run["also"]["start"]["per_user"], "seconds": 0.0}
@@ -100,7 +112,8 @@ def compare(data: Split, models: Sequence[str], seeds: int = 5, trials: int = 10
     progress.close()
     per_user = pd.concat([_frame(record).assign(model=name, seed=seed) for name, seed, record in rows])
     report = {"models": results, "metric": metric, "seeds": seeds, "trials": trials, "splits": splits,
-              "validation_fraction": validation_fraction, "tests": significance(per_user, results, metric)}
+              "validation_fraction": validation_fraction, "cutoffs": list(cutoffs),
+              "tests": significance(per_user, results, metric, cutoffs)}
     return {**report, "per_user": per_user.reset_index()[["model", "seed", "user", *per_user.columns.drop(["model", "seed"])]]}
 
 
@@ -145,7 +158,8 @@ def _check_tuning(record: dict, candidate: Candidate) -> None:
         raise ValueError("its trials are not all JSON objects")
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     trial = study.ask()
-    _check_params(record["params"], [candidate.space(trial), candidate.defaults], trial.distributions, "params")
+    epochs = {"epochs": candidate.epochs} if candidate.epochs is not None else {}  # a cap's
+    _check_params(record["params"], [candidate.space(trial), candidate.defaults, epochs], trial.distributions, "params")
 
 
 def _check_params(params: dict, references: list[dict], distributions: dict, where: str) -> None:
@@ -269,16 +283,16 @@ def _summary(runs: list[dict], tuned: dict, description: str) -> dict:
                                                    "total": tuned["seconds"] + sum(r["seconds"] for r in runs)}}
 
 
-def significance(per_user: pd.DataFrame, results: dict, metric: str) -> list[dict]:
+def significance(per_user: pd.DataFrame, results: dict, metric: str, cutoffs: Sequence[int] = ()) -> list[dict]:
     """Paired tests over users (each user's value averaged over seeds): every model against the best
-    one on ``metric``, and each IRGAN model against its own start; on ``metric``, P@5, NDCG@5 and
-    NDCG at ``metric``'s cut-off; p-values Holm-corrected within each (metric, test) family."""
+    one on ``metric``, and each IRGAN model against its own start; on ``metric``, NDCG at its
+    cut-off and ``tested_metrics(cutoffs)``; p-values Holm-corrected within each (metric, test) family."""
     models = [m for m in results if m not in {name + START for name in results}]
     best = max(models, key=lambda m: results[m]["test"][metric]["mean"])
     pairs = [(best, m) for m in models if m != best] + [(m, m + START) for m in models if m + START in results]
     tests = []
     same_cut = (f"NDCG@{metric.split('@')[1]}",) if "@" in metric else ()  # HR@10 comes with NDCG@10
-    for name in dict.fromkeys((metric, *TESTED_METRICS, *same_cut)):
+    for name in dict.fromkeys((metric, *tested_metrics(cutoffs), *same_cut)):
         means = per_user.groupby(["model", per_user.index])[name].mean()
         family = [{"metric": name, "a": a, "b": b, **paired_tests(means[a], means[b])} for a, b in pairs]
         for kind in ("t_pvalue", "wilcoxon_pvalue"):
@@ -289,13 +303,21 @@ def significance(per_user: pd.DataFrame, results: dict, metric: str) -> list[dic
     return tests
 
 
+def tested_metrics(cutoffs: Sequence[int] = ()) -> tuple[str, ...]:
+    """The metrics tested and drawn beside the comparison's own: P and NDCG at each of ``cutoffs``,
+    or at 5 without them."""
+    return tuple(f"{m}@{k}" for k in cutoffs for m in ("P", "NDCG")) if cutoffs else TESTED_METRICS
+
+
 def format_table(report: dict) -> str:
     """Mean ± std per metric over seeds and seconds per model, then the paired tests."""
-    columns = list(dict.fromkeys((report["metric"], *TABLE_METRICS)))
-    lines = [f"{'model':14s}" + "".join(f"{m:>17s}" for m in columns) + f"{'seconds':>10s}"]
+    cutoffs = report.get("cutoffs")
+    columns = list(dict.fromkeys((report["metric"], *(tested_metrics(cutoffs) if cutoffs else TABLE_METRICS))))
+    lines = [f"{'model':14s}" + "".join(f"{m:>17s}" for m in columns) + f"{'tuning s':>10s}{'refit s':>9s}"]
     for name, result in report["models"].items():
         cells = "".join(f"{result['test'][m]['mean']:9.4f} ± {result['test'][m]['std']:.4f}" for m in columns)
-        lines.append(f"{name:14s}{cells}{result['seconds']['total']:10.1f}")
+        seconds = result["seconds"]
+        lines.append(f"{name:14s}{cells}{seconds['tuning']:10.1f}{sum(seconds['refit_and_test']):9.1f}")
     tuning = (f"tuned with {report['trials']} trials per model on {report['metric']} averaged over "
               f"{report['splits']} validation split(s)" if report["trials"] else "documented defaults, no tuning")
     lines.append(f"{report['seeds']} seeds; {tuning}; refit on all of train, tested once per seed")
@@ -318,10 +340,12 @@ def plot(report: dict, path: Path) -> bool:
     names = list(report["models"])
     x = np.arange(len(names))
     fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(names)), 4))
-    for k, metric in enumerate(TESTED_METRICS):
+    drawn = tested_metrics(report.get("cutoffs") or ())
+    width = 0.8 / len(drawn)
+    for k, metric in enumerate(drawn):
         means = [report["models"][n]["test"][metric]["mean"] for n in names]
         stds = [report["models"][n]["test"][metric]["std"] for n in names]
-        ax.bar(x + (k - 0.5) * 0.4, means, 0.4, yerr=stds, capsize=3, label=metric)
+        ax.bar(x + (k - (len(drawn) - 1) / 2) * width, means, width, yerr=stds, capsize=3, label=metric)
     ax.set_xticks(x, names, rotation=30, ha="right")
     ax.set_ylabel("test, mean over seeds")
     ax.legend()
@@ -343,6 +367,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m irgan.compare
     parser.add_argument("--metric", default="P@5", help="the validation metric tuning maximises; it picks the best model, and is tested beside P@5 and NDCG@5")
     parser.add_argument("--validation-fraction", type=float, default=0.1, help="share of each user's train positives for tuning")
     parser.add_argument("--splits", type=int, default=1, help="validation splits a trial's figure is averaged over (default 1)")
+    parser.add_argument("--max-epochs", type=int, default=None,
+                        help="cap every model's epochs (BPR, DNS, LightGCN, IRGAN's outer epochs...) at N")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--out", default=None, help="folder for the results (default: a new runs/compare-DATASET-TIME)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar (log lines remain)")
@@ -355,6 +381,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m irgan.compare
                "data_dir": absolute(args.data_dir), "split": args.split,
                "read": read, "trials": args.trials, "metric": args.metric, "splits": args.splits,
                "validation_fraction": args.validation_fraction, "device": args.device}
+    if args.cutoffs:
+        request["cutoffs"] = list(args.cutoffs)
+    if args.max_epochs is not None:
+        request["max_epochs"] = args.max_epochs
     claim = None
     try:
         default = Path("runs") / f"compare-{Path(args.dataset).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -374,7 +404,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m irgan.compare
         else:
             claim.write(REQUEST_FILE, json.dumps(request, indent=2).encode())
         report = compare(data, models, args.seeds, args.trials, args.metric, args.validation_fraction, args.device,
-                         parts=claim.path / "parts", show_progress=not args.quiet, splits=args.splits)
+                         parts=claim.path / "parts", show_progress=not args.quiet, splits=args.splits,
+                         cutoffs=args.cutoffs or (), max_epochs=args.max_epochs)
         per_user = report.pop("per_user")
         claim.write("per_user.csv", per_user.to_csv(index=False).encode())
         claim.write(RESULTS_FILE, json.dumps({**request, **report}, indent=2, default=float).encode())

@@ -9,10 +9,11 @@ with paired tests (``irgan.significance``).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import optuna
@@ -20,8 +21,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-from irgan.baselines import EASERecommender, IALSRecommender, ItemKNNRecommender, LightGCNRecommender
-from irgan.config import PRESETS, BPRConfig, preset
+from irgan.baselines import (EASERecommender, IALSRecommender, ItemKNNRecommender, LightGCNRecommender,
+                             PureSVDRecommender, RP3betaRecommender, SLIMRecommender)
+from irgan.config import PRESETS, BPRConfig, IRGANConfig, preset
 from irgan.data import Interactions, validation_split
 from irgan.metrics import KeepBest, eval_ks, evaluate
 from irgan.models import Popularity
@@ -54,6 +56,8 @@ class Candidate:
     space: Callable[[optuna.Trial], dict]
     fit: Callable[..., Fitted]  # (train, validation | None, params, seed, device, metric, fraction) -> Fitted
     first_trial: dict = field(default_factory=dict)  # the defaults as the space's values: tuning tries them first
+    epochs: int | None = None  # its default epoch count (None: it has none), which --max-epochs caps
+    deterministic: bool = False  # no randomness: a comparison fits it once and reuses the fit for every seed
 
 
 def _estimator(cls, epochs_param: str | None = None):
@@ -78,7 +82,7 @@ def _bpr(negatives: str):
 
         def on_epoch(epoch: int, model: nn.Module) -> None:
             if validation is not None and ((epoch + 1) % EVAL_EVERY == 0 or epoch + 1 == config.epochs):
-                best.offer(model, evaluate(model, train, validation), epoch=epoch + 1)
+                best.offer(model, evaluate(model, train, validation, eval_ks(train.n_items, metric)), epoch=epoch + 1)
 
         last = fit_bpr(train.matrix, config, seed=seed, device=device, on_epoch=on_epoch)
         if best.model is None:
@@ -89,7 +93,8 @@ def _bpr(negatives: str):
 
 def _popularity(train, validation, params, seed, device, metric, fraction) -> Fitted:
     model = Popularity(train.matrix).to(device)
-    return Fitted(model, {}, None if validation is None else evaluate(model, train, validation))
+    return Fitted(model, {}, None if validation is None else
+                  evaluate(model, train, validation, eval_ks(train.n_items, metric)))
 
 
 def _irgan(train, validation, params, seed, device, metric, fraction) -> Fitted:
@@ -119,19 +124,20 @@ def _strong_space(trial: optuna.Trial) -> dict:
 
 
 CANDIDATES: dict[str, Candidate] = {c.name: c for c in (
-    Candidate("pop", "most popular items", {}, lambda t: {}, _popularity),
+    Candidate("pop", "most popular items", {}, lambda t: {}, _popularity, deterministic=True),
     Candidate("bpr", "BPR-MF, uniform negatives (Rendle et al. 2009)",
               {"dim": 64, "lr": 0.05, "l2": 0.05, "epochs": 100},
               lambda t: {"dim": t.suggest_categorical("dim", [16, 32, 64, 128]), "lr": _log_uniform(t, "lr", 0.005, 0.2),
                          "l2": _log_uniform(t, "l2", 0.001, 0.5), "epochs": 100},
-              _bpr("uniform"), {"dim": 64, "lr": 0.05, "l2": 0.05}),
+              _bpr("uniform"), {"dim": 64, "lr": 0.05, "l2": 0.05}, epochs=100),
     Candidate("dns", "BPR-MF, dynamic negatives (Zhang et al. 2013; IRGAN's pretraining)",
               {"dim": 64, "lr": 0.05, "l2": 0.05, "epochs": 100},
               lambda t: {"dim": t.suggest_categorical("dim", [16, 32, 64, 128]), "lr": _log_uniform(t, "lr", 0.005, 0.2),
                          "l2": _log_uniform(t, "l2", 0.001, 0.5), "epochs": 100},
-              _bpr("dns"), {"dim": 64, "lr": 0.05, "l2": 0.05}),
+              _bpr("dns"), {"dim": 64, "lr": 0.05, "l2": 0.05}, epochs=100),
     Candidate("ease", "EASE (Steck 2019)", {"l2": 300.0},
-              lambda t: {"l2": _log_uniform(t, "l2", 10.0, 5000.0)}, _estimator(EASERecommender), {"l2": 300.0}),
+              lambda t: {"l2": _log_uniform(t, "l2", 10.0, 5000.0)}, _estimator(EASERecommender), {"l2": 300.0},
+              deterministic=True),
     Candidate("ials", "implicit ALS (Hu et al. 2008)", {"factors": 16, "regularization": 30.0, "alpha": 4.0},
               lambda t: {"factors": t.suggest_categorical("factors", [8, 16, 32, 64, 128]),
                          "regularization": _log_uniform(t, "regularization", 0.1, 200.0),
@@ -139,18 +145,36 @@ CANDIDATES: dict[str, Candidate] = {c.name: c for c in (
               _estimator(IALSRecommender), {"factors": 16, "regularization": 30.0, "alpha": 4.0}),
     Candidate("itemknn", "item k-NN, cosine", {"k": 50, "shrink": 10.0},
               lambda t: {"k": t.suggest_int("k", 5, 1000, log=True), "shrink": t.suggest_float("shrink", 0.0, 200.0)},
-              _estimator(ItemKNNRecommender), {"k": 50, "shrink": 10.0}),
+              _estimator(ItemKNNRecommender), {"k": 50, "shrink": 10.0}, deterministic=True),
+    Candidate("slim", "SLIM ElasticNet (Ning and Karypis 2011; the reproducibility studies' version)",
+              {name: SLIMRecommender._own_params[name] for name in ("alpha", "l1_ratio", "k")},
+              lambda t: {"alpha": t.suggest_float("alpha", 1e-3, 1.0), "l1_ratio": _log_uniform(t, "l1_ratio", 1e-5, 1.0),
+                         "k": t.suggest_int("k", 5, 1000)},
+              _estimator(SLIMRecommender), {name: SLIMRecommender._own_params[name] for name in ("alpha", "l1_ratio", "k")},
+              deterministic=True),
+    Candidate("puresvd", "PureSVD (Cremonesi et al. 2010)", {"factors": PureSVDRecommender._own_params["factors"]},
+              lambda t: {"factors": t.suggest_int("factors", 1, 350)},
+              _estimator(PureSVDRecommender), {"factors": PureSVDRecommender._own_params["factors"]}, deterministic=True),
+    Candidate("rp3beta", "RP3beta (Paudel et al. 2017)",
+              {name: RP3betaRecommender._own_params[name] for name in ("alpha", "beta", "k", "normalize_similarity")},
+              lambda t: {"alpha": t.suggest_float("alpha", 0.0, 2.0), "beta": t.suggest_float("beta", 0.0, 2.0),
+                         "k": t.suggest_int("k", 5, 1000),
+                         "normalize_similarity": t.suggest_categorical("normalize_similarity", [True, False])},
+              _estimator(RP3betaRecommender),
+              {name: RP3betaRecommender._own_params[name] for name in ("alpha", "beta", "k", "normalize_similarity")},
+              deterministic=True),
     Candidate("lightgcn", "LightGCN (He et al. 2020)", {"dim": 64, "layers": 3, "lr": 0.01, "l2": 1e-3, "epochs": 150},
               lambda t: {"dim": 64, "layers": t.suggest_int("layers", 1, 4), "lr": _log_uniform(t, "lr", 1e-3, 3e-2),
                          "l2": _log_uniform(t, "l2", 1e-5, 1e-2), "epochs": 150},
-              _estimator(LightGCNRecommender, "epochs"), {"layers": 3, "lr": 0.01, "l2": 1e-3}),
+              _estimator(LightGCNRecommender, "epochs"), {"layers": 3, "lr": 0.01, "l2": 1e-3}, epochs=150),
     Candidate("irgan", "IRGAN's G (Wang et al. 2017), the paper's settings, DNS start chosen on validation", {},
               lambda t: {"dim": t.suggest_categorical("dim", [5, 16, 32, 64]), "g_lr": _log_uniform(t, "g_lr", 1e-4, 1e-2),
                          "d_lr": _log_uniform(t, "d_lr", 1e-4, 1e-2), "d_l2": _log_uniform(t, "d_l2", 0.01, 1.0),
                          "pretrain": {"l2": _log_uniform(t, "pretrain_l2", 0.01, 0.5)}},
-              _irgan, {"dim": 5, "g_lr": 0.001, "d_lr": 0.001, "d_l2": 0.2, "pretrain_l2": 0.1}),
+              _irgan, {"dim": 5, "g_lr": 0.001, "d_lr": 0.001, "d_l2": 0.2, "pretrain_l2": 0.1},
+              epochs=IRGANConfig().epochs),
     Candidate("irgan-strong", "IRGAN, the 'strong' preset (32 dimensions, tuned learning rates), DNS start chosen on validation",
-              STRONG, _strong_space, _irgan, STRONG_TUNED),
+              STRONG, _strong_space, _irgan, STRONG_TUNED, epochs=IRGANConfig().epochs),
 )}
 
 
@@ -185,7 +209,9 @@ def tune(candidate: Candidate, train: Interactions, trials: int, metric: str = "
         values, refits = [], []
         for fit_train, validation in folds:
             fitted = candidate.fit(fit_train, validation, params, seed, device, metric, validation_fraction)
-            values.append((fitted.validation or evaluate(fitted.scorer, fit_train, validation))[metric])
+            figures = fitted.validation if fitted.validation and metric in fitted.validation else \
+                evaluate(fitted.scorer, fit_train, validation, eval_ks(fit_train.n_items, metric))
+            values.append(figures[metric])
             refits.append(fitted.refit_params)
         found[trial.number] = _mean_epochs(refits)
         value = float(np.mean(values))
@@ -203,6 +229,18 @@ def tune(candidate: Candidate, train: Interactions, trials: int, metric: str = "
     best = study.best_trial
     history = [{"number": t.number, "value": t.value, "params": t.params, "state": t.state.name} for t in study.trials]
     return Tuned(found[best.number], float(best.value), history, time.perf_counter() - start)
+
+
+def capped(candidate: Candidate, max_epochs: int | None) -> Candidate:
+    """``candidate`` whose fits train at most ``max_epochs`` epochs (None: as it is); a model
+    without epochs is returned unchanged."""
+    if max_epochs is None or candidate.epochs is None:
+        return candidate
+    fit = candidate.fit
+
+    def fit_capped(train, validation, params, *rest) -> Fitted:
+        return fit(train, validation, {**params, "epochs": min(params.get("epochs", candidate.epochs), max_epochs)}, *rest)
+    return dataclasses.replace(candidate, fit=fit_capped, epochs=min(candidate.epochs, max_epochs))
 
 
 def _mean_epochs(refits: list[dict]) -> dict:
@@ -226,14 +264,16 @@ class Tested:
 
 
 def refit_and_test(candidate: Candidate, params: dict, train: Interactions, test: Interactions, seed: int,
-                   device: torch.device | str = "cpu", metric: str = "P@5", validation_fraction: float = 0.1) -> Tested:
+                   device: torch.device | str = "cpu", metric: str = "P@5", validation_fraction: float = 0.1,
+                   cutoffs: Sequence[int] = ()) -> Tested:
     """Fit ``candidate`` with ``params`` on all of ``train`` (seed ``seed``) and evaluate it once
-    on ``test``, ranking every item the user has no train positive for. (IRGAN's recipe selects
-    its epochs on a ``validation_fraction`` split of train before it refits.)"""
+    on ``test`` at cut-offs 3, 5, 10, ``metric``'s and ``cutoffs``, ranking every item the user has
+    no train positive for. (IRGAN's recipe selects its epochs on a ``validation_fraction`` split of
+    train before it refits.)"""
     start = time.perf_counter()
     fitted = candidate.fit(train, None, params, seed, device, metric, validation_fraction)
     seconds = time.perf_counter() - start
-    ks = eval_ks(train.n_items)
+    ks = eval_ks(train.n_items, metric, *cutoffs)
 
     def tested(scorer: nn.Module) -> tuple[dict[str, float], pd.DataFrame]:
         figures, per_user = evaluate(scorer, train, test, ks, per_user=True)
@@ -244,4 +284,4 @@ def refit_and_test(candidate: Candidate, params: dict, train: Interactions, test
     return Tested(figures, per_user, seconds, {name: tested(s) for name, s in fitted.also.items()}, fitted.scorer)
 
 
-__all__ = ["CANDIDATES", "Candidate", "Fitted", "Tested", "Tuned", "refit_and_test", "tune"]
+__all__ = ["CANDIDATES", "Candidate", "capped", "Fitted", "Tested", "Tuned", "refit_and_test", "tune"]

@@ -9,7 +9,15 @@ import torch
 from helpers import planted as planted_blocks
 from sklearn.base import clone
 
-from irgan.baselines import EASERecommender, IALSRecommender, ItemKNNRecommender, LightGCNRecommender
+from irgan.baselines import (
+    EASERecommender,
+    IALSRecommender,
+    ItemKNNRecommender,
+    LightGCNRecommender,
+    PureSVDRecommender,
+    RP3betaRecommender,
+    SLIMRecommender,
+)
 from irgan.data import load_dataset
 from irgan.estimator import IRGAN
 from irgan.metrics import evaluate
@@ -21,9 +29,13 @@ FACTORIES = {
     "itemknn": lambda: ItemKNNRecommender(k=10, device="cpu"),
     "ials": lambda: IALSRecommender(factors=8, regularization=0.1, alpha=10.0, iterations=5, device="cpu"),
     "lightgcn": lambda: LightGCNRecommender(**FAST_LIGHTGCN),
+    "slim": lambda: SLIMRecommender(alpha=0.01, device="cpu"),
+    "puresvd": lambda: PureSVDRecommender(factors=4, device="cpu"),
+    "rp3beta": lambda: RP3betaRecommender(k=20, device="cpu"),
 }
 SCORER_TYPES = {"ease": ItemItemScorer, "itemknn": ItemKNNScorer, "ials": MatrixFactorization,
-                "lightgcn": LightGCNScorer}
+                "lightgcn": LightGCNScorer, "slim": ItemKNNScorer, "puresvd": MatrixFactorization,
+                "rp3beta": ItemKNNScorer}
 
 
 @pytest.fixture(scope="module")

@@ -10,15 +10,17 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+import torch
+
 import irgan.compare
 import irgan.protocol
 from irgan.checkpoint import load_model
 from irgan.config import preset
-from irgan.compare import compare, main, significance
+from irgan.compare import compare, format_table, main, significance
 from irgan.data import load_dataset, validation_split
 from irgan.metrics import evaluate
 from irgan.models import ItemItemScorer
-from irgan.protocol import CANDIDATES, refit_and_test, tune
+from irgan.protocol import CANDIDATES, Candidate, Fitted, refit_and_test, tune
 from irgan.significance import holm
 
 FAST_MODELS = "pop,ease,itemknn,ials"
@@ -58,7 +60,10 @@ def test_results_json_has_the_documented_shape(finished):
     assert list(report["models"]) == FAST_MODELS.split(",")
     for result in report["models"].values():
         assert {"mean", "std", "per_seed"} <= set(result["test"]["P@5"]) and len(result["test"]["P@5"]["per_seed"]) == 2
-        assert result["test"]["P@5"]["mean"] == pytest.approx(np.mean(result["test"]["P@5"]["per_seed"]))
+        for figures in result["test"].values():
+            x, y = figures["per_seed"]
+            assert figures["mean"] == pytest.approx((x + y) / 2)
+            assert figures["std"] == pytest.approx(abs(x - y) / np.sqrt(2))  # sample std (0 here: see the spread test)
         assert {"config", "seconds", "validation"} <= set(result)
     assert report["trials"] == 3 and report["seeds"] == 2 and report["metric"] == "P@5"
     assert (finished / "results.png").stat().st_size > 0
@@ -68,7 +73,8 @@ def test_table_means_equal_evaluate_on_the_saved_models(finished, data):
     report = json.loads((finished / "results.json").read_text())
     for name in FAST_MODELS.split(","):
         for seed in range(2):
-            saved = load_model(finished / "parts" / f"{name}.seed{seed}.pt")
+            once = report["models"][name].get("fitted_once", False)  # one fit, its figures reused for every seed
+            saved = load_model(finished / "parts" / f"{name}.seed{0 if once else seed}.pt")
             direct = evaluate(saved.scorers["model"], data.train, data.test)
             assert direct["P@5"] == pytest.approx(report["models"][name]["test"]["P@5"]["per_seed"][seed], abs=1e-12)
             assert direct["NDCG@10"] == pytest.approx(report["models"][name]["test"]["NDCG@10"]["per_seed"][seed],
@@ -84,11 +90,41 @@ def test_per_user_csv_is_by_raw_user_id_and_averages_to_the_table(finished, data
     assert means["ease", 1] == pytest.approx(report["models"]["ease"]["test"]["NDCG@5"]["per_seed"][1])
 
 
+def scripted(score, epochs=None) -> Candidate:
+    """EASE's search space with a fit that trains nothing: a trial's validation figure is
+    ``score(l2)``; with ``epochs``, the k-th fit of each trial (its k-th validation split) chooses
+    ``epochs[k]``. Trials then differ, so the best and the first can be told apart."""
+    calls = []
+
+    def fit(train, validation, params, seed, device, metric, fraction) -> Fitted:
+        calls.append(params)
+        refit = dict(params) if epochs is None else {**params, "epochs": epochs[(len(calls) - 1) % len(epochs)]}
+        return Fitted(torch.nn.Identity(), refit, {metric: score(params["l2"])})
+    return dataclasses.replace(CANDIDATES["ease"], fit=fit)
+
+
+def near_2000(l2: float) -> float:
+    return -abs(float(np.log(l2 / 2000.0)))
+
+
 def test_tuning_tries_the_defaults_first_and_keeps_the_best_trial(data):
+    tuned = tune(scripted(near_2000), data.train, trials=6, seed=0)
+    best = max(tuned.trials, key=lambda t: t["value"])
+    assert tuned.trials[0]["params"] == {"l2": 300.0}
+    assert best["number"] != 0 and len({t["value"] for t in tuned.trials}) == 6  # the first trial is not the best
+    assert tuned.params == {"l2": best["params"]["l2"]} and tuned.validation == best["value"]
+
+
+def test_a_real_tuning_keeps_the_best_trial(data):
     tuned = tune(CANDIDATES["ease"], data.train, trials=4, seed=0)
     assert tuned.trials[0]["params"] == {"l2": 300.0}
     assert tuned.validation == max(t["value"] for t in tuned.trials)
     assert tuned.params["l2"] == max(tuned.trials, key=lambda t: t["value"])["params"]["l2"]
+
+
+def test_the_refit_epochs_are_the_mean_over_the_validation_splits(data):
+    tuned = tune(scripted(near_2000, epochs=(10, 15, 40)), data.train, trials=1, seed=0, splits=3)
+    assert tuned.params == {"l2": 300.0, "epochs": 22}  # round(65 / 3), not the first split's 10
 
 
 def test_tuning_is_seeded(data):
@@ -102,12 +138,83 @@ def test_trials_zero_uses_the_documented_defaults(data):
     assert tuned.params == CANDIDATES["ials"].defaults and tuned.trials == [] and tuned.validation is None
 
 
-def test_epoch_models_refit_for_the_epochs_validation_chose(data, monkeypatch):
-    monkeypatch.setitem(CANDIDATES["bpr"].defaults, "epochs", 10)
-    tuned = tune(CANDIDATES["bpr"], data.train, trials=1, seed=0)
-    assert tuned.params["epochs"] % 5 == 0 and 5 <= tuned.params["epochs"] <= 100
-    tested = refit_and_test(CANDIDATES["bpr"], tuned.params, data.train, data.test, seed=0)
+def test_bpr_refits_for_the_epochs_validation_chose(data, monkeypatch):
+    """Validation (checked every 5 epochs of 15) peaks at epoch 10: the refit trains 10 epochs, not 15."""
+    candidate = dataclasses.replace(CANDIDATES["bpr"], first_trial={},
+                                    space=lambda t: {"dim": 8, "lr": 0.05, "l2": 0.05, "epochs": 15})
+    trained, real_fit = [], irgan.protocol.fit_bpr
+    monkeypatch.setattr(irgan.protocol, "fit_bpr", lambda m, config, **k: trained.append(config.epochs) or real_fit(m, config, **k))
+    with monkeypatch.context() as m:
+        figures = iter([0.1, 0.3, 0.2])  # epochs 5, 10, 15
+        m.setattr(irgan.protocol, "evaluate", lambda *a, **k: {"P@5": next(figures)})
+        tuned = tune(candidate, data.train, trials=1, seed=0)
+    assert tuned.params["epochs"] == 10 and tuned.validation == 0.3
+    tested = refit_and_test(candidate, tuned.params, data.train, data.test, seed=0)
+    assert trained == [15, 10]
     assert 0 <= tested.test["P@5"] <= 1 and len(tested.per_user) == np.count_nonzero(np.diff(data.test.matrix.indptr))
+
+
+USERS = pd.Index([f"u{i}" for i in range(21)], name="user")
+
+
+def scripted_compare(monkeypatch, data, per_user: dict[str, list[np.ndarray]], **kwargs) -> dict:
+    """``compare`` of the models of ``per_user`` (ones with randomness, so each seed is refitted), whose
+    refit with seed s gives the users USERS the values ``per_user[model][s]`` (P@5 and NDCG@5 alike):
+    no model is fitted."""
+    def refit_and_test(candidate, params, train, test, seed, *args, **kw) -> irgan.protocol.Tested:
+        values = per_user[candidate.name][seed]
+        figures = dict.fromkeys(("P@5", "NDCG@5", "P@10", "NDCG@10"), float(values.mean()))
+        return irgan.protocol.Tested(figures, pd.DataFrame({"P@5": values, "NDCG@5": values}, index=USERS), 0.0)
+    monkeypatch.setattr(irgan.compare, "refit_and_test", refit_and_test)
+    return compare(data, list(per_user), seeds=len(next(iter(per_user.values()))), trials=0, device="cpu", **kwargs)
+
+
+@pytest.mark.parametrize("levels, std", [
+    ((0.2, 0.4, 0.9), 0.36055512754639896),  # mean 0.5; squares 0.09 + 0.01 + 0.16 over n - 1: sqrt(0.13), not sqrt(0.26 / 3)
+    ((0.2, 0.4), 0.14142135623730953),  # sqrt(0.02 / 1), not 0.1
+    ((0.3,), 0.0),  # one seed: no spread
+])
+def test_the_spread_over_seeds_is_the_sample_standard_deviation(data, monkeypatch, levels, std):
+    offsets = np.linspace(-0.05, 0.05, 21)  # they sum to 0: a seed's mean is its level
+    report = scripted_compare(monkeypatch, data, {"bpr": [level + offsets for level in levels],
+                                                  "dns": [0.1 + offsets[::-1] for _ in levels]})
+    bpr = report["models"]["bpr"]["test"]["P@5"]
+    assert bpr["per_seed"] == pytest.approx(list(levels)) and bpr["mean"] == pytest.approx(np.mean(levels))
+    assert bpr["std"] == pytest.approx(std, abs=1e-12)
+    assert report["models"]["dns"]["test"]["P@5"]["std"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_paired_tests_average_each_user_over_the_seeds(data, monkeypatch):
+    rng = np.random.default_rng(4)
+    means = {"bpr": 0.6 + 0.2 * rng.random(21), "dns": 0.3 + 0.2 * rng.random(21)}
+    noise = {name: rng.normal(0, 0.2, 21) for name in means}  # seed 0 above each user's mean, seed 1 below
+    report = scripted_compare(monkeypatch, data, {m: [v + noise[m], v - noise[m]] for m, v in means.items()})
+    row = next(r for r in report["tests"] if r["metric"] == "P@5")
+    a, b = means["bpr"], means["dns"]
+    assert (row["a"], row["b"], row["n"]) == ("bpr", "dns", 21)
+    assert (row["mean_a"], row["mean_b"]) == pytest.approx((a.mean(), b.mean()))
+    assert row["t_pvalue"] == pytest.approx(stats.ttest_rel(a, b).pvalue)
+    assert row["wilcoxon_pvalue"] == pytest.approx(stats.wilcoxon(a, b).pvalue)
+    seed_0 = stats.ttest_rel(a + noise["bpr"], b + noise["dns"]).pvalue
+    assert seed_0 != pytest.approx(row["t_pvalue"], rel=0.1)  # seed 0 alone would give another answer
+
+
+def test_wilcoxon_p_values_are_holm_corrected_and_that_changes_the_verdict(data, monkeypatch):
+    gain = np.r_[0.3 * (1 + 0.01 * np.arange(11)), -0.003 * (1 + np.arange(10))]  # 11 users gain much, 10 lose little
+    rng = np.random.default_rng(1)
+    best = 0.5 + 0.1 * rng.random(21)
+    per_user = {"bpr": [best], "dns": [best - gain[rng.permutation(21)]],
+                "ials": [best - 0.9 * gain[rng.permutation(21)]]}
+    report = scripted_compare(monkeypatch, data, per_user)
+    rows = [r for r in report["tests"] if r["metric"] == "P@5"]
+    assert [(r["a"], r["b"]) for r in rows] == [("bpr", "dns"), ("bpr", "ials")]
+    raw = [stats.wilcoxon(best, per_user[r["b"]][0]).pvalue for r in rows]
+    assert [r["wilcoxon_pvalue"] for r in rows] == pytest.approx(raw)
+    assert [r["wilcoxon_pvalue_holm"] for r in rows] == pytest.approx(holm(raw).tolist())
+    assert max(raw) < 0.05 < min(holm(raw))  # each is significant alone, neither after the correction
+    assert all(r["t_pvalue_holm"] < 0.01 for r in rows)  # the t-test alone would call both significant
+    lines = [line for line in format_table(report).splitlines() if line.startswith("P@5: bpr")]
+    assert len(lines) == 2 and all(line.endswith("(Holm): not significant") for line in lines)
 
 
 def test_significance_matches_scipy_and_holm(data):
@@ -122,43 +229,43 @@ def test_significance_matches_scipy_and_holm(data):
     results = {n: {"test": {"P@5": {"mean": float(v)}}} for n, v in (("good", 0.9), ("mid", 0.5), ("bad", 0.1))}
     rows = [r for r in significance(per_user, results, "P@5") if r["metric"] == "P@5"]
     assert [(r["a"], r["b"]) for r in rows] == [("good", "mid"), ("good", "bad")]
-    raw = [stats.ttest_rel(a + 0.2, values).pvalue for values in (frames[1]["P@5"], frames[2]["P@5"])]
-    assert [r["t_pvalue"] for r in rows] == pytest.approx(raw)
-    assert [r["t_pvalue_holm"] for r in rows] == pytest.approx(holm(raw).tolist())
-    wilcoxon = stats.wilcoxon(a + 0.2, frames[2]["P@5"].to_numpy()).pvalue
-    assert rows[1]["wilcoxon_pvalue"] == pytest.approx(wilcoxon)
+    for test, kind in ((stats.ttest_rel, "t_pvalue"), (stats.wilcoxon, "wilcoxon_pvalue")):
+        raw = [test(a + 0.2, frame["P@5"].to_numpy()).pvalue for frame in frames[1:]]
+        assert [r[kind] for r in rows] == pytest.approx(raw)
+        assert [r[f"{kind}_holm"] for r in rows] == pytest.approx(holm(raw).tolist())
+        assert not np.allclose([r[f"{kind}_holm"] for r in rows], raw, rtol=1e-3, atol=0)  # the correction acted
 
 
 def test_an_interrupted_comparison_continues_and_recomputes_only_what_is_missing(ratings, tmp_path, monkeypatch):
     out = tmp_path / "run"
-    args = ["--dataset", str(ratings), "--split", "random", "--models", "pop,ease", "--seeds", "2", "--trials", "2",
+    args = ["--dataset", str(ratings), "--split", "random", "--models", "pop,ials", "--seeds", "2", "--trials", "2",
             "--device", "cpu", "--out", str(out), "--quiet"]
     assert main(args) == 0
     first = json.loads((out / "results.json").read_text())
-    (out / "parts" / "ease.seed1.json").unlink()
+    (out / "parts" / "ials.seed1.json").unlink()
     calls = []
     real = irgan.compare.refit_and_test
     monkeypatch.setattr(irgan.compare, "refit_and_test", lambda c, *a, **k: calls.append(c.name) or real(c, *a, **k))
     monkeypatch.setattr(irgan.compare, "tune", lambda *a, **k: pytest.fail("tuning was kept and must not rerun"))
     assert main(args) == 0
-    assert calls == ["ease"]
+    assert calls == ["ials"]
     again = json.loads((out / "results.json").read_text())
-    assert again["models"]["ease"]["test"] == first["models"]["ease"]["test"]
+    assert again["models"]["ials"]["test"] == first["models"]["ials"]["test"]
 
 
 def test_a_deleted_refit_file_is_fitted_and_written_again(ratings, tmp_path, monkeypatch):
     out = tmp_path / "run"
-    args = ["--dataset", str(ratings), "--split", "random", "--models", "pop,ease", "--seeds", "2", "--trials", "0",
+    args = ["--dataset", str(ratings), "--split", "random", "--models", "pop,ials", "--seeds", "2", "--trials", "0",
             "--device", "cpu", "--out", str(out), "--quiet"]
     assert main(args) == 0
-    record = json.loads((out / "parts" / "ease.seed1.json").read_text())
-    (out / "parts" / "ease.seed1.pt").unlink()
+    record = json.loads((out / "parts" / "ials.seed1.json").read_text())
+    (out / "parts" / "ials.seed1.pt").unlink()
     calls = []
     real = irgan.compare.refit_and_test
     monkeypatch.setattr(irgan.compare, "refit_and_test", lambda c, *a, **k: calls.append(c.name) or real(c, *a, **k))
     assert main(args) == 0
-    assert calls == ["ease"] and (out / "parts" / "ease.seed1.pt").is_file()
-    again = json.loads((out / "parts" / "ease.seed1.json").read_text())
+    assert calls == ["ials"] and (out / "parts" / "ials.seed1.pt").is_file()
+    again = json.loads((out / "parts" / "ials.seed1.json").read_text())
     assert {k: v for k, v in again.items() if k != "seconds"} == {k: v for k, v in record.items() if k != "seconds"}
 
 
@@ -250,18 +357,45 @@ def test_a_comparison_refuses_to_continue_on_changed_data(tmp_path, ratings, cap
 
 
 def test_a_diverging_trial_fails_alone(data):
-    real = CANDIDATES["ease"].fit
-    calls = []
+    candidate = scripted(near_2000)
+    real, calls = candidate.fit, []
 
     def sometimes(*args):
         calls.append(1)
         if len(calls) == 2:
             raise FloatingPointError("diverged")
         return real(*args)
-    candidate = dataclasses.replace(CANDIDATES["ease"], fit=sometimes)
-    tuned = tune(candidate, data.train, trials=3, seed=0)
-    assert [t["state"] for t in tuned.trials] == ["COMPLETE", "FAIL", "COMPLETE"]
-    assert tuned.validation == max(t["value"] for t in tuned.trials if t["value"] is not None)
+    tuned = tune(dataclasses.replace(candidate, fit=sometimes), data.train, trials=4, seed=0)
+    assert [t["state"] for t in tuned.trials] == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
+    best = max((t for t in tuned.trials if t["value"] is not None), key=lambda t: t["value"])
+    assert tuned.validation == best["value"] and tuned.params == {"l2": best["params"]["l2"]}
+
+
+def test_a_tuning_where_every_trial_diverges_is_one_error(data):
+    def diverge(*args):
+        raise FloatingPointError("diverged")
+    with pytest.raises(FloatingPointError, match="ease: every one of the 3 tuning trials diverged"):
+        tune(dataclasses.replace(CANDIDATES["ease"], fit=diverge), data.train, trials=3, seed=0)
+
+
+def test_a_failed_comparison_keeps_its_finished_parts_and_continues(ratings, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    args = ["--dataset", str(ratings), "--split", "random", "--models", "pop,ease", "--seeds", "1", "--trials", "0",
+            "--device", "cpu", "--out", str(out), "--quiet"]
+    real, calls = irgan.compare.refit_and_test, []
+
+    def ease_diverges(candidate, *a, **k):
+        if candidate.name == "ease":
+            raise FloatingPointError("ease diverged")
+        return real(candidate, *a, **k)
+    with monkeypatch.context() as m:
+        m.setattr(irgan.compare, "refit_and_test", ease_diverges)
+        assert main(args) == 2
+    assert "error: ease diverged" in capsys.readouterr().err
+    assert {"compare.json", "parts"} <= {p.name for p in out.iterdir()} and (out / "parts" / "pop.seed0.pt").is_file()
+    monkeypatch.setattr(irgan.compare, "refit_and_test", lambda c, *a, **k: calls.append(c.name) or real(c, *a, **k))
+    assert main(args) == 0
+    assert calls == ["ease"] and (out / "results.json").is_file()
 
 
 def test_the_comparison_metric_is_tested_too(data):

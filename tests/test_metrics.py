@@ -14,8 +14,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from irgan.distributed import Shard
 from irgan.model_files import load_arrays
-from irgan.metrics import METRICS, evaluate
+from irgan.metrics import METRICS, KeepBest, eval_ks, evaluate, evaluate_sharded, metric_names
 
 KS = (1, 3, 5, 10)
 
@@ -263,8 +264,69 @@ def test_other_score_layouts_agree():
     assert evaluate(frozen, train, test, ks=KS) == expected
     assert evaluate(transposed, train, test, ks=KS) == expected
     assert evaluate(scores, train, test, ks=KS, device="auto") == pytest.approx(expected)
-    half = evaluate(torch.tensor(scores, dtype=torch.float16), train, test, ks=KS)
-    assert half.keys() == expected.keys()
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_half_precision_scores_rank_as_their_float64_values(tied):
+    """Small integers are exact in float16, so its ranking, ties included, is the float64 one."""
+    scores, train, test = random_case(10, tied=tied)
+    if not tied:
+        scores = np.argsort(scores, axis=1).astype(float)  # distinct integers 0..n_items-1 per user
+    half = torch.tensor(scores, dtype=torch.float16)
+    assert np.array_equal(half.double().numpy(), scores)
+    expected = evaluate(scores, train, test, ks=KS, per_user=True)
+    got = evaluate(half, train, test, ks=KS, per_user=True)
+    assert got[0] == pytest.approx(expected[0], abs=1e-12)
+    pd.testing.assert_frame_equal(got[1], expected[1])
+    pd.testing.assert_frame_equal(expected[1], reference(scores, train, test, KS).rename_axis("user")[expected[1].columns],
+                                  check_dtype=False, check_index_type=False)
+
+
+def test_cut_offs_and_metric_names():
+    assert eval_ks(100) == (3, 5, 10) and eval_ks(7) == (3, 5) and eval_ks(2) == (2,)  # none fits: the catalog's length
+    assert eval_ks(100, "NDCG@20", 4, "MRR") == (3, 4, 5, 10, 20) and eval_ks(8, "P@20") == (3, 5)
+    assert metric_names([5, 3, 5]) == [f"{m}@{k}" for k in (3, 5) for m in METRICS] + ["MRR"]
+    scores, train, test = random_case(12)
+    assert list(evaluate(scores, train, test, ks=[5, 3])) == metric_names([5, 3])
+
+
+def test_keep_best_keeps_a_copy_of_the_first_best():
+    best, model = KeepBest("P@5"), torch.nn.Linear(2, 1)
+    assert best.model is None and best.score == -np.inf and best.info == {}
+    for epoch, figure in enumerate([0.2, 0.5, 0.5, 0.4], 1):
+        best.offer(model, {"P@5": figure, "NDCG@5": epoch}, epoch=epoch)
+        with torch.no_grad():
+            model.weight.add_(1.0)
+    assert best.score == 0.5 and best.info == {"epoch": 2, "metrics": {"P@5": 0.5, "NDCG@5": 2}}  # ties keep the first
+    assert best.model is not model and torch.allclose(best.model.weight, model.weight - 3.0)  # as offered at epoch 2
+
+
+class OtherProcess:
+    """Rank ``rank`` of a two-process job, without torch.distributed: ``sum`` adds what the other
+    rank's sum was given (``other``) and remembers what it was given itself."""
+
+    active = True
+
+    def __init__(self, rank: int, other: torch.Tensor | None = None) -> None:
+        self.rows, self.other, self.given = Shard(rank, 2).rows, other, None
+
+    def sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        self.given = tensor.clone()
+        return tensor if self.other is None else tensor + self.other
+
+
+@pytest.mark.parametrize("odd_users_tested", [True, False])
+def test_sharded_evaluation_is_the_evaluation_of_all_users(odd_users_tested):
+    scores, train, test = random_case(11)
+    if not odd_users_tested:  # rank 1 then has no test user: it sends zeros
+        test = sp.csr_matrix(sp.diags((np.arange(test.shape[0]) % 2 == 0).astype(np.float32)) @ test)
+    expected = evaluate(scores, train, test, ks=KS)
+    assert evaluate_sharded(scores, train, test, KS) == expected  # alone: plain evaluate
+    second = OtherProcess(1)
+    evaluate_sharded(scores, train, test, KS, second)
+    assert bool(second.given.any()) == odd_users_tested
+    got = evaluate_sharded(scores, train, test, KS, OtherProcess(0, other=second.given))
+    assert list(got) == list(expected) and got == pytest.approx(expected, abs=1e-12)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")

@@ -133,3 +133,27 @@ def test_the_irgan_authors_files_are_split_u1(shared_data):
     shift = {i: i + 1 for i in theirs.train.item_ids}
     for a, b in ((theirs.train, u1.train), (theirs.test, u1.test)):
         assert {(u + 1, shift[i]) for u, i in pairs(a)} == pairs(b)
+
+
+def test_compare_with_the_ecir_protocol_reports_every_cutoff(released, tmp_path, capsys):
+    """--cutoffs 5,20 --metric NDCG@10: tuned on NDCG@10, tested and drawn at 5 and 20 everywhere."""
+    out = tmp_path / "cmp"
+    assert compare_cli.main(["--dataset", str(released[0]), "--test", str(released[1]), "--min-rating", "none",
+                             "--models", "pop,ease", "--seeds", "2", "--trials", "2", "--metric", "NDCG@10",
+                             "--validation-fraction", "0.2", "--cutoffs", "5,20", "--quiet", "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["cutoffs"] == [5, 20] and results["metric"] == "NDCG@10"
+    assert {"P@5", "NDCG@5", "P@20", "NDCG@20", "NDCG@10"} <= set(results["models"]["ease"]["test"])
+    assert {t["metric"] for t in results["tests"]} == {"NDCG@10", "P@5", "NDCG@5", "P@20", "NDCG@20"}
+    trials = results["models"]["ease"]["trials"]
+    assert len(trials) == 2 and results["models"]["ease"]["validation"] == max(t["value"] for t in trials)
+    header = capsys.readouterr().out.splitlines()[0].split()
+    assert header[1:6] == ["NDCG@10", "P@5", "NDCG@5", "P@20", "NDCG@20"]
+    columns = (out / "per_user.csv").read_text().splitlines()[0].split(",")
+    assert {"P@20", "NDCG@20"} <= set(columns)
+
+
+def test_compare_refuses_a_cutoff_longer_than_the_catalog(released, tmp_path, capsys):
+    assert compare_cli.main(["--dataset", str(released[0]), "--test", str(released[1]), "--min-rating", "none",
+                             "--models", "pop", "--cutoffs", "5,50", "--quiet", "--out", str(tmp_path / "c")]) == 2
+    assert "a cut-off of 50 needs more than the catalog's 30 items" in capsys.readouterr().err

@@ -32,21 +32,38 @@ def test_paired_tests_are_antisymmetric():
 
 def test_identical_models_cannot_differ():
     out = paired_tests(A, A.copy())
-    assert out["t_pvalue"] == 1.0 and out["wilcoxon_pvalue"] == 1.0 and out["mean_diff"] == 0.0
+    assert out == {"n": 10.0, "mean_a": pytest.approx(0.54), "mean_b": pytest.approx(0.54), "mean_diff": 0.0,
+                   "t": 0.0, "t_pvalue": 1.0, "w": 0.0, "wilcoxon_pvalue": 1.0}
 
 
 def test_series_are_aligned_on_users():
     a = pd.Series(A, index=pd.Index(np.arange(10), name="user"))
     b = pd.Series(B, index=a.index).iloc[::-1]
     assert paired_tests(a, b) == pytest.approx(paired_tests(A, B))
-    with pytest.raises(ValueError, match="different users"):
+    with pytest.raises(ValueError, match="^a and b hold values for different users: score both models on the same"):
         paired_tests(a, pd.Series(B, index=np.arange(1, 11)))
+    assert paired_tests(pd.Series(A, index=np.arange(10)[::-1]), B) == pytest.approx(paired_tests(A, B))  # by position
 
 
-@pytest.mark.parametrize("a, b", [(A, B[:5]), (A[:1], B[:1]), (np.array([np.nan, 1.0]), np.array([0.0, 1.0]))])
-def test_bad_input_raises(a, b):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("a, b, words", [
+    (A, B[:5], r"^a and b must be 1-d and of equal length, got shapes \(10,\) and \(5,\)$"),
+    (A.reshape(2, 5), B.reshape(2, 5), r"^a and b must be 1-d and of equal length, got shapes \(2, 5\) and \(2, 5\)$"),
+    (A[:1], B[:1], "^paired tests need at least 2 users and finite values$"),
+    (np.array([np.nan, 1.0]), np.array([0.0, 1.0]), "^paired tests need at least 2 users and finite values$"),
+    (np.array([0.0, 1.0]), np.array([np.inf, 1.0]), "^paired tests need at least 2 users and finite values$"),
+    ([None, 1.0], [0.0, 1.0], "^paired tests need at least 2 users and finite values$"),  # a missing value
+    ([0.0, 1.0], [0.0, None], "^paired tests need at least 2 users and finite values$"),
+])
+def test_bad_input_raises(a, b, words):
+    with pytest.raises(ValueError, match=words):
         paired_tests(a, b)
+
+
+def test_two_users_and_boolean_hits_are_enough():
+    out = paired_tests([0.5, 0.9], [0.1, 0.6])
+    assert out["n"] == 2 and out["t_pvalue"] == pytest.approx(stats.ttest_rel([0.5, 0.9], [0.1, 0.6]).pvalue)
+    hits_a, hits_b = A > 0.3, B > 0.3  # HR@k per user, as booleans
+    assert paired_tests(hits_a, hits_b) == pytest.approx(paired_tests(hits_a.astype(float), hits_b.astype(float)))
 
 
 def test_holm_by_hand():
@@ -57,6 +74,8 @@ def test_holm_by_hand():
     np.testing.assert_allclose(holm([0.3, 0.9]), [0.6, 0.9])
     assert holm([0.7, 0.6]).max() == 1.0  # capped
     assert holm([]).shape == (0,)
+    np.testing.assert_array_equal(holm([0.0, 0.2]), [0.0, 0.2])  # 0 and 1 are p-values too
+    assert holm([1, 0]).dtype == np.float64 and holm([1, 0]).tolist() == [1.0, 0.0]
 
 
 def test_holm_rejects_what_bonferroni_rejects_and_more():
@@ -67,5 +86,5 @@ def test_holm_rejects_what_bonferroni_rejects_and_more():
 
 @pytest.mark.parametrize("bad", [[0.1, 1.2], [-0.1], [[0.1, 0.2]], [np.nan]])
 def test_holm_rejects_bad_pvalues(bad):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^pvalues must be a 1-d sequence of numbers in \[0, 1\]$"):
         holm(bad)

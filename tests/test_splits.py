@@ -176,13 +176,21 @@ frames = st.integers(1, 60).flatmap(
 @settings(max_examples=30, deadline=None, database=None)
 @given(df=frames, fraction=st.floats(0.05, 0.95), seed=st.integers(0, 2**16))
 def test_property_random_holdout_never_leaks(df, fraction, seed):
+    counts = df.drop_duplicates(["user", "item"]).groupby("user").size().to_numpy()
     try:
         split = random_holdout(df, fraction, seed)
-    except DataError:  # legal only when no test positive was drawn
+    except DataError as err:
+        # legal only when no user was sure of a test positive: a user with n >= 2 positives holds out
+        # floor(fraction * n + U), U uniform in [0, 1): at least 1 whenever fraction * n >= 1
+        assert "no test positives" in str(err)
+        assert np.all((counts == 1) | (fraction * counts < 1)), (counts, fraction)
         return
     check_split(split, df)
-    train_n = split.train.matrix.getnnz(axis=1)
-    assert np.all(train_n[train_n + split.test.matrix.getnnz(axis=1) >= 1] >= 1)
+    train_n, test_n = split.train.matrix.getnnz(axis=1), split.test.matrix.getnnz(axis=1)
+    assert np.all(train_n[train_n + test_n >= 1] >= 1)
+    n = train_n + test_n
+    drawn = np.floor(fraction * n)  # floor(fraction * n + U) is this or one more, then at most n - 1
+    assert np.all((test_n >= np.minimum(drawn, n - 1)) & (test_n <= np.minimum(drawn + 1, np.maximum(n - 1, 0))))
 
 
 @settings(max_examples=30, deadline=None, database=None)

@@ -1,0 +1,1 @@
+"""Adversarial recommenders beside IRGAN: CFGAN and APR."""

@@ -1,0 +1,180 @@
+"""The protocol's pieces, each fit of a candidate checked without training: what a fit is given,
+what it hands a refit, which validation it selects on; the search spaces, seeds and timings."""
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import torch
+
+import irgan.protocol
+from irgan.data import Interactions, validation_split
+from irgan.metrics import evaluate
+from irgan.models import Popularity
+from irgan.protocol import CANDIDATES, refit_and_test, tune
+
+
+def interactions(n_items: int) -> tuple[Interactions, Interactions]:
+    """(train, test) over 30 users x ``n_items`` items, raw ids that are not indices."""
+    cells = np.random.default_rng(0).random((30, n_items))
+    ids, items = np.array([f"u{u}" for u in range(30)]), np.arange(100, 100 + n_items)
+    train = Interactions(sp.csr_matrix((cells < 0.5).astype(np.float32)), ids, items)
+    test = Interactions(sp.csr_matrix((cells > 0.8).astype(np.float32)), ids, items)
+    return train, test
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[Interactions, Interactions]:
+    return interactions(12)
+
+
+class Stub:
+    """An estimator that trains nothing: it records its arguments and 'chooses' epoch 7."""
+
+    made: list[dict] = []
+
+    def __init__(self, **kwargs) -> None:
+        Stub.made.append(kwargs)
+
+    def fit(self, train, validation) -> "Stub":
+        Stub.made[-1]["fitted_on"] = (train, validation)
+        self.model_, self.best_epoch_ = torch.nn.Identity(), 7
+        self.validation_metrics_ = None if validation is None else {"NDCG@5": 0.3}
+        return self
+
+
+@pytest.mark.parametrize("epochs_param", ["epochs", None])
+def test_an_estimators_fit_passes_the_selection_on_and_the_chosen_epochs_back(data, epochs_param):
+    train, _ = data
+    fit = irgan.protocol._estimator(Stub, epochs_param)
+    Stub.made.clear()
+    tuning = fit(train, train, {"epochs": 20, "lr": 0.1}, 3, "cpu", "NDCG@5", 0.1)
+    refit = fit(train, None, {"epochs": 20, "lr": 0.1}, 4, "cpu", "NDCG@5", 0.1)
+    plain = {"epochs": 20, "lr": 0.1}
+    assert [m.pop("fitted_on") for m in Stub.made] == [(train, train), (train, None)]
+    if epochs_param:
+        assert Stub.made == [{**plain, "select_metric": "NDCG@5", "seed": 3, "device": "cpu"},
+                             {**plain, "select_metric": "NDCG@5", "patience": None, "seed": 4, "device": "cpu"}]
+        assert tuning.refit_params == {"epochs": 7, "lr": 0.1}  # the epoch validation chose
+    else:
+        assert Stub.made == [{**plain, "seed": 3, "device": "cpu"}, {**plain, "seed": 4, "device": "cpu"}]
+        assert tuning.refit_params == plain
+    assert isinstance(tuning.scorer, torch.nn.Identity) and tuning.validation == {"NDCG@5": 0.3}
+    assert refit.refit_params == plain and refit.validation is None
+
+
+@pytest.mark.parametrize("negatives", ["uniform", "dns"])
+def test_a_bpr_fit_keeps_the_best_checked_epoch(data, monkeypatch, negatives):
+    """Checked every 5 epochs and at the last (12): 5, 10, 12; epoch 10 scores best."""
+    train, _ = data
+    seen, figures = {}, iter([0.1, 0.3, 0.2])
+    models = [torch.nn.Linear(1, 1) for _ in range(12)]
+
+    def fit_bpr(matrix, config, seed, device, on_epoch):
+        seen.update(config=config, seed=seed, device=device, matrix=matrix)
+        for epoch, model in enumerate(models):
+            on_epoch(epoch, model)
+        return models[-1]
+    checked = []
+
+    def scripted(model, seen_train, validation, *args, **kwargs):
+        assert (seen_train, validation) == (train, "the fold")
+        checked.append(models.index(model) + 1)
+        return {"P@5": next(figures)}
+    monkeypatch.setattr(irgan.protocol, "fit_bpr", fit_bpr)
+    monkeypatch.setattr(irgan.protocol, "evaluate", scripted)
+    params = {"dim": 8, "lr": 0.05, "l2": 0.01, "epochs": 12}
+    fitted = irgan.protocol._bpr(negatives)(train, "the fold", params, 2, "cpu", "P@5", 0.1)
+    assert checked == [5, 10, 12]
+    assert (seen["config"].negatives, seen["config"].dim, seen["config"].epochs, seen["seed"]) == (negatives, 8, 12, 2)
+    assert seen["matrix"] is train.matrix and seen["device"] == "cpu"
+    assert fitted.refit_params == {**params, "epochs": 10} and fitted.validation == {"P@5": 0.3}
+    assert torch.equal(fitted.scorer.weight, models[9].weight) and fitted.scorer is not models[9]  # a copy
+    checked.clear()
+    last = irgan.protocol._bpr(negatives)(train, None, params, 2, "cpu", "P@5", 0.1)
+    assert checked == [] and last.scorer is models[-1] and last.refit_params == params and last.validation is None
+
+
+def test_popularity_reports_its_validation_figures(data):
+    train, _ = data
+    fit_train, validation = validation_split(train, 0.3, 0)
+    fitted = CANDIDATES["pop"].fit(fit_train, validation, {}, 0, "cpu", "P@5", 0.1)
+    assert isinstance(fitted.scorer, Popularity) and fitted.refit_params == {}
+    assert fitted.validation == evaluate(fitted.scorer, fit_train, validation)
+    assert CANDIDATES["pop"].fit(train, None, {}, 0, "cpu", "P@5", 0.1).validation is None
+
+
+@pytest.mark.parametrize("start", [torch.nn.Identity(), None])
+def test_an_irgan_fit_selects_on_the_given_validation_and_refits_without_it(data, monkeypatch, start):
+    train, _ = data
+    calls = []
+
+    def run_recipe(train, test, config, validation, seed, device):
+        calls.append(SimpleNamespace(test=test, config=config, validation=validation, seed=seed, device=device))
+        return SimpleNamespace(generator="G", init=start, best_generator={"metrics": {"NDCG@3": 0.4}})
+    monkeypatch.setattr(irgan.protocol, "run_recipe", run_recipe)
+    fit = CANDIDATES["irgan"].fit
+    tuning = fit(train, "the fold", {"dim": 4}, 1, "cpu", "NDCG@3", 0.2)
+    refit = fit(train, None, {"dim": 4}, 2, "cpu", "NDCG@3", 0.2)
+    first, second = calls
+    assert (first.validation, first.seed, first.device, first.test) == ("the fold", 1, "cpu", None)
+    assert first.config.refit is False and second.config.refit is True and second.validation is None
+    assert first.config.dim == 4 and first.config.select_metric == "NDCG@3" and first.config.validation_fraction == 0.2
+    assert first.config.pretrain_select is True
+    assert tuning.validation == {"NDCG@3": 0.4} and refit.validation is None
+    assert tuning.scorer == "G" and tuning.refit_params == {"dim": 4} == refit.refit_params
+    assert tuning.also == ({} if start is None else {"start": start})
+
+
+def test_rates_and_penalties_are_searched_on_a_log_scale():
+    logged = {"bpr": {"lr", "l2"}, "dns": {"lr", "l2"}, "ease": {"l2"}, "ials": {"regularization", "alpha"},
+              "itemknn": {"k"}, "lightgcn": {"lr", "l2"}, "irgan": {"g_lr", "d_lr", "d_l2", "pretrain_l2"},
+              "irgan-strong": {"g_lr", "d_lr", "d_l2", "pretrain_l2"}}
+    for name, expected in logged.items():
+        trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+        CANDIDATES[name].space(trial)
+        assert {p for p, d in trial.distributions.items() if getattr(d, "log", False)} == expected, name
+
+
+def test_the_strong_space_stays_within_a_factor_of_3_of_the_preset():
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    drawn = []
+    for _ in range(20):
+        params = CANDIDATES["irgan-strong"].space(study.ask())
+        assert params["dim"] == irgan.protocol.STRONG["dim"]
+        drawn.append({"g_lr": params["g_lr"], "d_lr": params["d_lr"], "d_l2": params["d_l2"],
+                      "pretrain_l2": params["pretrain"]["l2"]})
+    for name, preset_value in irgan.protocol.STRONG_TUNED.items():
+        values = [d[name] for d in drawn]
+        assert preset_value / 3 <= min(values) < preset_value < max(values) <= preset_value * 3, name
+
+
+def test_tuning_is_seeded_with_0_by_default_and_times_itself(data):
+    train, _ = data
+    before = time.perf_counter()
+    tuned = tune(CANDIDATES["itemknn"], train, trials=2)
+    elapsed = time.perf_counter() - before
+    assert tuned.trials == tune(CANDIDATES["itemknn"], train, trials=2, seed=0).trials
+    assert 0 < tuned.seconds <= elapsed
+    before = time.perf_counter()
+    defaults = tune(CANDIDATES["itemknn"], train, trials=0)
+    assert 0 <= defaults.seconds <= time.perf_counter() - before
+    with pytest.raises(ValueError, match="^splits must be >= 1, got 0$"):
+        tune(CANDIDATES["itemknn"], train, trials=1, splits=0)
+
+
+def test_a_refit_is_tested_at_the_cut_offs_the_catalog_allows_by_raw_user_id():
+    train, test = interactions(8)  # a catalog shorter than the cut-off 10
+    before = time.perf_counter()
+    tested = refit_and_test(CANDIDATES["pop"], {}, train, test, seed=0)
+    assert 0 < tested.seconds <= time.perf_counter() - before
+    assert {k.split("@")[1] for k in tested.test if "@" in k} == {"3", "5"}  # 10 is longer than the 8 items
+    assert tested.per_user.index.name == "user" and set(tested.per_user.index) <= set(test.user_ids)
+    expected = evaluate(tested.scorer, train, test, (3, 5), per_user=True)[1]
+    expected.index = pd.Index(test.user_ids[expected.index.to_numpy()], name="user")
+    pd.testing.assert_frame_equal(tested.per_user, expected)
