@@ -43,7 +43,6 @@ log = logging.getLogger("irgan.compare")
 REQUEST_FILE, RESULTS_FILE = "compare.json", "results.json"
 TABLE_METRICS = ("P@5", "NDCG@5", "P@10", "NDCG@10")
 TESTED_METRICS = ("P@5", "NDCG@5")  # tested beside the comparison's own --metric
-START = "-start"  # MODEL-start: an IRGAN model's pretrained start, tested beside it: does the game add anything?
 
 
 def compare(data: Split, models: Sequence[str], seeds: int = 5, trials: int = 10, metric: str = "P@5",
@@ -103,12 +102,14 @@ def compare(data: Split, models: Sequence[str], seeds: int = 5, trials: int = 10
                      runs[-1]["test"]["NDCG@5"], runs[-1]["seconds"])
         results[name] = {**_summary(runs, tuned, candidate.description), "fitted_once": candidate.deterministic}
         rows += [(name, seed, run["per_user"]) for seed, run in enumerate(runs)]
-        if all("start" in run["also"] for run in runs):
-            starts = [{"test": run["also"]["start"]["test"], "per_user": run["also"]["start"]["per_user"], "seconds": 0.0}
+        for also, what in candidate.also.items():
+            if not all(also in run["also"] for run in runs):
+                continue
+            beside = [{"test": run["also"][also]["test"], "per_user": run["also"][also]["per_user"], "seconds": 0.0}
                       for run in runs]
-            results[name + START] = _summary(starts, {**tuned, "seconds": 0.0},
-                                             f"the DNS-pretrained start of {name}'s G (same refit)")
-            rows += [(name + START, seed, run["per_user"]) for seed, run in enumerate(starts)]
+            results[f"{name}-{also}"] = {**_summary(beside, {**tuned, "seconds": 0.0}, f"{what}, beside {name}"),
+                                         "against": name}
+            rows += [(f"{name}-{also}", seed, run["per_user"]) for seed, run in enumerate(beside)]
     progress.close()
     per_user = pd.concat([_frame(record).assign(model=name, seed=seed) for name, seed, record in rows])
     report = {"models": results, "metric": metric, "seeds": seeds, "trials": trials, "splits": splits,
@@ -158,7 +159,9 @@ def _check_tuning(record: dict, candidate: Candidate) -> None:
         raise ValueError("its trials are not all JSON objects")
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     trial = study.ask()
-    epochs = {"epochs": candidate.epochs} if candidate.epochs is not None else {}  # a cap's
+    epochs = {name: 1 for name in candidate.defaults if name == "epochs" or name.endswith("_epochs")}
+    if candidate.epochs is not None:
+        epochs["epochs"] = candidate.epochs  # a cap's
     _check_params(record["params"], [candidate.space(trial), candidate.defaults, epochs], trial.distributions, "params")
 
 
@@ -176,8 +179,8 @@ def _check_params(params: dict, references: list[dict], distributions: dict, whe
             raise ValueError(f"{where}.{key} is {value!r}, not of the type of {found[0]!r}")
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"{where}.{key} is {value!r}, not a finite number")
-        if key == "epochs" and not 1 <= value <= MAX_COUNT:
-            raise ValueError(f"{where}.epochs is {value!r}, not from 1 to {MAX_COUNT:,}")
+        if (key == "epochs" or key.endswith("_epochs")) and not 0 <= value <= MAX_COUNT:
+            raise ValueError(f"{where}.{key} is {value!r}, not from 0 to {MAX_COUNT:,}")
         if isinstance(value, str) and value not in found:
             raise ValueError(f"{where}.{key} is {value!r}, not one of {found}")
         if key in distributions and not _within(distributions[key], value) and value not in found:
@@ -285,11 +288,12 @@ def _summary(runs: list[dict], tuned: dict, description: str) -> dict:
 
 def significance(per_user: pd.DataFrame, results: dict, metric: str, cutoffs: Sequence[int] = ()) -> list[dict]:
     """Paired tests over users (each user's value averaged over seeds): every model against the best
-    one on ``metric``, and each IRGAN model against its own start; on ``metric``, NDCG at its
+    one on ``metric``, and each model against the scorers tested beside it (its ``Candidate.also``:
+    IRGAN's and APR's starts, CFGAN's G without D); on ``metric``, NDCG at its
     cut-off and ``tested_metrics(cutoffs)``; p-values Holm-corrected within each (metric, test) family."""
-    models = [m for m in results if m not in {name + START for name in results}]
+    models = [m for m in results if "against" not in results[m]]
     best = max(models, key=lambda m: results[m]["test"][metric]["mean"])
-    pairs = [(best, m) for m in models if m != best] + [(m, m + START) for m in models if m + START in results]
+    pairs = [(best, m) for m in models if m != best] + [(r["against"], m) for m, r in results.items() if "against" in r]
     tests = []
     same_cut = (f"NDCG@{metric.split('@')[1]}",) if "@" in metric else ()  # HR@10 comes with NDCG@10
     for name in dict.fromkeys((metric, *tested_metrics(cutoffs), *same_cut)):

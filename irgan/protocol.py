@@ -21,6 +21,8 @@ import pandas as pd
 import torch
 from torch import nn
 
+from irgan.adversarial.apr import APRConfig, APRRecommender
+from irgan.adversarial.cfgan import CFGANConfig, CFGANRecommender
 from irgan.baselines import (EASERecommender, IALSRecommender, ItemKNNRecommender, LightGCNRecommender,
                              PureSVDRecommender, RP3betaRecommender, SLIMRecommender)
 from irgan.config import PRESETS, BPRConfig, IRGANConfig, preset
@@ -58,6 +60,7 @@ class Candidate:
     first_trial: dict = field(default_factory=dict)  # the defaults as the space's values: tuning tries them first
     epochs: int | None = None  # its default epoch count (None: it has none), which --max-epochs caps
     deterministic: bool = False  # no randomness: a comparison fits it once and reuses the fit for every seed
+    also: dict[str, str] = field(default_factory=dict)  # Fitted.also's scorers: name -> what each is (a row MODEL-name)
 
 
 def _estimator(cls, epochs_param: str | None = None):
@@ -97,6 +100,36 @@ def _popularity(train, validation, params, seed, device, metric, fraction) -> Fi
                   evaluate(model, train, validation, eval_ks(train.n_items, metric)))
 
 
+def _cfgan(train, validation, params, seed, device, metric, fraction) -> Fitted:
+    """CFGAN, and the same G trained without the adversary (``noadv``): with validation, each
+    chooses its own epochs on it (the refit's ``epochs`` and ``noadv_epochs``); without, each runs
+    its epochs."""
+    params = dict(params)
+    noadv_epochs = params.pop("noadv_epochs", params.get("epochs", CFGANConfig().epochs))
+    own = {"select_metric": metric, "seed": seed, "device": device}
+    if validation is None:
+        own["patience"] = None
+    model = CFGANRecommender(**params, **own).fit(train, validation)
+    plain = CFGANRecommender(**{**params, "epochs": noadv_epochs, "adversary": False}, **own).fit(train, validation)
+    refit = dict(params, noadv_epochs=noadv_epochs)
+    if validation is not None:
+        refit.update(epochs=int(model.best_epoch_), noadv_epochs=int(plain.best_epoch_))
+    return Fitted(model.model_, refit, model.validation_metrics_, {"noadv": plain.model_})
+
+
+def _apr(train, validation, params, seed, device, metric, fraction) -> Fitted:
+    """APR and the BPR-MF it started from (``start``): with validation, both phases' epochs are
+    chosen on it (the refit's ``pretrain_epochs`` and ``epochs``)."""
+    own = {"select_metric": metric, "seed": seed, "device": device}
+    if validation is None:
+        own["patience"] = None
+    model = APRRecommender(**params, **own).fit(train, validation)
+    refit = dict(params)
+    if validation is not None:
+        refit.update(pretrain_epochs=int(model.best_pretrain_epoch_), epochs=int(model.best_epoch_))
+    return Fitted(model.model_, refit, model.validation_metrics_, {"start": model.start_})
+
+
 def _irgan(train, validation, params, seed, device, metric, fraction) -> Fitted:
     """IRGAN by the one recipe: with validation, select on it (the tuning fit); without, carve a
     validation split (``fraction``) from train, select on it and refit on all of train at the selected point."""
@@ -121,6 +154,29 @@ def _strong_space(trial: optuna.Trial) -> dict:
     value = {name: _log_uniform(trial, name, x / 3, x * 3) for name, x in STRONG_TUNED.items()}
     return {"dim": STRONG["dim"], "g_lr": value["g_lr"], "d_lr": value["d_lr"], "d_l2": value["d_l2"],
             "pretrain": {"l2": value["pretrain_l2"]}}
+
+
+CFGAN_TUNED = {name: getattr(CFGANConfig(), name) for name in ("g_hidden", "d_hidden", "g_lr", "d_lr", "g_l2",
+                                                               "zr_coefficient", "zr_ratio", "pm_ratio")}
+APR_TUNED = {name: getattr(APRConfig(), name) for name in ("dim", "lr", "eps", "adv_reg")}
+IRGAN_START = "the DNS-pretrained start of its G (same refit)"
+
+
+def _cfgan_space(trial: optuna.Trial) -> dict:
+    """CFGAN's search space: network widths, learning rates, G's L2 and the ZR/PM settings (iCFGAN, ZP)."""
+    return {"g_hidden": trial.suggest_categorical("g_hidden", [100, 200, 400, 800]),
+            "d_hidden": trial.suggest_categorical("d_hidden", [50, 125, 250, 500]),
+            "g_lr": _log_uniform(trial, "g_lr", 1e-5, 1e-3), "d_lr": _log_uniform(trial, "d_lr", 1e-5, 1e-3),
+            "g_l2": _log_uniform(trial, "g_l2", 1e-5, 1e-1), "zr_coefficient": _log_uniform(trial, "zr_coefficient", 1e-3, 1.0),
+            "zr_ratio": trial.suggest_float("zr_ratio", 0.1, 0.9), "pm_ratio": trial.suggest_float("pm_ratio", 0.1, 0.9),
+            "epochs": CFGANConfig().epochs}
+
+
+def _apr_space(trial: optuna.Trial) -> dict:
+    """APR's search space: size, learning rate, the perturbation's norm and weight."""
+    return {"dim": trial.suggest_categorical("dim", [16, 32, 64, 128]), "lr": _log_uniform(trial, "lr", 0.005, 0.2),
+            "eps": _log_uniform(trial, "eps", 0.01, 5.0), "adv_reg": _log_uniform(trial, "adv_reg", 0.01, 10.0),
+            "pretrain_epochs": APRConfig().pretrain_epochs, "epochs": APRConfig().epochs}
 
 
 CANDIDATES: dict[str, Candidate] = {c.name: c for c in (
@@ -167,14 +223,22 @@ CANDIDATES: dict[str, Candidate] = {c.name: c for c in (
               lambda t: {"dim": 64, "layers": t.suggest_int("layers", 1, 4), "lr": _log_uniform(t, "lr", 1e-3, 3e-2),
                          "l2": _log_uniform(t, "l2", 1e-5, 1e-2), "epochs": 150},
               _estimator(LightGCNRecommender, "epochs"), {"layers": 3, "lr": 0.01, "l2": 1e-3}, epochs=150),
+    Candidate("cfgan", "CFGAN (Chae et al. 2018), iCFGAN with ZP, the authors' ML100K settings, epochs chosen on validation",
+              dict(CFGAN_TUNED, epochs=CFGANConfig().epochs, noadv_epochs=CFGANConfig().epochs), _cfgan_space, _cfgan, CFGAN_TUNED,
+              epochs=CFGANConfig().epochs,
+              also={"noadv": "the same G trained without D (reconstruction and ZR terms alone), its own epochs on validation"}),
+    Candidate("apr", "APR-MF (He et al. 2018), the authors' settings, both phases' epochs chosen on validation",
+              dict(APR_TUNED, pretrain_epochs=APRConfig().pretrain_epochs, epochs=APRConfig().epochs),
+              _apr_space, _apr, APR_TUNED, epochs=APRConfig().epochs,
+              also={"start": "the BPR-MF APR started from (its pretraining, epochs on validation; same refit)"}),
     Candidate("irgan", "IRGAN's G (Wang et al. 2017), the paper's settings, DNS start chosen on validation", {},
               lambda t: {"dim": t.suggest_categorical("dim", [5, 16, 32, 64]), "g_lr": _log_uniform(t, "g_lr", 1e-4, 1e-2),
                          "d_lr": _log_uniform(t, "d_lr", 1e-4, 1e-2), "d_l2": _log_uniform(t, "d_l2", 0.01, 1.0),
                          "pretrain": {"l2": _log_uniform(t, "pretrain_l2", 0.01, 0.5)}},
               _irgan, {"dim": 5, "g_lr": 0.001, "d_lr": 0.001, "d_l2": 0.2, "pretrain_l2": 0.1},
-              epochs=IRGANConfig().epochs),
+              epochs=IRGANConfig().epochs, also={"start": IRGAN_START}),
     Candidate("irgan-strong", "IRGAN, the 'strong' preset (32 dimensions, tuned learning rates), DNS start chosen on validation",
-              STRONG, _strong_space, _irgan, STRONG_TUNED, epochs=IRGANConfig().epochs),
+              STRONG, _strong_space, _irgan, STRONG_TUNED, epochs=IRGANConfig().epochs, also={"start": IRGAN_START}),
 )}
 
 
@@ -232,23 +296,31 @@ def tune(candidate: Candidate, train: Interactions, trials: int, metric: str = "
 
 
 def capped(candidate: Candidate, max_epochs: int | None) -> Candidate:
-    """``candidate`` whose fits train at most ``max_epochs`` epochs (None: as it is); a model
-    without epochs is returned unchanged."""
+    """``candidate`` whose fits train at most ``max_epochs`` epochs in each phase (``epochs`` and
+    every ``*_epochs`` parameter; None: as it is); a model without epochs is returned unchanged."""
     if max_epochs is None or candidate.epochs is None:
         return candidate
     fit = candidate.fit
 
     def fit_capped(train, validation, params, *rest) -> Fitted:
-        return fit(train, validation, {**params, "epochs": min(params.get("epochs", candidate.epochs), max_epochs)}, *rest)
+        counts = {name: min(value, max_epochs) for name, value in params.items() if _is_epochs(name)}
+        return fit(train, validation, {**params, "epochs": min(params.get("epochs", candidate.epochs), max_epochs),
+                                       **counts}, *rest)
     return dataclasses.replace(candidate, fit=fit_capped, epochs=min(candidate.epochs, max_epochs))
 
 
 def _mean_epochs(refits: list[dict]) -> dict:
-    """The refit parameters of one trial's fits, the epoch count (where they chose one) averaged and rounded."""
+    """The refit parameters of one trial's fits, each epoch count (``epochs``, ``*_epochs``, where
+    they chose one) averaged and rounded."""
     chosen = dict(refits[0])
-    if "epochs" in chosen:
-        chosen["epochs"] = int(round(np.mean([r["epochs"] for r in refits])))
+    for name in chosen:
+        if _is_epochs(name):
+            chosen[name] = int(round(np.mean([r[name] for r in refits])))
     return chosen
+
+
+def _is_epochs(name: str) -> bool:
+    return name == "epochs" or name.endswith("_epochs")
 
 
 @dataclass

@@ -16,7 +16,7 @@ import test_estimator as shared  # the shared contract, run here on a fitted CFG
 import irgan.adversarial.cfgan.scorer as scorer_module
 from irgan.adversarial.cfgan import CFGANConfig, CFGANRecommender, CFGANScorer, train_cfgan
 from irgan.adversarial.cfgan.game import (_adam, d_step, discriminator_loss, epoch_masks, g_step, generator_loss,
-                                          sample_unobserved)
+                                          reconstruction_loss, sample_unobserved)
 from irgan.adversarial.cfgan.nets import DiscriminatorNet, GeneratorNet, SparseLinear
 from irgan.metrics import evaluate
 from irgan.recommender import Recommender, ranking_scorer
@@ -71,6 +71,34 @@ def test_generator_loss_by_hand():
     # ZR only: D sees G's output on the observed entries alone: [0.5, 0, 0] and [0, 1, -1]
     zr_only = (softplus(0.5) + softplus(2.0)) / 2 + 0.1 * 2.5
     assert generator_loss(SumD(), CONDITION, OUTPUT, CONDITION, ZR_MASK, 0.1).item() == pytest.approx(zr_only, rel=1e-6)
+
+
+def test_reconstruction_loss_by_hand():
+    # G ⊙ mask - c = [-0.5, -1, 0] and [0, 0, -2]: squares summed 1.25 and 4, mean 2.625; ZR as above
+    loss = reconstruction_loss(CONDITION, OUTPUT, PM_MASK, ZR_MASK, zr_coefficient=0.1)
+    assert loss.item() == pytest.approx(2.625 + 0.1 * 2.5, rel=1e-6)
+    assert reconstruction_loss(CONDITION, OUTPUT, PM_MASK, None, 0.1).item() == pytest.approx(2.625, rel=1e-6)
+
+
+def test_without_the_adversary_d_never_moves_and_g_fits_the_real_vectors():
+    g, d = GeneratorNet(3, 4), DiscriminatorNet(3, 2)
+    config = CFGANConfig(adversary=False, zr_coefficient=0.0)
+    before_d = [p.clone() for p in d.parameters()]
+    optimizer = _adam(g, 0.05, 0.0)
+    first = g_step(g, d, optimizer, CONDITION, CONDITION, None, config)
+    for _ in range(200):
+        last = g_step(g, d, optimizer, CONDITION, CONDITION, None, config)
+    assert all(torch.equal(a, b) for a, b in zip(before_d, d.parameters()))
+    assert last < 0.05 * first  # the observed entries rebuilt: no D in the loss
+
+
+def test_training_without_the_adversary_trains_g_alone(data):
+    config = CFGANConfig(**{k: v for k, v in TINY.items() if k != "device"} | {"epochs": 3, "adversary": False})
+    fit = train_cfgan(data[0], config, seed=0, device="cpu")
+    start = train_cfgan(data[0], CFGANConfig(**{**config.__dict__, "epochs": 0}), seed=0, device="cpu")
+    assert all(torch.equal(a, b) for a, b in zip(start.discriminator.parameters(), fit.discriminator.parameters()))
+    assert not torch.equal(start.scorer.net.first.weight, fit.scorer.net.first.weight)
+    assert all(math.isnan(row["d_loss"]) for row in fit.losses) and all(row["g_loss"] > 0 for row in fit.losses)
 
 
 def test_discriminator_loss_by_hand():

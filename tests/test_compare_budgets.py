@@ -85,3 +85,24 @@ def test_max_epochs_is_bounded(ratings, tmp_path, capsys):
     assert compare_cli.main(["--dataset", str(ratings), "--models", "pop", "--max-epochs", "0", "--quiet",
                              "--out", str(tmp_path / "c")]) == 2
     assert "max_epochs must be from 1" in capsys.readouterr().err
+
+
+def test_adversarial_models_are_tested_beside_themselves_without_the_adversary(ratings, tmp_path):
+    out = tmp_path / "c"
+    argv = ["--dataset", str(ratings), "--split", "random", "--models", "cfgan,apr", "--seeds", "2", "--trials", "1",
+            "--max-epochs", "3", "--quiet", "--out", str(out)]
+    assert compare_cli.main(argv) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["models"]) == {"cfgan", "cfgan-noadv", "apr", "apr-start"}
+    assert results["models"]["cfgan-noadv"]["against"] == "cfgan" and results["models"]["apr-start"]["against"] == "apr"
+    pairs = {(t["a"], t["b"]) for t in results["tests"] if t["metric"] == "P@5"}
+    assert {("cfgan", "cfgan-noadv"), ("apr", "apr-start")} <= pairs
+    assert all(not b.endswith(("-noadv", "-start")) or (a, b) in {("cfgan", "cfgan-noadv"), ("apr", "apr-start")}
+               for a, b in pairs)
+    tuned = json.loads((out / "parts" / "cfgan.tuning.json").read_text())["params"]
+    assert 0 <= tuned["epochs"] <= 3 and 0 <= tuned["noadv_epochs"] <= 3  # each chose its own epochs, capped
+    apr = json.loads((out / "parts" / "apr.tuning.json").read_text())["params"]
+    assert 0 <= apr["pretrain_epochs"] <= 3 and 0 <= apr["epochs"] <= 3
+    (out / "results.json").unlink()
+    assert compare_cli.main(argv) == 0  # resumed: the parts files (with each model's epoch fields) are accepted
+    assert json.loads((out / "results.json").read_text())["models"]["cfgan"]["test"] == results["models"]["cfgan"]["test"]

@@ -40,6 +40,7 @@ class CFGANConfig:
     zr_ratio: float = _f(0.7, "ZR: share of each vector's unobserved entries sampled each epoch and pushed to 0")
     pm_ratio: float = _f(0.7, "PM: share of each vector's unobserved entries sampled each epoch where D sees G's output")
     zr_coefficient: float = _f(0.03, "ZR: weight of the zero-reconstruction loss (the paper's alpha)")
+    adversary: bool = _f(True, "train against D; False: G alone, fitting its masked output to the real vector (squared error) plus the ZR term, the same G without the game")
     select_metric: str = _f("NDCG@10", "validation metric that picks the epoch (the ECIR 2022 study: NDCG@10)")
     eval_every: int = _f(5, "outer epochs between validation checks (the ECIR 2022 study: 5)")
     patience: int | None = _f(5, "validation checks without a gain before training stops (the ECIR 2022 study: 5; None: never)")

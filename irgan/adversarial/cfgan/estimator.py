@@ -17,7 +17,7 @@ from irgan.adversarial.cfgan.scorer import CFGANScorer
 from irgan.checkpoint import ModelFile
 from irgan.data import Interactions
 from irgan.estimator import _OneScorer
-from irgan.metrics import KeepBest, evaluate
+from irgan.metrics import KeepBest, eval_ks, evaluate
 from irgan.progress import logging_to_stderr
 
 
@@ -55,7 +55,7 @@ class CFGANRecommender(_OneScorer):
             done = epoch + 1
             if validation is None or (done % config.eval_every and done != config.epochs):
                 return False
-            metrics = evaluate(scorer, train, validation)
+            metrics = evaluate(scorer, train, validation, eval_ks(train.n_items, config.select_metric))
             history.append({"epoch": done, **metrics})
             best.offer(scorer, metrics, epoch=done)
             stale = (done - best.info["epoch"]) // config.eval_every

@@ -101,6 +101,17 @@ def generator_loss(d: nn.Module, condition: torch.Tensor, output: torch.Tensor, 
     return loss
 
 
+def reconstruction_loss(condition: torch.Tensor, output: torch.Tensor, mask: torch.Tensor,
+                        zr_mask: torch.Tensor | None, zr_coefficient: float) -> torch.Tensor:
+    """G's loss without the adversary, on a batch: the batch mean of the sum of (output ⊙ mask - c)²,
+    what D's verdict rewards at its optimum (G's masked output equal to the real vector), plus the
+    same ZR term as ``generator_loss``."""
+    loss = (output * mask - condition).square().sum(1).mean()
+    if zr_mask is not None:
+        loss = loss + zr_coefficient * (output.square() * zr_mask).sum(1).mean()
+    return loss
+
+
 def d_step(d: nn.Module, optimizer: torch.optim.Optimizer, condition: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     """One update of D on a batch of real vectors ``condition`` and G's masked ``fake`` ones; its loss."""
     optimizer.zero_grad(set_to_none=True)
@@ -112,9 +123,13 @@ def d_step(d: nn.Module, optimizer: torch.optim.Optimizer, condition: torch.Tens
 
 def g_step(g: nn.Module, d: nn.Module, optimizer: torch.optim.Optimizer, condition: torch.Tensor,
            mask: torch.Tensor, zr_mask: torch.Tensor | None, config: CFGANConfig) -> torch.Tensor:
-    """One update of G on a batch of condition vectors and their masks (D left as it is); its loss."""
+    """One update of G on a batch of condition vectors and their masks (D left as it is; without
+    ``config.adversary``, G fits the real vectors instead); its loss."""
     optimizer.zero_grad(set_to_none=True)
-    loss = generator_loss(d, condition, g(condition), mask, zr_mask, config.zr_coefficient)
+    if config.adversary:
+        loss = generator_loss(d, condition, g(condition), mask, zr_mask, config.zr_coefficient)
+    else:
+        loss = reconstruction_loss(condition, g(condition), mask, zr_mask, config.zr_coefficient)
     loss.backward()
     optimizer.step()
     return loss.detach()
@@ -148,10 +163,12 @@ def train_cfgan(matrix: sp.spmatrix, config: CFGANConfig = CFGANConfig(), seed: 
     began, epochs = time.perf_counter(), 0
     for epoch in bar(show_progress, iterable=range(config.epochs), desc="CFGAN"):
         mask, zr = epoch_masks(condition, config, sampler)
-        with torch.no_grad():  # G is fixed while D trains: its outputs are computed once
-            fake = g(condition) * mask
-        d_losses = [d_step(d, d_optimizer, condition[rows], fake[rows])
-                    for _ in range(config.d_steps) for rows in _batches(len(condition), config.d_batch_size, sampler)]
+        d_losses = []
+        if config.adversary:
+            with torch.no_grad():  # G is fixed while D trains: its outputs are computed once
+                fake = g(condition) * mask
+            d_losses = [d_step(d, d_optimizer, condition[rows], fake[rows])
+                        for _ in range(config.d_steps) for rows in _batches(len(condition), config.d_batch_size, sampler)]
         with _frozen(d):
             g_losses = [g_step(g, d, g_optimizer, condition[rows], mask[rows], None if zr is None else zr[rows], config)
                         for _ in range(config.g_steps)
@@ -195,4 +212,4 @@ def _mean(values: list[torch.Tensor]) -> float:
 
 
 __all__ = ["CFGANFit", "EpochHook", "d_step", "discriminator_loss", "epoch_masks", "g_step", "generator_loss",
-           "sample_unobserved", "train_cfgan"]
+           "reconstruction_loss", "sample_unobserved", "train_cfgan"]
