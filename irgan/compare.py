@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 from numbers import Real
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import optuna
@@ -45,7 +45,7 @@ TABLE_METRICS = ("P@5", "NDCG@5", "P@10", "NDCG@10")
 TESTED_METRICS = ("P@5", "NDCG@5")  # tested beside the comparison's own --metric
 
 
-def compare(data: Split, models: Sequence[str], seeds: int = 5, trials: int = 10, metric: str = "P@5",
+def compare(data: Split, models: Sequence[str], seeds: int = 5, trials: int | Mapping[str, int] = 10, metric: str = "P@5",
             validation_fraction: float = 0.1, device: str | torch.device = "auto", parts: Path | None = None,
             show_progress: bool = False, splits: int = 1, cutoffs: Sequence[int] = (),
             max_epochs: int | None = None) -> dict:
@@ -60,7 +60,8 @@ def compare(data: Split, models: Sequence[str], seeds: int = 5, trials: int = 10
         raise ValueError(f"unknown model(s) {unknown}: choose from {', '.join(CANDIDATES)}")
     if not models:
         raise ValueError("no model to compare: give --models, e.g. --models pop,ease")
-    for name, value, low in (("seeds", seeds, 1), ("trials", trials, 0), ("splits", splits, 1),
+    per_model = _trials_per_model(trials, models)
+    for name, value, low in (("seeds", seeds, 1), *(("trials", n, 0) for n in per_model.values()), ("splits", splits, 1),
                              ("max_epochs", 1 if max_epochs is None else max_epochs, 1)):
         if not low <= value <= MAX_COUNT:
             raise ValueError(f"{name} must be from {low} to {MAX_COUNT:,}, got {value}")
@@ -75,7 +76,7 @@ def compare(data: Split, models: Sequence[str], seeds: int = 5, trials: int = 10
     for name in models:
         candidate = capped(CANDIDATES[name], max_epochs)
         tuned = _kept(parts, f"{name}.tuning.json", lambda: _tuning_record(tune(
-            candidate, data.train, trials, metric, validation_fraction, 0, device, splits)),
+            candidate, data.train, per_model[name], metric, validation_fraction, 0, device, splits)),
             check=lambda record: _check_tuning(record, candidate))
         progress.update()
         log.info("%s: refit with %s (tuning %.1f s, validation %s %s)", name, tuned["params"], tuned["seconds"],
@@ -307,6 +308,27 @@ def significance(per_user: pd.DataFrame, results: dict, metric: str, cutoffs: Se
     return tests
 
 
+def trials_arg(text: str) -> int | dict[str, int]:
+    """``--trials``: N, or N followed by MODEL=N pairs (``50,cfgan=5``): a mapping with '*' for the rest."""
+    first, *pairs = [part.strip() for part in text.split(",")]
+    try:
+        count = int(first)
+        named = {name.strip(): int(value) for name, value in (pair.split("=") for pair in pairs)}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or N,MODEL=N,... (e.g. 50,cfgan=5), got {text!r}") from None
+    return {"*": count, **named} if named else count
+
+
+def _trials_per_model(trials: int | Mapping[str, int], models: Sequence[str]) -> dict[str, int]:
+    """Each model's trial count: ``trials`` itself, or its entry in the mapping ('*' for the others)."""
+    if isinstance(trials, Mapping):
+        stray = [name for name in trials if name != "*" and name not in models]
+        if stray:
+            raise ValueError(f"--trials names model(s) not compared: {stray}")
+        return {name: trials.get(name, trials.get("*", 10)) for name in models}
+    return {name: trials for name in models}
+
+
 def tested_metrics(cutoffs: Sequence[int] = ()) -> tuple[str, ...]:
     """The metrics tested and drawn beside the comparison's own: P and NDCG at each of ``cutoffs``,
     or at 5 without them."""
@@ -322,8 +344,10 @@ def format_table(report: dict) -> str:
         cells = "".join(f"{result['test'][m]['mean']:9.4f} ± {result['test'][m]['std']:.4f}" for m in columns)
         seconds = result["seconds"]
         lines.append(f"{name:14s}{cells}{seconds['tuning']:10.1f}{sum(seconds['refit_and_test']):9.1f}")
-    tuning = (f"tuned with {report['trials']} trials per model on {report['metric']} averaged over "
-              f"{report['splits']} validation split(s)" if report["trials"] else "documented defaults, no tuning")
+    trials = report["trials"]
+    counts = trials if isinstance(trials, int) else ", ".join(f"{name} {n}" for name, n in trials.items())
+    tuning = (f"tuned with {counts} trials per model on {report['metric']} averaged over "
+              f"{report['splits']} validation split(s)" if trials else "documented defaults, no tuning")
     lines.append(f"{report['seeds']} seeds; {tuning}; refit on all of train, tested once per seed")
     for row in report["tests"]:
         verdict = "significant" if max(row["t_pvalue_holm"], row["wilcoxon_pvalue_holm"]) < 0.05 else "not significant"
@@ -367,7 +391,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m irgan.compare
     data_flags(parser)
     parser.add_argument("--models", default=",".join(CANDIDATES), help=f"comma-separated, from {', '.join(CANDIDATES)}")
     parser.add_argument("--seeds", type=int, default=5, help="refits per model, seeds 0..N-1 (default 5)")
-    parser.add_argument("--trials", type=int, default=10, help="Optuna trials per model on validation; 0: documented defaults")
+    parser.add_argument("--trials", type=trials_arg, default=10,
+                        help="Optuna trials per model on validation (0: documented defaults); N,MODEL=N,... sets some "
+                             "models apart, e.g. 50,cfgan=5")
     parser.add_argument("--metric", default="P@5", help="the validation metric tuning maximises; it picks the best model, and is tested beside P@5 and NDCG@5")
     parser.add_argument("--validation-fraction", type=float, default=0.1, help="share of each user's train positives for tuning")
     parser.add_argument("--splits", type=int, default=1, help="validation splits a trial's figure is averaged over (default 1)")

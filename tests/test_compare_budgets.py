@@ -106,3 +106,31 @@ def test_adversarial_models_are_tested_beside_themselves_without_the_adversary(r
     (out / "results.json").unlink()
     assert compare_cli.main(argv) == 0  # resumed: the parts files (with each model's epoch fields) are accepted
     assert json.loads((out / "results.json").read_text())["models"]["cfgan"]["test"] == results["models"]["cfgan"]["test"]
+
+
+def test_trials_per_model(ratings, tmp_path, monkeypatch):
+    asked = {}
+    real = compare_cli.tune
+
+    def counted(candidate, train, trials, *args, **kwargs):
+        asked[candidate.name] = trials
+        return real(candidate, train, trials, *args, **kwargs)
+    monkeypatch.setattr(compare_cli, "tune", counted)
+    out = tmp_path / "c"
+    assert compare_cli.main(["--dataset", str(ratings), "--split", "random", "--models", "pop,ease,itemknn",
+                             "--seeds", "1", "--trials", "3,ease=2,pop=0", "--quiet", "--out", str(out)]) == 0
+    assert asked == {"pop": 0, "ease": 2, "itemknn": 3}
+    assert json.loads((out / "results.json").read_text())["trials"] == {"*": 3, "ease": 2, "pop": 0}
+
+
+@pytest.mark.parametrize("flag, message", [("3,ease", "expected N or N,MODEL=N"), ("x", "expected N or N,MODEL=N"),
+                                           ("3,bpr=2", "--trials names model(s) not compared: ['bpr']"),
+                                           ("3,ease=-1", "trials must be from 0")])
+def test_bad_trials_are_one_line(ratings, tmp_path, capsys, flag, message):
+    try:
+        code = compare_cli.main(["--dataset", str(ratings), "--split", "random", "--models", "pop,ease", "--seeds", "1",
+                                 "--trials", flag, "--quiet", "--out", str(tmp_path / "c")])
+    except SystemExit as exit:  # argparse's own refusal
+        code = exit.code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and message in err[-1] and "Traceback" not in "".join(err)
