@@ -1,4 +1,5 @@
-"""irgan: IRGAN (Wang et al., SIGIR 2017) and its baselines for implicit-feedback recommendation.
+"""irgan: IRGAN (Wang et al., SIGIR 2017), the adversarial recommenders beside it (CFGAN, APR) and
+strong baselines for implicit-feedback recommendation.
 
     from irgan import IRGAN, load_dataset, evaluate
     data = load_dataset("ml-100k")
@@ -20,6 +21,8 @@ _HOMES = {
     "ItemKNNRecommender": "irgan.baselines", "LightGCNRecommender": "irgan.baselines",
     "SLIMRecommender": "irgan.baselines", "PureSVDRecommender": "irgan.baselines",
     "RP3betaRecommender": "irgan.baselines",
+    "CFGANRecommender": "irgan.adversarial.cfgan", "CFGANConfig": "irgan.adversarial.cfgan",
+    "APRRecommender": "irgan.adversarial.apr", "APRConfig": "irgan.adversarial.apr",
     "IRGAN": "irgan.estimator", "BPRRecommender": "irgan.estimator", "PopularityRecommender": "irgan.estimator",
     "evaluate": "irgan.metrics",
     "Discriminator": "irgan.models", "Generator": "irgan.models", "MatrixFactorization": "irgan.models",
