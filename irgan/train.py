@@ -1,8 +1,10 @@
-"""Command line: train IRGAN on a data set and write metrics, history and a checkpoint.
+"""Command line: train IRGAN (or CFGAN, APR) on a data set and write metrics, history and a checkpoint.
 
     python -m irgan.train --dataset ml-100k
+    python -m irgan.train --dataset ml-100k --model cfgan
 
-Every field of ``IRGANConfig`` is a flag (``--d-lr``, ``--pretrain-epochs``...).
+Every field of the model's config (``IRGANConfig``, ``CFGANConfig``, ``APRConfig``) is a flag
+(``--d-lr``, ``--pretrain-epochs``...); ``--model M --help`` lists M's.
 """
 from __future__ import annotations
 
@@ -11,21 +13,24 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
 import sys
 import time
+import typing
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Collection, Sequence
 
 import numpy as np
 import torch
 
 from irgan.checkpoint import ModelFileError, atomic_write, data_fingerprint
 from irgan.config import MAX_CUTOFF, PRESETS, BPRConfig, IRGANConfig, preset
-from irgan.data import DataError, load_dataset
+from irgan.data import DataError, load_dataset, validation_split
 from irgan.device import keep_freed_memory, resolve_device
 from irgan.distributed import current, init_from_env, local_device
 from irgan.errors import one_line
+from irgan.metrics import eval_ks, evaluate
 from irgan.models.build import refuse_unnamed
 from irgan.pipeline import run_recipe, save_irgan_model
 from irgan.rundir import RunDir, absolute, absolute_if_file
@@ -35,6 +40,12 @@ RUN_FILE = "run.json"
 HISTORY_FILE = "history.jsonl"
 DERIVED_PRETRAIN_FIELDS = ("negatives", "dim")  # set from --init and --dim
 TABLE_METRICS = ("P@3", "P@5", "P@10", "NDCG@3", "NDCG@5", "NDCG@10")
+MODELS = ("irgan", "cfgan", "apr")
+MODEL_FILE = "model.pt"
+VALIDATION_FRACTION = IRGANConfig().validation_fraction  # the other models carve validation as IRGAN's recipe does
+# the epoch counts a refit on all of train runs: config field <- what the validation fit chose
+REFIT_EPOCHS = {"cfgan": {"epochs": "best_epoch_"},
+                "apr": {"pretrain_epochs": "best_pretrain_epoch_", "epochs": "best_epoch_"}}
 
 
 def run(
@@ -216,26 +227,188 @@ def _log_scalars(writer, row: dict, config: IRGANConfig) -> None:
     writer.flush()
 
 
+def run_model(
+    model: str,
+    config: Any,
+    dataset: str = "ml-100k",
+    out: str | Path | None = None,
+    data_dir: str | None = None,
+    split: str | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    show_progress: bool = True,
+    read: dict | None = None,
+    test: str | None = None,
+    cutoffs: Sequence[int] = (),
+    validation_fraction: float = VALIDATION_FRACTION,
+    refit: bool = True,
+) -> dict:
+    """Train ``model`` ('cfgan' or 'apr', ``config`` its config) as IRGAN's recipe does: carve a
+    validation split from train, choose the epochs on it, refit on all of train for those epochs
+    (unless ``refit`` is False), test with full ranking, and write ``out``.
+
+    The run folder holds ``run.json`` (what was asked, with "model"), ``model.pt`` (the estimator's
+    model file) and ``metrics.json``, whose dict this returns. The other arguments are ``run``'s;
+    such a run cannot be resumed, so a failure leaves nothing behind.
+    """
+    start = time.perf_counter()
+    _, estimator = model_classes(model)
+    read = dict(read or {})
+    request = {"model": model, "dataset": absolute_if_file(dataset), "data_dir": absolute(data_dir), "split": split,
+               "seed": seed, "device": device, "read": read, "config": dataclasses.asdict(config),
+               "validation_fraction": validation_fraction, "refit": refit}
+    if test is not None:
+        request["test"] = absolute_if_file(test)
+    if cutoffs:
+        request["cutoffs"] = list(cutoffs)
+    device = resolve_device(device)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError(f"--model {model} trains in one process: start it without torchrun")
+    default = Path("runs") / f"{Path(dataset).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    claim = RunDir.claim(out, default, False, RUN_FILE, "metrics.json")
+    try:
+        log.info("run folder: %s", claim.path)
+        data = load_dataset(request["dataset"], data_dir=data_dir, split=split, seed=seed, test=request.get("test"),
+                            **read)
+        claim.write(RUN_FILE, json.dumps({**request, "data_fingerprint": split_fingerprint(data)}, indent=2).encode())
+        fit_train, selection = validation_split(data.train, validation_fraction, seed)  # as IRGAN's recipe carves it
+        _check_cutoff(config.select_metric, data.train.n_items)
+        params = {"seed": seed, "device": str(device), "show_progress": show_progress}
+        if "min_rating" in read:  # the model file serves DataFrames with the run's threshold
+            params["min_rating"] = read["min_rating"]
+        chosen = estimator(**dataclasses.asdict(config), **params).fit(fit_train, validation=selection)
+        epochs = {name: int(getattr(chosen, attr)) for name, attr in REFIT_EPOCHS[model].items()}
+        final = estimator(**{**dataclasses.asdict(config), **epochs}, **params).fit(data.train) if refit else chosen
+        # every train positive, validation's included, is known before test and left out of the ranking
+        ks, seen = eval_ks(data.train.n_items, *cutoffs), data.train.matrix
+        report = {
+            "model": model,
+            "dataset": dataset,
+            "split": split,
+            "cutoffs": list(cutoffs),
+            "select_on": "validation",
+            "protocol": "model selection on a validation split carved from train"
+                        + (", then refit on all of train" if refit else ""),
+            "test": evaluate(final.model_, seen, data.test.matrix, ks),
+            "validation": chosen.validation_metrics_,
+            **{"best_" + name: value for name, value in epochs.items()},
+            "refit": refit,
+            "validation_fraction": validation_fraction,
+            "config": dataclasses.asdict(config),
+            "seed": seed,
+            "device": str(device),
+            "data": {"n_users": data.train.n_users, "n_items": data.train.n_items,
+                     "train": int((data.train if refit else fit_train).nnz), "selection": int(selection.nnz),
+                     "test": int(data.test.nnz)},
+            "history": chosen.history_,
+        }
+        if model == "apr":  # the BPR-MF model APR started from, tested beside it
+            report["test_start"] = evaluate(final.start_, seen, data.test.matrix, ks)
+        final.save(claim.path / MODEL_FILE)
+        report["seconds"] = time.perf_counter() - start
+        claim.write("metrics.json", json.dumps(report, indent=2, default=float).encode())
+        return report
+    except BaseException:
+        claim.abandon(also=(MODEL_FILE,))
+        raise
+    finally:
+        claim.release()
+
+
+def model_classes(model: str) -> tuple[type, type]:
+    """The config dataclass and estimator class of ``model`` ('cfgan' or 'apr'), imported only when
+    asked for, so that IRGAN's command line pays for neither (nor for scikit-learn)."""
+    if model == "cfgan":
+        from irgan.adversarial.cfgan import CFGANConfig, CFGANRecommender
+        return CFGANConfig, CFGANRecommender
+    if model == "apr":
+        from irgan.adversarial.apr import APRConfig, APRRecommender
+        return APRConfig, APRRecommender
+    raise ValueError(f"unknown model {model!r}: choose from {', '.join(m for m in MODELS if m != 'irgan')}")
+
+
+def _check_cutoff(metric: str, n_items: int) -> None:
+    """ValueError when the selection metric's cut-off is longer than the catalog (as IRGAN's trainer says it)."""
+    if metric != "MRR" and int(metric.split("@")[1]) > n_items:
+        raise ValueError(f"select_metric {metric} needs more than the catalog's {n_items} items")
+
+
+def config_flags(group: Any, cls: type, prefix: str = "", skip: Collection[str] = (), missing: Any = None) -> None:
+    """Add one flag per field of the config dataclass ``cls`` to ``group`` (a parser or argument
+    group): ``--PREFIX-FIELD-NAME`` into ``PREFIX_FIELD_NAME``, help from the field's metadata.
+
+    int, float and str fields take a value, bool fields are ``--x`` / ``--no-x``, and ``int | None``
+    (or float, str) fields also take 'none'. A flag not given leaves ``missing`` in the namespace:
+    None, or ``argparse.SUPPRESS`` (no attribute) where None is a value a field can take.
+    """
+    hints = typing.get_type_hints(cls)  # the annotations are strings under `from __future__ import annotations`
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        flag, dest = "--" + prefix + f.name.replace("_", "-"), prefix.replace("-", "_") + f.name
+        default = "none" if f.default is None else f.default
+        help_text = f"{f.metadata.get('help', '')} (default: {default})"
+        kind = _flag_type(hints[f.name], f"{cls.__name__}.{f.name}")
+        if kind is bool:
+            group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=missing, help=help_text)
+        else:
+            group.add_argument(flag, dest=dest, type=kind, default=missing, help=help_text)
+
+
+def _flag_type(hint: Any, where: str) -> Callable[[str], Any] | type:
+    """The argparse ``type`` of a field annotated ``hint``: int, float, str, bool, or X | None."""
+    if hint in (int, float, str, bool):
+        return hint
+    args = typing.get_args(hint)
+    if len(args) == 2 and type(None) in args:
+        inner = next(a for a in args if a is not type(None))
+        if inner in (int, float, str):
+            return _or_none(inner)
+    raise TypeError(f"{where}: a flag takes int, float, str, bool or one of them | None, not {hint}")
+
+
+def _or_none(kind: type) -> Callable[[str], Any]:
+    """An argparse ``type``: 'none' (any case) is None, anything else a ``kind``."""
+    names = {int: "an integer", float: "a number", str: "a string"}
+
+    def parse(text: str) -> Any:
+        if text.strip().lower() == "none":
+            return None
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {names[kind]} or 'none', got {text!r}") from None
+    return parse
+
+
 def config_parser(parser: argparse.ArgumentParser) -> None:
     """Add one flag per IRGANConfig field (and --pretrain-* per BPRConfig field), help from the field."""
-    def add(group, f: dataclasses.Field, prefix: str = "") -> None:
-        flag = "--" + prefix + f.name.replace("_", "-")
-        kind = {"int": int, "float": float, "str": str, "bool": bool}[str(f.type)]
-        help_text = f"{f.metadata.get('help', '')} (default: {f.default})"
-        if kind is bool:
-            group.add_argument(flag, dest=prefix.replace("-", "_") + f.name, action=argparse.BooleanOptionalAction,
-                               default=None, help=help_text)
-        else:
-            group.add_argument(flag, dest=prefix.replace("-", "_") + f.name, type=kind, default=None, help=help_text)
-
-    irgan = parser.add_argument_group("IRGAN (IRGANConfig)")
-    for f in dataclasses.fields(IRGANConfig):
-        if f.name != "pretrain":
-            add(irgan, f)
+    config_flags(parser.add_argument_group("IRGAN (IRGANConfig)"), IRGANConfig, skip=("pretrain",))
     pretrain = parser.add_argument_group("pretraining of G (BPRConfig; its negatives and dim follow --init and --dim)")
-    for f in dataclasses.fields(BPRConfig):
-        if f.name not in DERIVED_PRETRAIN_FIELDS:
-            add(pretrain, f, "pretrain-")
+    config_flags(pretrain, BPRConfig, "pretrain-", skip=DERIVED_PRETRAIN_FIELDS)
+
+
+def model_parser(parser: argparse.ArgumentParser, model: str) -> None:
+    """Add the flags of ``model`` ('cfgan' or 'apr'): one per field of its config, then how its
+    epochs are chosen and whether it is refit. A flag not given is absent from the namespace."""
+    config = model_classes(model)[0]
+    config_flags(parser.add_argument_group(f"{model.upper()} ({config.__name__})"), config,
+                 missing=argparse.SUPPRESS)
+    selection = parser.add_argument_group("selection and refit")
+    selection.add_argument("--validation-fraction", type=fraction_arg, default=VALIDATION_FRACTION,
+                           help="share of each user's train positives held out to choose the epochs on "
+                                f"select_metric, as IRGAN's recipe does (default: {VALIDATION_FRACTION})")
+    selection.add_argument("--refit", action=argparse.BooleanOptionalAction, default=None,  # None: on
+                           help="after choosing the epochs on validation, fit again on all of train for that many "
+                                "(the honest protocol's refit, IRGAN's --refit); --no-refit tests the model fitted "
+                                "on train less validation (default: on)")
+
+
+def model_config_from_args(model: str, args: argparse.Namespace) -> Any:
+    """The config of ``model`` the flags describe: its defaults for every flag not given."""
+    config = model_classes(model)[0]
+    values = vars(args)
+    return config(**{f.name: values[f.name] for f in dataclasses.fields(config) if f.name in values})
 
 
 def config_from_args(args: argparse.Namespace) -> IRGANConfig:
@@ -263,30 +436,28 @@ READ_FLAGS = ("sep", "columns", "header", "min_rating", "max_unpacked_mb")
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "python -m irgan.train") -> int:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", default=None, help="ml-100k (default), ml-1m, ml-20m, netflix, or the path of a ratings file (CSV/TSV, optionally gzip/zip, parquet, RecBole .inter)")
-    parser.add_argument("--data-dir", default=None, help="folder holding the data sets (default: $IRGAN_DATA or ~/.cache/irgan)")
-    data_flags(parser)
-    parser.add_argument("--seed", type=int, default=None, help="seed of every random draw (default: 0)")
-    parser.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
-    parser.add_argument("--out", default=None, help="run directory to create (default: a new runs/DATASET-TIME)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars (one log line per outer epoch remains)")
-    parser.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files to RUN/tensorboard")
-    parser.add_argument("--resume", metavar="RUN_DIR", default=None,
-                        help="continue an interrupted run from its last finished outer epoch, with its own flags")
-    parser.add_argument("--preset", default=None, choices=list(PRESETS),
-                        help="start from a named configuration, flags given on top: 'paper' (the default: the "
-                             "authors' settings) or 'strong' (32 dimensions, tuned learning rates, refit; see README)")
-    config_parser(parser)
-    args = parser.parse_args(argv)
+    """The command line: train the --model (IRGAN by default) that ``argv`` asks for and print its test
+    table; the exit status (2 with one ``error:`` line for bad input, 130 after Ctrl-C)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    model = chosen_model(argv, prog)
+    parser = build_parser(model, prog)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # argparse's own refusal, naming the model a flag belongs to when it is another's
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}{_other_models_flags(unknown, model, prog)}")
     keep_freed_memory()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
+        if model != "irgan" and args.resume:
+            raise ValueError(f"--resume continues IRGAN runs only: a {model} run cannot be resumed; start it again")
         if args.resume and args.out:
             raise ValueError("give --resume RUN_DIR or --out, not both: a resumed run writes to its own folder")
         read = {k: (None if v == "none" else v) for k in READ_FLAGS if (v := getattr(args, k)) is not None}
-        if args.resume:
+        if model != "irgan":
+            given = {k: default if getattr(args, k) is None else getattr(args, k) for k, default in RUN_FLAGS.items()}
+            report = run_model(model, model_config_from_args(model, args), out=args.out, show_progress=not args.quiet,
+                               read=read, validation_fraction=args.validation_fraction,
+                               refit=args.refit is not False, **given)
+        elif args.resume:
             request = read_request(Path(args.resume))
             _refuse_unnamed_scorers(args, request["config"])
             _refuse_other_flags(args, request, read)
@@ -314,6 +485,54 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m irgan.train")
     return 0
 
 
+def chosen_model(argv: Sequence[str], prog: str) -> str:
+    """The --model of ``argv`` (irgan when absent), read before the full parser, whose config flags depend on it."""
+    first = argparse.ArgumentParser(prog=prog, add_help=False)
+    first.add_argument("--model", choices=MODELS, default="irgan")
+    return first.parse_known_args(argv)[0].model
+
+
+def _other_models_flags(unknown: Sequence[str], model: str, prog: str) -> str:
+    """A note naming, for each flag of ``unknown`` that another model defines, that model ('' if none)."""
+    flags = list(dict.fromkeys(arg.split("=", 1)[0] for arg in unknown if arg.startswith("--")))
+    if not flags:
+        return ""
+    defined = {other: build_parser(other, prog)._option_string_actions for other in MODELS if other != model}
+    notes = [f"{flag} is a flag of --model {', '.join(owners)}" for flag in flags
+             if (owners := [other for other, options in defined.items() if flag in options])]
+    return f" ({'; '.join(notes)})" if notes else ""
+
+
+def build_parser(model: str, prog: str = "python -m irgan.train") -> argparse.ArgumentParser:
+    """The command line of ``model``: the data and run flags, then its config's flags (IRGAN's as
+    ``config_parser`` makes them, with --preset and --tensorboard; the others' as ``model_parser``)."""
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=MODELS, default="irgan",
+                        help="irgan (default; Wang et al. 2017), cfgan (Chae et al. 2018) or apr (He et al. 2018); "
+                             "--model M --help lists M's flags")
+    parser.add_argument("--dataset", default=None, help="ml-100k (default), ml-1m, ml-20m, netflix, or the path of a ratings file (CSV/TSV, optionally gzip/zip, parquet, RecBole .inter)")
+    parser.add_argument("--data-dir", default=None, help="folder holding the data sets (default: $IRGAN_DATA or ~/.cache/irgan)")
+    data_flags(parser)
+    parser.add_argument("--seed", type=int, default=None, help="seed of every random draw (default: 0)")
+    parser.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
+    parser.add_argument("--out", default=None, help="run directory to create (default: a new runs/DATASET-TIME)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars (one log line per outer epoch remains)")
+    if model == "irgan":
+        parser.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files to RUN/tensorboard")
+    parser.add_argument("--resume", metavar="RUN_DIR", default=None,
+                        help="continue an interrupted run from its last finished outer epoch, with its own flags"
+                             + (" (IRGAN runs only)" if model != "irgan" else ""))
+    if model == "irgan":
+        parser.add_argument("--preset", default=None, choices=list(PRESETS),
+                            help="start from a named configuration, flags given on top: 'paper' (the default: the "
+                                 "authors' settings) or 'strong' (32 dimensions, tuned learning rates, refit; see README)")
+        config_parser(parser)
+    else:
+        model_parser(parser, model)
+    return parser
+
+
 def data_flags(parser: argparse.ArgumentParser) -> None:
     """The flags that say how to read the data, shared by ``irgan train`` and ``irgan compare``."""
     parser.add_argument("--test", default=None, help="a released test file: --dataset is then its released train file, "
@@ -339,6 +558,17 @@ def cutoffs_arg(text: str) -> tuple[int, ...]:
     if not values or not all(1 <= k <= MAX_CUTOFF for k in values):
         raise argparse.ArgumentTypeError(f"expected cut-offs from 1 to {MAX_CUTOFF:,}, got {text!r}")
     return tuple(dict.fromkeys(values))
+
+
+def fraction_arg(text: str) -> float:
+    """--validation-fraction: a number strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number strictly between 0 and 1, got {text!r}")
+    return value
 
 
 def min_rating_arg(text: str) -> float | str:
@@ -409,6 +639,8 @@ def read_request(run_dir: Path) -> dict:
     except json.JSONDecodeError as err:
         raise ValueError(f"{path} is not valid JSON: {err}") from None
     keys = {"dataset", "data_dir", "split", "seed", "device", "config"}
+    if isinstance(request, dict) and request.get("model", "irgan") != "irgan":
+        raise ValueError(f"{run_dir} is a run of --model {request['model']}: --resume continues IRGAN runs only")
     if not isinstance(request, dict) or not keys <= request.keys() or not isinstance(request["config"], dict):
         raise ValueError(f"{path} is not the run.json of an irgan run (expected keys {sorted(keys)})")
     try:
@@ -420,13 +652,7 @@ def read_request(run_dir: Path) -> dict:
 
 def format_table(report: dict) -> str:
     """The final test metrics of the run's models as a fixed-width table."""
-    rows = [("IRGAN G", report["test"]), ("IRGAN D", report["test_discriminator"])]
-    if report.get("test_init"):
-        config = report["config"]
-        label = f"init ({config['init']})"
-        if config["init"] in ("dns", "bpr") and config["pretrain"]["epochs"] == 0:
-            label = "init (random: 0 pretraining epochs)"
-        rows.insert(0, (label, report["test_init"]))
+    rows = _table_rows(report)
     cutoffs = report.get("cutoffs")
     columns = [f"{m}@{k}" for m in ("P", "NDCG") for k in cutoffs] if cutoffs else TABLE_METRICS
     lines = [f"{'test (' + report['select_on'] + '-selected)':28s}" + "".join(f"{m:>9s}" for m in columns)]
@@ -434,6 +660,23 @@ def format_table(report: dict) -> str:
               for name, metrics in rows]
     lines.append(f"{report['seconds']:.1f} s; {report['protocol']}")
     return "\n".join(lines)
+
+
+def _table_rows(report: dict) -> list[tuple[str, dict]]:
+    """(label, test metrics) of each model a run tested: IRGAN's start, G and D; CFGAN's G; APR and its BPR start."""
+    model = report.get("model", "irgan")
+    if model == "cfgan":
+        return [("CFGAN G", report["test"])]
+    if model == "apr":
+        return [(f"BPR start ({report['best_pretrain_epochs']} epochs)", report["test_start"]), ("APR", report["test"])]
+    rows = [("IRGAN G", report["test"]), ("IRGAN D", report["test_discriminator"])]
+    if report.get("test_init"):
+        config = report["config"]
+        label = f"init ({config['init']})"
+        if config["init"] in ("dns", "bpr") and config["pretrain"]["epochs"] == 0:
+            label = "init (random: 0 pretraining epochs)"
+        rows.insert(0, (label, report["test_init"]))
+    return rows
 
 
 if __name__ == "__main__":
