@@ -17,7 +17,7 @@ from irgan.data import load_dataset
 from irgan.data.datasets import data_home
 from irgan.metrics import evaluate
 from irgan.model_files import load_model_file
-from irgan.trainer import fit_irgan
+from irgan.adversarial.irgan.game import fit_irgan
 
 METRICS = ("P@3", "P@5", "P@10", "NDCG@3", "NDCG@5", "NDCG@10")
 

@@ -30,17 +30,17 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` and `irgan` 
 
 from benchmarks.results import machine, write_section  # noqa: E402
 from irgan.config import BPRConfig
-from irgan.pretrain import fit_bpr  # noqa: E402
+from irgan.training.bpr import fit_bpr  # noqa: E402
 from irgan.config import IRGANConfig  # noqa: E402
 from irgan.data import load_dataset, synthetic, validation_split  # noqa: E402
 from irgan.device import keep_freed_memory, resolve_device  # noqa: E402
-from irgan.fast_mf import pointwise_loss, policy_gradient_loss  # noqa: E402
+from irgan.training.fast_mf import pointwise_loss, policy_gradient_loss  # noqa: E402
 from irgan.metrics import evaluate  # noqa: E402
-from irgan.models import Discriminator, Generator  # noqa: E402
-from irgan.fast_mf import RowOptimizer  # noqa: E402
-from irgan.sampling import PositiveSet, positive_pairs  # noqa: E402
-from irgan.sampling import sample_fake  # noqa: E402
-from irgan.trainer import d_epoch, g_epoch  # noqa: E402
+from irgan.adversarial.irgan.players import Discriminator, Generator  # noqa: E402
+from irgan.training.fast_mf import RowOptimizer  # noqa: E402
+from irgan.training.sampling import PositiveSet, positive_pairs  # noqa: E402
+from irgan.training.sampling import sample_fake  # noqa: E402
+from irgan.adversarial.irgan.game import d_epoch, g_epoch  # noqa: E402
 
 SIZES = {"ml-100k": None, "ml-20m": (138_000, 27_000, 10_000_000), "netflix": (480_189, 17_770, 56_000_000)}
 DIM = 5

@@ -25,7 +25,7 @@ from irgan.data.datasets import data_home
 from irgan.device import keep_freed_memory
 from irgan.metrics import evaluate
 from irgan.models import Popularity
-from irgan.pipeline import initial_generator, run_recipe
+from irgan.adversarial.irgan.recipe import initial_generator, run_recipe
 
 METRICS = ("P@3", "P@5", "P@10", "NDCG@3", "NDCG@5", "NDCG@10")
 PAPER = {  # the IRGAN paper's Table (MovieLens), as quoted in our issue tracker

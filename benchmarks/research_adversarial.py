@@ -20,13 +20,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from irgan.als import fit_ials
+from irgan.training.als import fit_ials
 from irgan.config import BPRConfig, IRGANConfig
 from irgan.data import load_dataset, validation_split
 from irgan.device import keep_freed_memory
 from irgan.metrics import evaluate
 from irgan.models import ItemItemScorer
-from irgan.pipeline import run_recipe
+from irgan.adversarial.irgan.recipe import run_recipe
 
 STRONG_DNS = BPRConfig(dim=64, lr=0.05, l2=0.05, epochs=100)  # the compare's DNS defaults (validation P@5 0.1123)
 SHORT = dict(epochs=8, d_epochs=20, g_epochs=20, eval_every=5)

@@ -25,9 +25,11 @@ _HOMES = {
     "APRRecommender": "irgan.adversarial.apr", "APRConfig": "irgan.adversarial.apr",
     "IRGAN": "irgan.estimator", "BPRRecommender": "irgan.estimator", "PopularityRecommender": "irgan.estimator",
     "evaluate": "irgan.metrics",
-    "Discriminator": "irgan.models", "Generator": "irgan.models", "MatrixFactorization": "irgan.models",
+    "Discriminator": "irgan.adversarial.irgan.players", "Generator": "irgan.adversarial.irgan.players",
+    "MatrixFactorization": "irgan.models",
     "register_scorer": "irgan.models",
-    "run_recipe": "irgan.pipeline", "ranking_scorer": "irgan.recommender", "fit_irgan": "irgan.trainer",
+    "run_recipe": "irgan.adversarial.irgan.recipe", "fit_irgan": "irgan.adversarial.irgan.game",
+    "ranking_scorer": "irgan.recommender",
 }
 __all__ = sorted(_HOMES)
 

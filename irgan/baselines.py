@@ -23,7 +23,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from irgan.als import fit_ials
+from irgan.training.als import fit_ials
 from irgan.checkpoint import ModelFile
 from irgan.config import SELECT_METRICS, BPRConfig
 from irgan.data import Interactions
@@ -31,7 +31,7 @@ from irgan.device import resolve_device
 from irgan.estimator import _OneScorer
 from irgan.metrics import KeepBest, evaluate
 from irgan.models import ItemItemScorer, ItemKNNScorer, LightGCNScorer
-from irgan.pretrain import fit_bpr
+from irgan.training.bpr import fit_bpr
 from irgan.training.rp3beta import fit_rp3beta
 from irgan.training.slim import fit_slim
 from irgan.training.svd import fit_puresvd
@@ -84,7 +84,7 @@ class ItemKNNRecommender(_OneScorer):
 
 class IALSRecommender(_OneScorer):
     """Implicit ALS (Hu, Koren and Volinsky, ICDM 2008), confidence 1 + ``alpha`` on positives,
-    solved in torch by conjugate gradient (``irgan.als``; why not the ``implicit`` library: there).
+    solved in torch by conjugate gradient (``irgan.training.als``; why not the ``implicit`` library: there).
 
     Parameters: ``factors`` (16), ``regularization`` (30), ``alpha`` (4): the best of factors
     16-64, regularization 1-50 and alpha 0.5-10 on validation; ``iterations`` (15), ``cg_steps``

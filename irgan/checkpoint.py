@@ -414,7 +414,7 @@ def load_train_state(path: str | Path, config, fingerprint: str) -> dict:
 
 def _check_state(state: dict, epochs: int) -> None:
     """ValueError unless the entries of a training state of a run of ``epochs`` outer epochs hold
-    what ``_state`` in irgan.trainer writes: numbers in range, finite tensors of matching shapes."""
+    what ``_state`` in irgan.adversarial.irgan.game writes: numbers in range, finite tensors of matching shapes."""
     for key in ("best_generator", "best_discriminator"):
         _expect(state[key], BEST_LAYOUT, f"its {key}", ValueError)
     if not 0 <= state["epoch"] <= epochs:

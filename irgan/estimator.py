@@ -1,6 +1,6 @@
 """The estimators: IRGAN, BPR and popularity, fitted on raw data and serving by raw ids.
 
-Thin layers over the library: ``IRGAN`` runs the one recipe (``irgan.pipeline.run_recipe``),
+Thin layers over the library: ``IRGAN`` runs the one recipe (``irgan.adversarial.irgan.recipe.run_recipe``),
 ``BPRRecommender`` calls ``fit_bpr``, ``PopularityRecommender`` counts. All share the contract
 of ``irgan.recommender.Recommender``, so swapping a model is one line::
 
@@ -20,9 +20,10 @@ from irgan.config import SCORERS as SCORERS_BY_NAME
 from irgan.config import BPRConfig, IRGANConfig
 from irgan.data import Interactions
 from irgan.metrics import evaluate
-from irgan.models import Discriminator, Generator, Popularity, scorer_kind
-from irgan.pipeline import run_recipe, save_irgan_model
-from irgan.pretrain import fit_bpr
+from irgan.adversarial.irgan.players import Discriminator, Generator
+from irgan.models import Popularity, scorer_kind
+from irgan.adversarial.irgan.recipe import run_recipe, save_irgan_model
+from irgan.training.bpr import fit_bpr
 from irgan.progress import logging_to_stderr
 from irgan.recommender import NotFittedError, Recommender, ranking_scorer
 

@@ -29,8 +29,8 @@ from irgan.config import PRESETS, BPRConfig, IRGANConfig, preset
 from irgan.data import Interactions, validation_split
 from irgan.metrics import KeepBest, eval_ks, evaluate
 from irgan.models import Popularity
-from irgan.pipeline import run_recipe
-from irgan.pretrain import fit_bpr
+from irgan.adversarial.irgan.recipe import run_recipe
+from irgan.training.bpr import fit_bpr
 
 log = logging.getLogger(__name__)
 EVAL_EVERY = 5  # epochs between validation checks of BPR / DNS-BPR

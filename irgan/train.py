@@ -32,7 +32,7 @@ from irgan.distributed import current, init_from_env, local_device
 from irgan.errors import one_line
 from irgan.metrics import eval_ks, evaluate
 from irgan.models.build import refuse_unnamed
-from irgan.pipeline import run_recipe, save_irgan_model
+from irgan.adversarial.irgan.recipe import run_recipe, save_irgan_model
 from irgan.rundir import RunDir, absolute, absolute_if_file
 
 log = logging.getLogger("irgan.train")

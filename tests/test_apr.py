@@ -16,8 +16,8 @@ from irgan.adversarial.apr import (APRConfig, APRRecommender, _initial_model, _T
 from irgan.estimator import IRGAN
 from irgan.metrics import evaluate
 from irgan.models import MatrixFactorization
-from irgan.objectives import bpr_objective
-from irgan.sampling import PositiveSet, positive_pairs
+from irgan.training.objectives import bpr_objective
+from irgan.training.sampling import PositiveSet, positive_pairs
 
 FAST = dict(dim=8, lr=0.1, batch_size=32, pretrain_epochs=20, epochs=10, eval_every=2, patience=3, device="cpu")
 
@@ -146,7 +146,7 @@ def test_the_epoch_batches_every_positive_once_with_true_negatives(data):
 
 
 def reference_loop(train: sp.csr_matrix, config: APRConfig, seed: int) -> tuple[MatrixFactorization, MatrixFactorization]:
-    """Plain BPR with torch's Adagrad on irgan.objectives.bpr_objective, a new optimizer per phase."""
+    """Plain BPR with torch's Adagrad on irgan.training.objectives.bpr_objective, a new optimizer per phase."""
     generator = torch.Generator().manual_seed(seed)
     positives = PositiveSet(train)
     triples = _Triples(*positive_pairs(train), positives, config.batch_size)

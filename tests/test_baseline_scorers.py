@@ -9,9 +9,9 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-import irgan.als
+import irgan.training.als
 import irgan.models.itemknn
-from irgan.als import fit_ials, ials_objective
+from irgan.training.als import fit_ials, ials_objective
 from irgan.models import ItemKNNScorer, LightGCNScorer
 
 N_USERS, N_ITEMS = 9, 7
@@ -180,7 +180,7 @@ def test_ials_objective_equals_the_dense_formula():
 def test_ials_exact_half_step_equals_the_dense_solve(monkeypatch):
     """The last half-step solved the items given the users: the normal equations, row by row."""
     x = random_binary(30, 20, 0.2, seed=3)
-    monkeypatch.setattr(irgan.als, "CHUNK_ELEMENTS", 5 * 16)  # chunks of about 5 entries
+    monkeypatch.setattr(irgan.training.als, "CHUNK_ELEMENTS", 5 * 16)  # chunks of about 5 entries
     model = fit_ials(x, factors=4, regularization=0.5, alpha=3.0, iterations=2, cg_steps=None, device="cpu")
     u, dense = model.user_emb.detach().double().numpy(), x.toarray()
     c = 1 + 3.0 * dense

@@ -18,9 +18,9 @@ from irgan.config import IRGANConfig
 from irgan.distributed import Shard, current
 from irgan.metrics import evaluate, evaluate_sharded
 from irgan.models import Discriminator, MatrixFactorization, Popularity
-from irgan.sampling import positive_pairs
-from irgan.trainer import d_epoch, fit_irgan
-from irgan.updates import DUpdate, FastDUpdate, d_update
+from irgan.training.sampling import positive_pairs
+from irgan.adversarial.irgan.game import d_epoch, fit_irgan
+from irgan.training.updates import DUpdate, FastDUpdate, d_update
 
 WORLD = 2
 # Adam at 0.05 learns planted groups in a few rounds (as in test_trainer.py); users are split

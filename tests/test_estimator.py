@@ -11,7 +11,7 @@ import torch
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
-import irgan.pipeline
+import irgan.adversarial.irgan.recipe
 from irgan.checkpoint import FORMAT, ModelFileError, save_model
 from irgan.config import PRESETS, BPRConfig, IRGANConfig
 from irgan.data import DataError, Interactions
@@ -398,12 +398,12 @@ def test_load_converts_a_version_1_cli_checkpoint(tmp_path):
 
 def test_a_preset_with_refit_fits_through_the_estimator(data, monkeypatch):
     trained_on = []
-    real = irgan.pipeline.fit_irgan
+    real = irgan.adversarial.irgan.recipe.fit_irgan
 
     def spy(train, *args, **kwargs):
         trained_on.append(train.nnz)
         return real(train, *args, **kwargs)
-    monkeypatch.setattr(irgan.pipeline, "fit_irgan", spy)
+    monkeypatch.setattr(irgan.adversarial.irgan.recipe, "fit_irgan", spy)
     model = IRGAN(**{**PRESETS["strong"], **TINY_IRGAN, "pretrain": {"epochs": 3}, "dim": 4}).fit(data[0])
     assert model.config.refit and model.config.g_lr == PRESETS["strong"]["g_lr"]
     assert trained_on[0] < trained_on[1] == data[0].nnz  # played on train less validation, then refit on all of it

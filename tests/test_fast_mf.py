@@ -11,13 +11,13 @@ import torch.nn.functional as F
 
 from helpers import DIM, N_ITEMS, N_USERS, make_model, repeated_batch, seeded
 from irgan.config import IRGANConfig
-from irgan.fast_mf import (bpr_loss, bpr_sgd_step, packed_items, packed_users, pair_products, pointwise_loss,
+from irgan.training.fast_mf import (bpr_loss, bpr_sgd_step, packed_items, packed_users, pair_products, pointwise_loss,
                           policy_gradient_loss)
-from irgan.fast_mf import RowOptimizer
+from irgan.training.fast_mf import RowOptimizer
 from irgan.models import Discriminator, Generator
-from irgan.sampling import PositiveSet, sample_rows
-from irgan.trainer import g_epoch
-from irgan.updates import FastGUpdate, g_update
+from irgan.training.sampling import PositiveSet, sample_rows
+from irgan.adversarial.irgan.game import g_epoch
+from irgan.training.updates import FastGUpdate, g_update
 
 
 

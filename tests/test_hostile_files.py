@@ -399,7 +399,7 @@ CONFIG = IRGANConfig(epochs=3)
 
 
 def train_state() -> dict:
-    """A valid state after one outer epoch, shaped as irgan.trainer._state writes it."""
+    """A valid state after one outer epoch, shaped as irgan.adversarial.irgan.game._state writes it."""
     tables = {"user_emb": torch.zeros(4, 3), "item_emb": torch.zeros(6, 3), "item_bias": torch.zeros(6)}
     return {"epoch": 1, "seconds": 2.5, "config": dataclasses.asdict(CONFIG), "fingerprint": "abc",
             "generator": tables, "discriminator": dict(tables), "g_opt": {}, "d_opt": {},

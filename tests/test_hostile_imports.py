@@ -75,12 +75,12 @@ def error_line(capsys) -> str:
 
 def interrupted_run(ratings: Path, out: Path) -> Path:
     """A run folder that --resume continues: run.json and init.pt, cut short before the game."""
-    import irgan.trainer
+    import irgan.adversarial.irgan.game
 
     def stop(*args, **kwargs):
         raise KeyboardInterrupt
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(irgan.trainer, "_setup", stop)
+        patch.setattr(irgan.adversarial.irgan.game, "_setup", stop)
         assert train_cli.main(["--dataset", str(ratings), *TINY, "--out", str(out)]) == 130
     assert (out / "run.json").is_file()
     return out

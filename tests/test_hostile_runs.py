@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import irgan.pipeline
+import irgan.adversarial.irgan.recipe
 import irgan.train
-import irgan.trainer
+import irgan.adversarial.irgan.game
 from helpers import REPO, WAIT_S, start, wait_for
 from irgan.estimator import IRGAN
 from irgan.train import main
@@ -59,11 +59,11 @@ def one_error_line(err: str) -> str:
 
 HELD_IN_PLAY = """
 import pathlib, sys, time
-import irgan.pipeline
+import irgan.adversarial.irgan.recipe
 def hold(*args, **kwargs):  # the game, replaced: tell the test the run holds its folder, then wait for SIGINT
     pathlib.Path(sys.argv[-1]).touch()
     time.sleep(600)
-irgan.pipeline.fit_irgan = hold
+irgan.adversarial.irgan.recipe.fit_irgan = hold
 from irgan.train import main
 sys.exit(main(sys.argv[1:-1]))
 """
@@ -128,7 +128,7 @@ def interrupt_in_play(monkeypatch, error: BaseException | None = None) -> None:
     """Make the game raise ``error`` (Ctrl-C by default) once G's pretrained start is saved."""
     def fail(*args, **kwargs):
         raise error or KeyboardInterrupt
-    monkeypatch.setattr(irgan.pipeline, "fit_irgan", fail)
+    monkeypatch.setattr(irgan.adversarial.irgan.recipe, "fit_irgan", fail)
 
 
 def test_a_full_disk_in_the_first_epoch_keeps_init_pt_and_the_run_resumes(ratings, tmp_path, monkeypatch, capsys):
@@ -136,7 +136,7 @@ def test_a_full_disk_in_the_first_epoch_keeps_init_pt_and_the_run_resumes(rating
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(out / "train_state.pt"))
-    monkeypatch.setattr(irgan.trainer, "save_train_state", full)
+    monkeypatch.setattr(irgan.adversarial.irgan.game, "save_train_state", full)
     code, err = call(["--dataset", str(ratings), *FAST, "--out", str(out)], capsys)
     assert code == 2
     assert "No space left on device" in one_error_line(err)
@@ -284,8 +284,8 @@ def test_divergence_reports_divergence_not_nan_scores(ratings, tmp_path, capsys)
 def test_a_configuration_that_cannot_fit_is_refused_before_training(ratings, tmp_path, capsys, monkeypatch, flag, value):
     def never(*args, **kwargs):
         pytest.fail("training started")
-    monkeypatch.setattr(irgan.pipeline, "_pretrained", never)
-    monkeypatch.setattr(irgan.pipeline, "fit_irgan", never)
+    monkeypatch.setattr(irgan.adversarial.irgan.recipe, "_pretrained", never)
+    monkeypatch.setattr(irgan.adversarial.irgan.recipe, "fit_irgan", never)
     code, err = call(["--dataset", str(ratings), *FAST, "--out", str(tmp_path / "r"), flag, value], capsys)
     assert code == 2 and "GiB" in one_error_line(err) and "free" in err
     assert not (tmp_path / "r").exists()
@@ -307,7 +307,7 @@ def test_piped_output_is_one_line_per_outer_epoch_without_bars(ratings, tmp_path
                             capture_output=True, text=True, timeout=WAIT_S)
     assert result.returncode == 0, result.stderr
     assert "\r" not in result.stderr and "\r" not in result.stdout
-    epochs = [line for line in result.stderr.splitlines() if "irgan.trainer: outer epoch" in line]
+    epochs = [line for line in result.stderr.splitlines() if "irgan.adversarial.irgan.game: outer epoch" in line]
     assert [line.split("outer epoch ")[1].split(",")[0] for line in epochs] == [f"{e}/5" for e in range(1, 6)]
     assert all("D loss" in line and "G reward" in line and "selection P@5" in line for line in epochs)
     assert len(result.stderr) + len(result.stdout) < 5000
@@ -316,7 +316,7 @@ def test_piped_output_is_one_line_per_outer_epoch_without_bars(ratings, tmp_path
 def test_quiet_still_logs_each_outer_epoch(ratings, tmp_path, capsys, caplog):
     caplog.set_level("INFO", logger="irgan")
     assert call(["--dataset", str(ratings), *FAST, "--out", str(tmp_path / "r")], capsys)[0] == 0
-    epochs = [r for r in caplog.records if r.name == "irgan.trainer" and "outer epoch" in r.getMessage()]
+    epochs = [r for r in caplog.records if r.name == "irgan.adversarial.irgan.game" and "outer epoch" in r.getMessage()]
     assert len(epochs) == 2 and all(r.levelname == "INFO" for r in epochs)
 
 

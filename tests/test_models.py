@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from irgan.models import Discriminator, Generator, MatrixFactorization
-from irgan.sampling import sample_rows
+from irgan.training.sampling import sample_rows
 
 
 # chi2.ppf(1 - 1e-4, df) for df = 1..7 (scipy.stats would cost seconds to import)

@@ -1,5 +1,5 @@
-"""The autograd objectives (``irgan.objectives``) against the hand-derived MF fast path
-(``irgan.fast_mf``), step for step and over whole epochs of the game, and the policy-gradient
+"""The autograd objectives (``irgan.training.objectives``) against the hand-derived MF fast path
+(``irgan.training.fast_mf``), step for step and over whole epochs of the game, and the policy-gradient
 estimators G can train with."""
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from helpers import DIM, N_ITEMS, make_model, planted, repeated_batch, seeded
 from torch import nn
 
 from irgan.config import IRGANConfig
-from irgan.fast_mf import bpr_loss, pointwise_loss, policy_gradient_loss
+from irgan.training.fast_mf import bpr_loss, pointwise_loss, policy_gradient_loss
 from irgan.models import Discriminator, Generator, MatrixFactorization
-from irgan.objectives import (bpr_objective, exact_policy_gradient_objective, l2_term, pointwise_objective,
+from irgan.training.objectives import (bpr_objective, exact_policy_gradient_objective, l2_term, pointwise_objective,
                               policy_gradient_objective, sample_weights)
-from irgan.sampling import PositiveSet, positive_pairs, sample_fake, sample_rows
-from irgan.trainer import d_epoch, fit_irgan, g_epoch
-from irgan.updates import DUpdate, FastDUpdate, FastGUpdate, GUpdate, d_update, g_update
+from irgan.training.sampling import PositiveSet, positive_pairs, sample_fake, sample_rows
+from irgan.adversarial.irgan.game import d_epoch, fit_irgan, g_epoch
+from irgan.training.updates import DUpdate, FastDUpdate, FastGUpdate, GUpdate, d_update, g_update
 
 
 

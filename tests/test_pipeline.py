@@ -1,4 +1,4 @@
-"""``irgan.pipeline.run_recipe`` on small planted data: the selection split, selection on test,
+"""``irgan.adversarial.irgan.recipe.run_recipe`` on small planted data: the selection split, selection on test,
 refitting on all of train up to the selected point, the cached pretrained start (``init_file``)
 and scorers of one's own in both roles."""
 from __future__ import annotations
@@ -10,14 +10,14 @@ import pytest
 import torch
 from torch import nn
 
-import irgan.pipeline as pipeline
-import irgan.trainer as trainer
+import irgan.adversarial.irgan.recipe as pipeline
+import irgan.adversarial.irgan.game as trainer
 from irgan.checkpoint import load_model
 from irgan.config import BPRConfig, IRGANConfig
 from irgan.data import Interactions, validation_split
 from irgan.metrics import evaluate
 from irgan.models import MatrixFactorization
-from irgan.pipeline import initial_generator, run_recipe
+from irgan.adversarial.irgan.recipe import initial_generator, run_recipe
 from helpers import planted
 
 # A couple of short rounds from a G pretrained for two epochs of DNS-BPR.

@@ -1,5 +1,5 @@
 """Baselines (popularity, BPR, DNS-BPR) on planted structure, and the positive-set sampling they use
-(``irgan.sampling``: positive sets, uniform and DNS negatives)."""
+(``irgan.training.sampling``: positive sets, uniform and DNS negatives)."""
 from __future__ import annotations
 
 from unittest import mock
@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from irgan.config import BPRConfig
 from irgan.models import Popularity
 from irgan.metrics import evaluate
-from irgan.pretrain import fit_bpr
-from irgan.sampling import PositiveSet, dns_negatives, positive_pairs
+from irgan.training.bpr import fit_bpr
+from irgan.training.sampling import PositiveSet, dns_negatives, positive_pairs
 from helpers import planted
 
 # A setting that learns the planted groups in a few epochs (the paper's SGD at 0.05 needs ~20).
@@ -163,7 +163,7 @@ def test_positive_set_contains_and_mask_agree_with_dense(seed, density, dense_by
     """Both membership paths: binary search in each user's items (large catalogs), dense matrix (small)."""
     m = random_csr(seed, density=density)
     dense = torch.as_tensor(m.toarray() > 0)
-    with mock.patch("irgan.sampling.DENSE_BYTES", dense_bytes):
+    with mock.patch("irgan.training.sampling.DENSE_BYTES", dense_bytes):
         ps = PositiveSet(m)
     assert (ps.dense is None) == (dense_bytes == 0)
     users, items = torch.meshgrid(torch.arange(12), torch.arange(15), indexing="ij")

@@ -19,12 +19,12 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-import irgan.trainer
+import irgan.adversarial.irgan.game
 from helpers import WAIT_S, Evil, start, wait_for
 from irgan.checkpoint import STATE_FORMAT, load_model
 from irgan.config import IRGANConfig
 from irgan.train import main
-from irgan.trainer import fit_irgan
+from irgan.adversarial.irgan.game import fit_irgan
 
 SLOW = ["--split", "random", "--epochs", "6", "--d-epochs", "200", "--g-epochs", "100", "--pretrain-epochs", "2",
         "--device", "cpu", "--quiet"]
@@ -155,7 +155,7 @@ def call(args: list[str], capsys) -> tuple[int, str]:
 
 def interrupt_at(monkeypatch, n_calls: int) -> None:
     """Make the n-th G-epoch raise KeyboardInterrupt, as Ctrl-C there would."""
-    real, count = irgan.trainer.g_epoch, [0]
+    real, count = irgan.adversarial.irgan.game.g_epoch, [0]
 
     def g_epoch(*args, **kwargs):
         count[0] += 1
@@ -163,7 +163,7 @@ def interrupt_at(monkeypatch, n_calls: int) -> None:
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(irgan.trainer, "g_epoch", g_epoch)
+    monkeypatch.setattr(irgan.adversarial.irgan.game, "g_epoch", g_epoch)
 
 
 @pytest.fixture(scope="module")

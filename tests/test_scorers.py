@@ -10,7 +10,7 @@ from helpers import planted
 from irgan.metrics import evaluate
 from irgan.models.itemitem import ItemItemScorer
 from irgan.models.mlp import MLPScorer
-from irgan.objectives import bpr_objective
+from irgan.training.objectives import bpr_objective
 
 N_USERS, N_ITEMS = 7, 9
 

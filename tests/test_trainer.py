@@ -10,15 +10,15 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-import irgan.trainer as trainer
+import irgan.adversarial.irgan.game as trainer
 from irgan.config import BPRConfig, IRGANConfig
 from irgan.data import Interactions, validation_split
 from irgan.metrics import evaluate
 from irgan.models import Discriminator, Generator, MatrixFactorization, Popularity
-from irgan.pipeline import initial_generator
-from irgan.pretrain import fit_bpr
-from irgan.sampling import PositiveSet, sample_fake
-from irgan.trainer import fit_irgan
+from irgan.adversarial.irgan.recipe import initial_generator
+from irgan.training.bpr import fit_bpr
+from irgan.training.sampling import PositiveSet, sample_fake
+from irgan.adversarial.irgan.game import fit_irgan
 from helpers import Evil, planted
 
 HISTORY_KEYS = {"epoch", "g_epoch", "d_loss", "g_reward", "g_entropy", "g_coverage", "selection", "seconds"}

@@ -35,7 +35,7 @@ from irgan.estimator import _OneScorer
 from irgan.metrics import KeepBest, eval_ks, evaluate
 from irgan.models.mf import MatrixFactorization
 from irgan.progress import bar, logging_to_stderr
-from irgan.sampling import PositiveSet, positive_pairs
+from irgan.training.sampling import PositiveSet, positive_pairs
 
 log = logging.getLogger(__name__)
 

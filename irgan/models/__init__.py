@@ -1,4 +1,4 @@
-"""Scorers (one module each) and the two players that wrap them.
+"""Scorers, one module each, and their registry.
 
 A scorer is any ``torch.nn.Module`` with ``score(users, items) -> (n,)`` and
 ``score_users(users) -> (len(users), n_items)``; optionally ``penalty(users, items)`` (the L2
@@ -8,6 +8,8 @@ model files holding it can be loaded.
 """
 from __future__ import annotations
 
+import importlib
+
 from torch import nn
 
 from irgan.models.itemitem import ItemItemScorer
@@ -15,7 +17,6 @@ from irgan.models.itemknn import ItemKNNScorer
 from irgan.models.lightgcn import LightGCNScorer
 from irgan.models.mf import MatrixFactorization
 from irgan.models.mlp import MLPScorer
-from irgan.models.players import Discriminator, Generator, Player
 from irgan.models.popularity import Popularity
 
 SCORERS: dict[str, type[nn.Module]] = {"mf": MatrixFactorization, "mlp": MLPScorer, "itemitem": ItemItemScorer,
@@ -40,5 +41,17 @@ def scorer_kind(scorer: nn.Module) -> str:
     return type(scorer).__name__
 
 
-__all__ = ["Discriminator", "Generator", "ItemItemScorer", "ItemKNNScorer", "LightGCNScorer", "MLPScorer",
-           "MatrixFactorization", "Player", "Popularity", "SCORERS", "register_scorer", "scorer_kind"]
+_PLAYERS = ("Discriminator", "Generator", "Player")  # IRGAN's players, in irgan.adversarial.irgan.players
+
+
+def __getattr__(name: str):
+    """``irgan.models.Generator`` and the other players, which lived here before the adversarial
+    family had a package of its own: imported on first use, as module attributes."""
+    if name in _PLAYERS:
+        module = importlib.import_module("irgan.adversarial.irgan.players")
+        return getattr(module, name)
+    raise AttributeError(f"module 'irgan.models' has no attribute {name!r}")
+
+
+__all__ = ["ItemItemScorer", "ItemKNNScorer", "LightGCNScorer", "MLPScorer",
+           "MatrixFactorization", "Popularity", "SCORERS", "register_scorer", "scorer_kind"]

@@ -15,9 +15,19 @@ from irgan.models.itemitem import ItemItemScorer
 from irgan.models.lightgcn import LightGCNScorer
 from irgan.models.mf import MatrixFactorization
 from irgan.models.mlp import MLPScorer
-from irgan.models.players import check_scorer
 
 ScorerSpec = Union[str, nn.Module, Callable[[int, int], nn.Module], None]
+
+
+
+def check_scorer(scorer: nn.Module) -> nn.Module:
+    """``scorer`` itself, once it is an nn.Module with ``score`` and ``score_users``; TypeError otherwise."""
+    if not isinstance(scorer, nn.Module):
+        raise TypeError(f"a scorer must be a torch.nn.Module, got {type(scorer).__name__}")
+    for method in ("score", "score_users"):
+        if not callable(getattr(scorer, method, None)):
+            raise TypeError(f"a scorer needs a {method}() method; {type(scorer).__name__} has none")
+    return scorer
 
 
 def class_path(cls: type) -> str:

@@ -1,0 +1,144 @@
+"""How each player takes a step: the hand-derived MF fast path or autograd, behind one interface.
+
+``d_update`` and ``g_update`` pick the fast path (``irgan.training.fast_mf``) for a matrix-factorisation
+scorer with ``fast_path`` on, and autograd (``irgan.training.objectives`` with ``torch.optim``) for any
+other scorer; both paths give the same parameters for MF (tests/test_objectives.py).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from irgan.distributed import Shard
+from irgan.training.fast_mf import RowOptimizer, expected_items, pointwise_loss, policy_gradient_loss
+from irgan.models.mf import MatrixFactorization
+from irgan.training.objectives import (exact_policy_gradient_objective, l2_term, pointwise_objective,
+                              policy_gradient_objective)
+
+
+def torch_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
+    """'sgd' (plain, as the IRGAN authors') or 'adam', from torch.optim."""
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    raise ValueError(f"unknown optimizer {name!r}: use 'sgd' or 'adam'")
+
+
+def is_fast(scorer: nn.Module, fast_path: bool) -> bool:
+    """Whether ``scorer`` trains on the hand-derived MF path."""
+    return fast_path and type(scorer) is MatrixFactorization
+
+
+class _Update:
+    """A player's optimizer; the L2 of plain SGD adapts to repeated rows (``l2_per_occurrence``)."""
+
+    def __init__(self, scorer: nn.Module, optimizer: str, lr: float, shard: Shard) -> None:
+        self.scorer, self.shard, self.sgd_lr = scorer, shard, lr if optimizer == "sgd" else None
+        self.optimizer = self._optimizer(optimizer, lr)
+
+    def _optimizer(self, name: str, lr: float):
+        return torch_optimizer(name, self.scorer.parameters(), lr)
+
+    def _backward_step(self, loss: torch.Tensor) -> float:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.shard.active:  # every process applies the summed gradient
+            for param in self.scorer.parameters():
+                if param.grad is None:
+                    param.grad = torch.zeros_like(param)
+                self.shard.sum(param.grad)
+        self.optimizer.step()
+        return loss.item()
+
+    def state_dict(self) -> dict:
+        return self.optimizer.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state)
+
+
+class DUpdate(_Update):
+    """D's step by autograd: pointwise BCE on (user, item, label) plus L2."""
+
+    def __call__(self, users: torch.Tensor, items: torch.Tensor, labels: torch.Tensor, l2: float) -> float:
+        return self._backward_step(pointwise_objective(self.scorer, users, items, labels, l2, self.sgd_lr, self.shard))
+
+
+class FastDUpdate(DUpdate):
+    """D's step on the MF fast path."""
+
+    def _optimizer(self, name: str, lr: float):
+        return RowOptimizer(name, list(self.scorer.parameters()), lr, self.shard)
+
+    @torch.no_grad()
+    def __call__(self, users: torch.Tensor, items: torch.Tensor, labels: torch.Tensor, l2: float) -> float:
+        loss, grads = pointwise_loss(self.scorer, users, items, labels, l2, self.sgd_lr, self.shard)
+        self.optimizer.step(grads)
+        return loss
+
+
+class GUpdate(_Update):
+    """G's policy-gradient step by autograd, for sampled ``items`` of batch rows ``rows`` with
+    ``weights``; ``logits`` (B, n_items, over the temperature) and ``p`` are G's before the step.
+    Returns the entropy of each row's softmax before the step (B,)."""
+
+    def __call__(self, users: torch.Tensor, temperature: float, l2: float, rows: torch.Tensor, items: torch.Tensor,
+                 weights: torch.Tensor, logits: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        log_p = torch.log_softmax(self.scorer.score_users(users) / temperature, 1)
+        loss = policy_gradient_objective(log_p, rows, items, weights)
+        self._backward_step(loss + l2_term(self.scorer, l2, users, users[:0]))
+        return _entropy(p, log_p)
+
+    def exact(self, users: torch.Tensor, temperature: float, l2: float,
+              reward: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The step along the exact expected gradient, ``reward`` (B, n_items) given for every item.
+        Returns each row's entropy and expected reward under G before the step, both (B,)."""
+        log_p = torch.log_softmax(self.scorer.score_users(users) / temperature, 1)
+        self._backward_step(exact_policy_gradient_objective(log_p, reward) + l2_term(self.scorer, l2, users, users[:0]))
+        p = log_p.detach().exp()
+        return _entropy(p, log_p), (p * reward).sum(1)
+
+
+class FastGUpdate(GUpdate):
+    """G's policy-gradient step on the MF fast path (REINFORCE or SNIS weights)."""
+
+    def _optimizer(self, name: str, lr: float):
+        return RowOptimizer(name, list(self.scorer.parameters()), lr, self.shard)
+
+    @torch.no_grad()
+    def __call__(self, users: torch.Tensor, temperature: float, l2: float, rows: torch.Tensor, items: torch.Tensor,
+                 weights: torch.Tensor, logits: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        G = self.scorer
+        expected = expected_items(G, p)
+        _, grads = policy_gradient_loss(G, users, rows, items, weights, temperature, p, expected)
+        if l2 > 0:
+            grads.append((G.user_emb, users, l2 * G.user_emb[users].detach()))
+        entropy = _fast_entropy(G, users, logits, p, expected, temperature)
+        self.optimizer.step(grads)
+        return entropy
+
+    def exact(self, users: torch.Tensor, temperature: float, l2: float,
+              reward: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise ValueError("g_estimator 'exact' runs on autograd: build the update with fast_path=False")
+
+
+def _entropy(p: torch.Tensor, log_p: torch.Tensor) -> torch.Tensor:
+    return -(p * log_p.detach()).sum(1)
+
+
+def _fast_entropy(G: MatrixFactorization, users: torch.Tensor, logits: torch.Tensor, p: torch.Tensor,
+                  expected: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Entropy of each row of p = softmax(logits): log-sum-exp minus the expected logit, which is
+    the user's vector dotted with the expected item vector; the log-sum-exp is read off the most
+    probable item (p >= 1/n there, so its log is safe)."""
+    log_sum_exp = logits.amax(1) - p.amax(1).log()
+    return log_sum_exp - ((G.user_emb.index_select(0, users) * expected[:, :-1]).sum(1) + expected[:, -1]) / temperature
+
+
+def d_update(scorer: nn.Module, optimizer: str, lr: float, fast_path: bool, shard: Shard = Shard()) -> DUpdate:
+    return (FastDUpdate if is_fast(scorer, fast_path) else DUpdate)(scorer, optimizer, lr, shard)
+
+
+def g_update(scorer: nn.Module, optimizer: str, lr: float, fast_path: bool, shard: Shard = Shard()) -> GUpdate:
+    return (FastGUpdate if is_fast(scorer, fast_path) else GUpdate)(scorer, optimizer, lr, shard)
