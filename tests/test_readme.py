@@ -25,3 +25,18 @@ def test_plug_in_your_own_scorer_example_runs(shared_data, tmp_path, monkeypatch
     printed = capsys.readouterr().out
     assert "P@5" in printed and "NDCG@10" in printed
     assert len(model.history_) == 2 * 5  # two outer epochs of five G-epochs, each evaluated
+
+
+def test_adversarial_family_example_runs(shared_data, tmp_path, monkeypatch, capsys):
+    if not (shared_data / "cfgan-ml100k" / "ML100K.train").is_file():
+        import pytest
+        pytest.skip("CFGAN's released split not found under IRGAN_DATA")
+    monkeypatch.setenv("IRGAN_DATA", str(shared_data))
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {"__name__": "readme_example"}
+    exec(compile(readme_block("The adversarial family: CFGAN and APR"), "README.md", "exec"), namespace)
+    cfgan, apr = namespace["cfgan"], namespace["apr"]
+    assert cfgan.best_epoch_ == 2 and apr.best_pretrain_epoch_ == 10 and apr.best_epoch_ == 2
+    assert (tmp_path / "cfgan.pt").is_file()
+    printed = capsys.readouterr().out
+    assert printed.count("'P@20'") == 2 and "CFGAN" in printed and "APR" in printed
