@@ -99,3 +99,15 @@ def zip_of(members: dict[str, bytes | str]) -> bytes:
         for name, data in members.items():
             zf.writestr(name, data)
     return buffer.getvalue()
+
+
+def raw_id_ratings(path: Path, n_users: int = 40, n_items: int = 30) -> Path:
+    """A CSV at ``path``: 15 ratings (1-5) per user, raw ids that are not 0..n-1 (user 1000 + u,
+    item 7 i + 3), so that a mix-up of raw and internal ids shows."""
+    rng = np.random.default_rng(0)
+    lines = ["user,item,rating"]
+    for u in range(n_users):
+        for i in rng.choice(n_items, 15, replace=False):
+            lines.append(f"{1000 + u},{7 * i + 3},{rng.integers(1, 6)}")
+    path.write_text("\n".join(lines) + "\n")
+    return path

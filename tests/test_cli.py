@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import raw_id_ratings
 
 from irgan.checkpoint import FORMAT, load_model
 from irgan.config import BPRConfig, IRGANConfig, preset
@@ -24,14 +25,7 @@ FAST = ["--split", "random", "--epochs", "1", "--d-epochs", "1", "--g-epochs", "
 @pytest.fixture(scope="module")
 def ratings_csv(tmp_path_factory) -> Path:
     """40 users x 30 items, 15 ratings (1-5) per user, with raw ids that are not 0..n-1."""
-    rng = np.random.default_rng(0)
-    lines = ["user,item,rating"]
-    for u in range(N_USERS):
-        for i in rng.choice(N_ITEMS, 15, replace=False):
-            lines.append(f"{1000 + u},{7 * i + 3},{rng.integers(1, 6)}")
-    path = tmp_path_factory.mktemp("data") / "ratings.csv"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return raw_id_ratings(tmp_path_factory.mktemp("data") / "ratings.csv", N_USERS, N_ITEMS)
 
 
 @pytest.fixture(scope="module")
