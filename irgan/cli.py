@@ -7,7 +7,7 @@ from typing import Sequence
 USAGE = """usage: irgan COMMAND [ARGS]
 
 commands:
-  train   pretrain G, play IRGAN, select, test and save a run   (irgan train --help)
+  train   train IRGAN (default), CFGAN or APR (--model), select, test and save a run   (irgan train --help)
   plot    draw a run's learning curves as PNGs                  (irgan plot --help)
   compare tune, refit and test models side by side, with paired tests   (irgan compare --help)"""
 

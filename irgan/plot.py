@@ -48,6 +48,11 @@ def load_run(run_dir: str | Path) -> tuple[list[dict], int | None]:
     if not run_dir.is_dir():
         raise RunDirError(f"{run_dir} is not a directory")
     metrics = _read_json(run_dir / METRICS_FILE) if (run_dir / METRICS_FILE).is_file() else None
+    request = _read_json(run_dir / RUN_FILE) if (run_dir / RUN_FILE).is_file() else None
+    model = request.get("model", "irgan") if isinstance(request, dict) else "irgan"
+    if model != "irgan":
+        raise RunDirError(f"{run_dir} is a {model} run: irgan plot draws IRGAN's learning curves only "
+                          f"(its metrics.json holds the {model} run's figures)")
     if (run_dir / HISTORY_FILE).is_file():
         history = _read_jsonl(run_dir / HISTORY_FILE)
     elif metrics is not None:
@@ -60,9 +65,8 @@ def load_run(run_dir: str | Path) -> tuple[list[dict], int | None]:
     else:
         raise RunDirError(f"{run_dir} holds neither {HISTORY_FILE} nor {METRICS_FILE}: is it an irgan run directory?")
     config = metrics.get("config") if isinstance(metrics, dict) else None
-    if config is None and (run_dir / RUN_FILE).is_file():  # a run still going has no metrics.json yet
-        request = _read_json(run_dir / RUN_FILE)
-        config = request.get("config") if isinstance(request, dict) else None
+    if config is None and isinstance(request, dict):  # a run still going has no metrics.json yet
+        config = request.get("config")
     g_epochs = config.get("g_epochs") if isinstance(config, dict) else None
     return history, g_epochs if isinstance(g_epochs, int) else None
 

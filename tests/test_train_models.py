@@ -244,3 +244,11 @@ def test_the_default_irgan_run_writes_what_it_wrote_before(ratings_csv, tmp_path
     assert request == json.loads((named / "run.json").read_text())
     report = json.loads((default / "metrics.json").read_text())
     assert "model" not in report and report["test"] == json.loads((named / "metrics.json").read_text())["test"]
+
+
+def test_plot_names_a_cfgan_or_apr_run_in_one_line(runs, capsys):
+    from irgan.plot import main as plot
+    for model, folder in runs.items():
+        assert plot([str(folder)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"is a {model} run: irgan plot draws IRGAN's learning curves only" in err[0]
