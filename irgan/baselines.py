@@ -29,8 +29,9 @@ from irgan.config import SELECT_METRICS, BPRConfig
 from irgan.data import Interactions
 from irgan.device import resolve_device
 from irgan.estimator import _OneScorer
-from irgan.metrics import KeepBest, evaluate
+from irgan.metrics import KeepBest, eval_ks, evaluate
 from irgan.models import ItemItemScorer, ItemKNNScorer, LightGCNScorer
+from irgan.models.itemknn import FEATURE_WEIGHTINGS, SIMILARITIES
 from irgan.training.bpr import fit_bpr
 from irgan.training.rp3beta import fit_rp3beta
 from irgan.training.slim import fit_slim
@@ -61,23 +62,37 @@ class EASERecommender(_OneScorer):
 
 
 class ItemKNNRecommender(_OneScorer):
-    """Item k-NN by cosine similarity: score(u, j) = sum of cos(i, j) over u's items i among j's
-    ``k`` nearest, cos shrunk by ``shrink`` in its denominator (see ``ItemKNNScorer``).
+    """Item k-NN as Ferrari Dacrema et al.'s framework runs it (``ItemKNNCFRecommender``): score(u, j)
+    = sum of sim(i, j) over u's items i among j's ``k`` nearest (see ``ItemKNNScorer.fit_similarity``).
 
-    Parameters: ``k`` (50) and ``shrink`` (10), the best of k in 20-1000 and shrink in 0-200 on
-    validation, ``seed`` (unused), ``device``, ``show_progress``, ``min_rating``. After fit:
-    ``model_`` (``ItemKNNScorer``), ``validation_metrics_``.
+    Parameters: ``k`` (50) and ``shrink`` (10, added to the similarity's denominator), the best
+    cosine of k in 20-1000 and shrink in 0-200 on validation; ``similarity`` ("cosine", "asymmetric",
+    "jaccard", "dice" or "tversky"), ``feature_weighting`` ("none", "BM25" or "TF-IDF"),
+    ``normalize`` (True; False: cosine and asymmetric are the plain dot product), ``asymmetric_alpha``
+    (0.5: the cosine), ``tversky_alpha`` and ``tversky_beta`` (1, 1: Jaccard), the framework's
+    defaults; ``seed`` (unused), ``device``, ``show_progress``, ``min_rating``. After fit: ``model_``
+    (``ItemKNNScorer``), ``validation_metrics_``.
     """
 
-    _own_params = {"k": 50, "shrink": 10.0, **COMMON}
+    _own_params = {"k": 50, "shrink": 10.0, "similarity": "cosine", "feature_weighting": "none", "normalize": True,
+                   "asymmetric_alpha": 0.5, "tversky_alpha": 1.0, "tversky_beta": 1.0, **COMMON}
 
     def _check(self, config: Any, own: dict[str, Any]) -> None:
         super()._check(config, own)
         _require_int(own, "k", 1)
-        _require_number(own, "shrink", 0)
+        for name in ("shrink", "asymmetric_alpha", "tversky_alpha", "tversky_beta"):
+            _require_number(own, name, 0)
+        _require(own["similarity"] in SIMILARITIES,
+                 f"similarity must be one of {SIMILARITIES}, got {own['similarity']!r}")
+        _require(own["feature_weighting"] in FEATURE_WEIGHTINGS,
+                 f"feature_weighting must be one of {FEATURE_WEIGHTINGS}, got {own['feature_weighting']!r}")
+        _require(isinstance(own["normalize"], bool), f"normalize must be True or False, got {own['normalize']!r}")
 
     def _fit(self, train: Interactions, validation: Interactions | None) -> None:
-        scorer = ItemKNNScorer(*train.shape, train.matrix, k=self.k, shrink=self.shrink)
+        scorer = ItemKNNScorer(*train.shape)
+        scorer.set_interactions(train.matrix)
+        scorer.fit_similarity(self.k, self.shrink, self.similarity, self.feature_weighting, self.normalize,
+                              self.asymmetric_alpha, self.tversky_alpha, self.tversky_beta)
         self._model = scorer.to(resolve_device(self.device))
         self.validation_metrics_ = _validate(self._model, train, validation)
 
@@ -153,7 +168,7 @@ class LightGCNRecommender(_OneScorer):
                 self.on_epoch(epoch, model)
             if validation is None or (epoch + 1) % self.eval_every:
                 return False
-            metrics = evaluate(model, train, validation)
+            metrics = evaluate(model, train, validation, eval_ks(train.n_items, self.select_metric))
             self.history_.append({"epoch": epoch + 1, **metrics})
             best.offer(model, metrics, epoch=epoch + 1)
             stale = (epoch + 1 - best.info["epoch"]) // self.eval_every

@@ -43,6 +43,7 @@ log = logging.getLogger("irgan.compare")
 REQUEST_FILE, RESULTS_FILE = "compare.json", "results.json"
 TABLE_METRICS = ("P@5", "NDCG@5", "P@10", "NDCG@10")
 TESTED_METRICS = ("P@5", "NDCG@5")  # tested beside the comparison's own --metric
+SPACE_DRAWS = 64  # random draws of a search space that a kept tuning record is checked against
 
 
 def compare(data: Split, models: Sequence[str], seeds: int = 5, trials: int | Mapping[str, int] = 10, metric: str = "P@5",
@@ -159,11 +160,15 @@ def _check_tuning(record: dict, candidate: Candidate) -> None:
     if not all(isinstance(trial, dict) for trial in record["trials"]):
         raise ValueError("its trials are not all JSON objects")
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    trial = study.ask()
+    drawn, distributions = [], {}
+    for _ in range(SPACE_DRAWS):  # a space with branches (item k-NN's similarities) shows each over some draws
+        trial = study.ask()
+        drawn.append(candidate.space(trial))
+        distributions.update(trial.distributions)
     epochs = {name: 1 for name in candidate.defaults if name == "epochs" or name.endswith("_epochs")}
     if candidate.epochs is not None:
         epochs["epochs"] = candidate.epochs  # a cap's
-    _check_params(record["params"], [candidate.space(trial), candidate.defaults, epochs], trial.distributions, "params")
+    _check_params(record["params"], [*drawn, candidate.defaults, epochs], distributions, "params")
 
 
 def _check_params(params: dict, references: list[dict], distributions: dict, where: str) -> None:
@@ -182,8 +187,9 @@ def _check_params(params: dict, references: list[dict], distributions: dict, whe
             raise ValueError(f"{where}.{key} is {value!r}, not a finite number")
         if (key == "epochs" or key.endswith("_epochs")) and not 0 <= value <= MAX_COUNT:
             raise ValueError(f"{where}.{key} is {value!r}, not from 0 to {MAX_COUNT:,}")
-        if isinstance(value, str) and value not in found:
-            raise ValueError(f"{where}.{key} is {value!r}, not one of {found}")
+        if isinstance(value, str) and value not in found and not (key in distributions
+                                                                  and _within(distributions[key], value)):
+            raise ValueError(f"{where}.{key} is {value!r}, not one of {sorted(set(found))}")
         if key in distributions and not _within(distributions[key], value) and value not in found:
             raise ValueError(f"{where}.{key} is {value!r}, outside its search space {distributions[key]}")
 

@@ -29,6 +29,7 @@ from irgan.config import PRESETS, BPRConfig, IRGANConfig, preset
 from irgan.data import Interactions, validation_split
 from irgan.metrics import KeepBest, eval_ks, evaluate
 from irgan.models import Popularity
+from irgan.models.itemknn import FEATURE_WEIGHTINGS, SIMILARITIES
 from irgan.adversarial.irgan.recipe import run_recipe
 from irgan.training.bpr import fit_bpr
 
@@ -179,6 +180,31 @@ def _apr_space(trial: optuna.Trial) -> dict:
             "pretrain_epochs": APRConfig().pretrain_epochs, "epochs": APRConfig().epochs}
 
 
+ITEMKNN_DEFAULTS = {name: ItemKNNRecommender._own_params[name] for name in (
+    "similarity", "k", "shrink", "normalize", "feature_weighting", "asymmetric_alpha", "tversky_alpha", "tversky_beta")}
+ITEMKNN_FIRST = {name: ITEMKNN_DEFAULTS[name] for name in ("similarity", "k", "shrink", "normalize", "feature_weighting")}
+
+
+def _itemknn_space(trial: optuna.Trial) -> dict:
+    """Item k-NN's search space: Ferrari Dacrema et al.'s framework tunes each similarity as its own
+    variant (k 5-1000, log-uniform here; shrink 0-1000; asymmetric alpha and Tversky's alpha and
+    beta 0-2; the cosine's normalize; BM25 / TF-IDF for the cosine and asymmetric cosine); here the
+    similarity is one categorical parameter and the others are drawn for the similarity that uses them."""
+    similarity = trial.suggest_categorical("similarity", list(SIMILARITIES))
+    params = {"similarity": similarity, "k": trial.suggest_int("k", 5, 1000, log=True),
+              "shrink": trial.suggest_float("shrink", 0.0, 1000.0)}
+    if similarity == "cosine":
+        params["normalize"] = trial.suggest_categorical("normalize", [True, False])
+    if similarity in ("cosine", "asymmetric"):
+        params["feature_weighting"] = trial.suggest_categorical("feature_weighting", list(FEATURE_WEIGHTINGS))
+    if similarity == "asymmetric":
+        params["asymmetric_alpha"] = trial.suggest_float("asymmetric_alpha", 0.0, 2.0)
+    if similarity == "tversky":
+        params["tversky_alpha"] = trial.suggest_float("tversky_alpha", 0.0, 2.0)
+        params["tversky_beta"] = trial.suggest_float("tversky_beta", 0.0, 2.0)
+    return params
+
+
 CANDIDATES: dict[str, Candidate] = {c.name: c for c in (
     Candidate("pop", "most popular items", {}, lambda t: {}, _popularity, deterministic=True),
     Candidate("bpr", "BPR-MF, uniform negatives (Rendle et al. 2009)",
@@ -199,9 +225,9 @@ CANDIDATES: dict[str, Candidate] = {c.name: c for c in (
                          "regularization": _log_uniform(t, "regularization", 0.1, 200.0),
                          "alpha": _log_uniform(t, "alpha", 0.3, 30.0)},
               _estimator(IALSRecommender), {"factors": 16, "regularization": 30.0, "alpha": 4.0}),
-    Candidate("itemknn", "item k-NN, cosine", {"k": 50, "shrink": 10.0},
-              lambda t: {"k": t.suggest_int("k", 5, 1000, log=True), "shrink": t.suggest_float("shrink", 0.0, 200.0)},
-              _estimator(ItemKNNRecommender), {"k": 50, "shrink": 10.0}, deterministic=True),
+    Candidate("itemknn", "item k-NN: cosine, asymmetric cosine, Jaccard, Dice or Tversky, BM25 / TF-IDF weighting "
+              "(Ferrari Dacrema et al.'s variants)", ITEMKNN_DEFAULTS, _itemknn_space, _estimator(ItemKNNRecommender),
+              ITEMKNN_FIRST, deterministic=True),
     Candidate("slim", "SLIM ElasticNet (Ning and Karypis 2011; the reproducibility studies' version)",
               {name: SLIMRecommender._own_params[name] for name in ("alpha", "l1_ratio", "k")},
               lambda t: {"alpha": t.suggest_float("alpha", 1e-3, 1.0), "l1_ratio": _log_uniform(t, "l1_ratio", 1e-5, 1.0),

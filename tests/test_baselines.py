@@ -173,3 +173,11 @@ def test_defaults_reach_the_targets_on_ml100k_u1(u1, make, floor):
     """Refit on all of u1.base, tested on u1.test (measured: EASE 0.4171, iALS 0.4219)."""
     model = make(device="cpu").fit(u1.train)
     assert evaluate(model.model_, u1.train, u1.test, ks=(5,))["P@5"] >= floor
+
+
+def test_lightgcn_selects_on_a_cut_off_beyond_the_reported_ones(data):
+    train, test = data
+    model = LightGCNRecommender(**{**FAST_LIGHTGCN, "select_metric": "NDCG@20"}).fit(train, validation=test)
+    assert all("NDCG@20" in row for row in model.history_)
+    best = max(model.history_, key=lambda row: row["NDCG@20"])
+    assert model.best_epoch_ == best["epoch"]
