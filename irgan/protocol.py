@@ -62,6 +62,7 @@ class Candidate:
     epochs: int | None = None  # its default epoch count (None: it has none), which --max-epochs caps
     deterministic: bool = False  # no randomness: a comparison fits it once and reuses the fit for every seed
     also: dict[str, str] = field(default_factory=dict)  # Fitted.also's scorers: name -> what each is (a row MODEL-name)
+    variants: tuple[dict, ...] = ()  # tuned apart, each with the trial budget, the best on validation kept (item k-NN's similarities)
 
 
 def _estimator(cls, epochs_param: str | None = None):
@@ -188,8 +189,8 @@ ITEMKNN_FIRST = {name: ITEMKNN_DEFAULTS[name] for name in ("similarity", "k", "s
 def _itemknn_space(trial: optuna.Trial) -> dict:
     """Item k-NN's search space: Ferrari Dacrema et al.'s framework tunes each similarity as its own
     variant (k 5-1000, log-uniform here; shrink 0-1000; asymmetric alpha and Tversky's alpha and
-    beta 0-2; the cosine's normalize; BM25 / TF-IDF for the cosine and asymmetric cosine); here the
-    similarity is one categorical parameter and the others are drawn for the similarity that uses them."""
+    beta 0-2; the cosine's normalize; BM25 / TF-IDF for the cosine and asymmetric cosine), as the
+    candidate's ``variants`` do: each similarity fixed in turn, the others drawn for the one that uses them."""
     similarity = trial.suggest_categorical("similarity", list(SIMILARITIES))
     params = {"similarity": similarity, "k": trial.suggest_int("k", 5, 1000, log=True),
               "shrink": trial.suggest_float("shrink", 0.0, 1000.0)}
@@ -225,9 +226,10 @@ CANDIDATES: dict[str, Candidate] = {c.name: c for c in (
                          "regularization": _log_uniform(t, "regularization", 0.1, 200.0),
                          "alpha": _log_uniform(t, "alpha", 0.3, 30.0)},
               _estimator(IALSRecommender), {"factors": 16, "regularization": 30.0, "alpha": 4.0}),
-    Candidate("itemknn", "item k-NN: cosine, asymmetric cosine, Jaccard, Dice or Tversky, BM25 / TF-IDF weighting "
-              "(Ferrari Dacrema et al.'s variants)", ITEMKNN_DEFAULTS, _itemknn_space, _estimator(ItemKNNRecommender),
-              ITEMKNN_FIRST, deterministic=True),
+    Candidate("itemknn", "item k-NN, the best on validation of cosine, asymmetric cosine, Jaccard, Dice and Tversky, "
+              "each tuned apart (Ferrari Dacrema et al.'s variants)", ITEMKNN_DEFAULTS, _itemknn_space,
+              _estimator(ItemKNNRecommender), ITEMKNN_FIRST, deterministic=True,
+              variants=tuple({"similarity": name} for name in SIMILARITIES)),
     Candidate("slim", "SLIM ElasticNet (Ning and Karypis 2011; the reproducibility studies' version)",
               {name: SLIMRecommender._own_params[name] for name in ("alpha", "l1_ratio", "k")},
               lambda t: {"alpha": t.suggest_float("alpha", 1e-3, 1.0), "l1_ratio": _log_uniform(t, "l1_ratio", 1e-5, 1.0),
@@ -292,33 +294,42 @@ def tune(candidate: Candidate, train: Interactions, trials: int, metric: str = "
     if splits < 1:
         raise ValueError(f"splits must be >= 1, got {splits}")
     folds = [validation_split(train, validation_fraction, seed + k) for k in range(splits)]
-    found: dict[int, dict] = {}
-
-    def objective(trial: optuna.Trial) -> float:
-        params = candidate.space(trial)
-        values, refits = [], []
-        for fit_train, validation in folds:
-            fitted = candidate.fit(fit_train, validation, params, seed, device, metric, validation_fraction)
-            figures = fitted.validation if fitted.validation and metric in fitted.validation else \
-                evaluate(fitted.scorer, fit_train, validation, eval_ks(fit_train.n_items, metric))
-            values.append(figures[metric])
-            refits.append(fitted.refit_params)
-        found[trial.number] = _mean_epochs(refits)
-        value = float(np.mean(values))
-        log.info("%s trial %d/%d: validation %s %.4f with %s", candidate.name, trial.number + 1, trials, metric,
-                 value, params)
-        return value
-
+    found: dict[tuple[int, int], dict] = {}
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
-    if candidate.first_trial:
-        study.enqueue_trial(candidate.first_trial)  # the documented defaults: tuning can only do better on validation
-    study.optimize(objective, n_trials=trials, catch=(FloatingPointError,))  # a diverging trial fails alone
-    if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
+    history, best = [], None
+    variants = candidate.variants or ({},)
+    for v, fixed in enumerate(variants):
+        def objective(trial: optuna.Trial, v: int = v) -> float:
+            params = candidate.space(trial)
+            values, refits = [], []
+            for fit_train, validation in folds:
+                fitted = candidate.fit(fit_train, validation, params, seed, device, metric, validation_fraction)
+                figures = fitted.validation if fitted.validation and metric in fitted.validation else \
+                    evaluate(fitted.scorer, fit_train, validation, eval_ks(fit_train.n_items, metric))
+                values.append(figures[metric])
+                refits.append(fitted.refit_params)
+            found[v, trial.number] = _mean_epochs(refits)
+            value = float(np.mean(values))
+            log.info("%s trial %d/%d%s: validation %s %.4f with %s", candidate.name, trial.number + 1, trials,
+                     f" of {fixed}" if fixed else "", metric, value, params)
+            return value
+
+        study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+        first = candidate.first_trial
+        if first and all(first.get(name) == value for name, value in fixed.items()):
+            study.enqueue_trial(first)  # the documented defaults: tuning can only do better on validation
+        if fixed:  # every trial holds the variant's own values; the rest is searched
+            for _ in range(trials - len(study.trials)):
+                study.enqueue_trial(fixed)
+        study.optimize(objective, n_trials=trials, catch=(FloatingPointError,))  # a diverging trial fails alone
+        history += [{"number": t.number, "value": t.value, "params": t.params, "state": t.state.name,
+                     **({"variant": fixed} if fixed else {})} for t in study.trials]
+        if any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials) and \
+                (best is None or study.best_trial.value > best[1].value):
+            best = (v, study.best_trial)
+    if best is None:
         raise FloatingPointError(f"{candidate.name}: every one of the {trials} tuning trials diverged")
-    best = study.best_trial
-    history = [{"number": t.number, "value": t.value, "params": t.params, "state": t.state.name} for t in study.trials]
-    return Tuned(found[best.number], float(best.value), history, time.perf_counter() - start)
+    return Tuned(found[best[0], best[1].number], float(best[1].value), history, time.perf_counter() - start)
 
 
 def capped(candidate: Candidate, max_epochs: int | None) -> Candidate:

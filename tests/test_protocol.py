@@ -2,6 +2,7 @@
 what it hands a refit, which validation it selects on; the search spaces, seeds and timings."""
 from __future__ import annotations
 
+import dataclasses
 import time
 from types import SimpleNamespace
 
@@ -13,9 +14,10 @@ import scipy.sparse as sp
 import torch
 
 import irgan.protocol
-from irgan.data import Interactions, validation_split
+from irgan.data import Interactions, synthetic, validation_split
 from irgan.metrics import evaluate
 from irgan.models import Popularity
+from irgan.models.itemknn import SIMILARITIES
 from irgan.protocol import CANDIDATES, refit_and_test, tune
 
 
@@ -178,3 +180,21 @@ def test_a_refit_is_tested_at_the_cut_offs_the_catalog_allows_by_raw_user_id():
     expected = evaluate(tested.scorer, train, test, (3, 5), per_user=True)[1]
     expected.index = pd.Index(test.user_ids[expected.index.to_numpy()], name="user")
     pd.testing.assert_frame_equal(tested.per_user, expected)
+
+
+def test_variants_are_tuned_apart_with_the_whole_budget_each_and_the_best_kept(monkeypatch):
+    seen = []
+    real_fit = CANDIDATES["itemknn"].fit
+
+    def fit(train, validation, params, *rest):
+        seen.append(params["similarity"])
+        return real_fit(train, validation, params, *rest)
+    candidate = dataclasses.replace(CANDIDATES["itemknn"], fit=fit)
+    train = synthetic(60, 40, 900, seed=3)
+    tuned = tune(candidate, train, trials=3, metric="NDCG@10")
+    assert seen == [s for s in SIMILARITIES for _ in range(3)]  # each variant its own 3 trials, the defaults first
+    assert [row["variant"]["similarity"] for row in tuned.trials] == seen
+    assert tuned.trials[0]["params"]["k"] == 50 and tuned.trials[0]["params"]["shrink"] == 10.0
+    best = max(tuned.trials, key=lambda row: row["value"])
+    assert tuned.validation == best["value"] and tuned.params["similarity"] == best["variant"]["similarity"]
+    assert {k: v for k, v in tuned.params.items() if k in best["params"]} == best["params"]
