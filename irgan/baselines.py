@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from numbers import Integral, Real
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import scipy.sparse as sp
@@ -29,6 +29,7 @@ from irgan.config import SELECT_METRICS, BPRConfig
 from irgan.data import Interactions
 from irgan.device import resolve_device
 from irgan.estimator import _OneScorer
+from irgan.foldin import WeightedLeastSquares, fold_in
 from irgan.metrics import KeepBest, eval_ks, evaluate
 from irgan.models import ItemItemScorer, ItemKNNScorer, LightGCNScorer
 from irgan.models.itemknn import FEATURE_WEIGHTINGS, SIMILARITIES
@@ -117,6 +118,11 @@ class IALSRecommender(_OneScorer):
         _require_int(own, "cg_steps", 1, optional=True)
         _require_number(own, "regularization", 0, strict=True)
         _require_number(own, "alpha", 0)
+
+    def _fold_in(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """A new user's vector solves iALS's own weighted least squares (confidence 1 + alpha, its
+        regularization) with the item factors fixed."""
+        return fold_in(self.model_, WeightedLeastSquares(self.regularization, self.alpha))
 
     def _fit(self, train: Interactions, validation: Interactions | None) -> None:
         self._model = fit_ials(train.matrix, self.factors, self.regularization, self.alpha, self.iterations,

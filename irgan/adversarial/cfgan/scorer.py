@@ -7,6 +7,8 @@ of items and transposes.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import scipy.sparse as sp
 import torch
 
@@ -57,6 +59,15 @@ class CFGANScorer(HeldInteractions):
         if self.mode == "user":
             return self._rows(rows)
         return _dense_rows(*self._columns(), rows, self.n_users)
+
+    def fold_in(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """Scores of new users from their histories, (n_new, n_items) -> (n_new, n_items): user-based
+        G rebuilds a history as it rebuilds a training user's vector; item-based G cannot (a new user
+        is one more entry of every item's vector over the training users: that needs a refit)."""
+        if self.mode != "user":
+            raise NotImplementedError("item-based CFGAN (mode='item') reads a user as one entry of every item's "
+                                      "vector over the training users: a new user needs a refit (mode='user' folds in)")
+        return self.net
 
     def score_users(self, users: torch.Tensor) -> torch.Tensor:
         """Scores of a batch of users against the whole catalog, (len(users), n_items)."""
