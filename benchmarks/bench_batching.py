@@ -2,15 +2,16 @@
 time; irgan batches thousands. Same start (the authors' DNS file), same schedule, both ways.
 
     python -m benchmarks.bench_batching
+    python -m benchmarks.bench_batching --epochs 1 --d-epochs 1 --g-epochs 1 --results /tmp/R.md  # a smoke run
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import time
+from pathlib import Path
 
-
-from benchmarks.results import machine, write_section
+from benchmarks.results import RESULTS, machine, write_section
 from irgan.config import IRGANConfig
 from irgan.device import keep_freed_memory
 from irgan.data import load_dataset
@@ -22,13 +23,15 @@ from irgan.adversarial.irgan.game import fit_irgan
 METRICS = ("P@3", "P@5", "P@10", "NDCG@3", "NDCG@5", "NDCG@10")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list[str]:
+    """Fit the three cases, print their rows and write the section; the table's lines."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--d-epochs", type=int, default=20)
     parser.add_argument("--g-epochs", type=int, default=10)
-    args = parser.parse_args()
+    parser.add_argument("--results", type=Path, default=RESULTS, help="the markdown file whose section is written")
+    args = parser.parse_args(argv)
     keep_freed_memory()
     data = load_dataset("ml-100k", data_dir=args.data_dir, split="u1")
     train, test = data.train, data.test
@@ -52,7 +55,8 @@ def main() -> None:
     body = (f"## Batched updates against the authors' one-at-a-time updates\n\n"
             f"`python -m benchmarks.bench_batching --epochs {args.epochs} --d-epochs {args.d_epochs} --g-epochs {args.g_epochs}` "
             f"on {machine()}. G starts from the authors' DNS file; G/D selected on test as the authors did.\n\n" + "\n".join(lines))
-    write_section("bench_batching", body)
+    write_section("bench_batching", body, args.results)
+    return lines
 
 
 if __name__ == "__main__":

@@ -3,6 +3,9 @@ on the fast MF path and on autograd (``--no-fast-path``), against another checko
 runs interleaved so that machine load hits all alike; median of ``--repeats``.
 
     python -m benchmarks.bench_default_run --old /path/to/old/checkout --data-dir DATA
+    python -m benchmarks.bench_default_run --old . --data-dir DATA --tiny --repeats 1  # a smoke run
+
+``--tiny`` shortens every run to one pretraining epoch and one outer epoch of one D- and one G-epoch.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parents[1]
+TINY = ["--pretrain-epochs", "1", "--epochs", "1", "--d-epochs", "1", "--g-epochs", "1"]
 
 
 def one_run(tree: Path, data_dir: str, extra: list[str]) -> tuple[float, str]:
@@ -31,16 +35,19 @@ def one_run(tree: Path, data_dir: str, extra: list[str]) -> tuple[float, str]:
     return seconds, next(line for line in done.stdout.splitlines() if line.startswith("IRGAN G"))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict[str, dict]:
+    """Run the variants interleaved and print each one's median; {variant: {"seconds", "row"}}."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--old", required=True, help="checkout of the code to compare with")
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-autograd", action="store_true", help="skip the (several times slower) autograd runs")
-    args = parser.parse_args()
-    variants = {"old": (Path(args.old), []), "new (fast MF path)": (HERE, [])}
+    parser.add_argument("--tiny", action="store_true", help="runs of one epoch of each kind: a smoke run")
+    args = parser.parse_args(argv)
+    common = TINY if args.tiny else []
+    variants = {"old": (Path(args.old), common), "new (fast MF path)": (HERE, common)}
     if not args.no_autograd:
-        variants["new (autograd, --no-fast-path)"] = (HERE, ["--no-fast-path"])
+        variants["new (autograd, --no-fast-path)"] = (HERE, [*common, "--no-fast-path"])
     times: dict[str, list[float]] = {name: [] for name in variants}
     rows: dict[str, str] = {}
     for _ in range(args.repeats):
@@ -52,6 +59,7 @@ def main() -> None:
     for name, values in times.items():
         median = statistics.median(values)
         print(f"| {name} | {median:.1f} | {' / '.join(f'{v:.1f}' for v in values)} | {median / old:.2f} | `{rows[name]}` |")
+    return {name: {"seconds": values, "row": rows[name]} for name, values in times.items()}
 
 
 if __name__ == "__main__":

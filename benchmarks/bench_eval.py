@@ -8,6 +8,7 @@ subprocess, whose peak resident memory (VmHWM) is read from /proc.
 
     python -m benchmarks.bench_eval            # full sizes, writes benchmarks/RESULTS.md
     python -m benchmarks.bench_eval --quick    # 20,000 of the 138,000 users
+    python -m benchmarks.bench_eval --tiny --results /tmp/R.md  # 500 users: a smoke run
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ import torch
 if __package__ in (None, ""):  # run as a script: make `benchmarks` and `irgan` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.results import machine, write_section  # noqa: E402
+from benchmarks.results import RESULTS, machine, write_section  # noqa: E402
 from irgan.metrics import BATCH_ELEMENTS, evaluate  # noqa: E402
 from irgan.model_files import load_arrays  # noqa: E402
 
@@ -45,6 +46,7 @@ NOTES = (
     "load above the core count slows every figure."
 )
 ML20M = dict(n_users=138_000, n_items=27_000, dim=64, n_train=10_000_000, n_test=2_500_000)
+TINY_USERS = 500  # --tiny: users of the ml-20m-size case
 
 
 def authors_folder() -> Path | None:
@@ -216,9 +218,13 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list[dict]:
+    """Measure every case in its own process (or, with --case, one here), print and write the table; the rows."""
+    argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="20,000 users in the ml-20m case")
+    parser.add_argument("--tiny", action="store_true", help=f"{TINY_USERS} users in the ml-20m case: a smoke run")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="the markdown file whose section is written")
     parser.add_argument(
         "--batch-sizes", default="auto", help="comma list for the ml-20m case; auto = default"
     )
@@ -230,15 +236,16 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
     parser.add_argument("--batch-size", default="auto", help=argparse.SUPPRESS)
     parser.add_argument("--n-users", type=int, default=ML20M["n_users"], help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.case:
         if args.threads != "default":
             torch.set_num_threads(int(args.threads))
         size = None if args.batch_size == "auto" else int(args.batch_size)
-        print(json.dumps(run_case(args.case, args.device, size, args.n_users, args.repeats)))
-        return
+        row = run_case(args.case, args.device, size, args.n_users, args.repeats)
+        print(json.dumps(row))
+        return [row]
 
-    n_users = 20_000 if args.quick else ML20M["n_users"]
+    n_users = TINY_USERS if args.tiny else 20_000 if args.quick else ML20M["n_users"]
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     rows = []
     print(table([]))
@@ -250,7 +257,7 @@ def main() -> None:
                     repeats = max(3, args.repeats) if case == "ml-100k" else args.repeats
                     rows.append(measure(case, device, size, n_users, repeats, n_threads))
                     print(table(rows[-1:]).splitlines()[-1], flush=True)
-    command = "python -m benchmarks.bench_eval " + " ".join(sys.argv[1:])
+    command = "python -m benchmarks.bench_eval " + " ".join(argv)
     markdown = "\n\n".join(
         [
             "## Full-ranking evaluation (`irgan.metrics.evaluate`)",
@@ -260,8 +267,9 @@ def main() -> None:
             NOTES,
         ]
     )
-    write_section("bench_eval", markdown)
-    print(f"\nwritten to {Path(__file__).with_name('RESULTS.md')}")
+    write_section("bench_eval", markdown, args.results)
+    print(f"\nwritten to {args.results}")
+    return rows
 
 
 if __name__ == "__main__":

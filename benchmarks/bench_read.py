@@ -8,6 +8,7 @@ process's peak resident memory (``ru_maxrss``) before and after it, and its CPU 
 
     python -m benchmarks.bench_read                                 # this checkout
     python -m benchmarks.bench_read --old /tmp/oldread --repeats 3  # against another checkout
+    python -m benchmarks.bench_read --rows 1000                     # a smoke run
 """
 from __future__ import annotations
 
@@ -68,7 +69,8 @@ def measure(checkout: Path, path: Path) -> dict:
     return json.loads(out.stdout)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> dict[tuple[str, str], list[dict]]:
+    """Time every (checkout, format) case, print the table; each case's measurements."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--old", type=Path, help="another checkout to compare with (e.g. a `git archive` of HEAD)")
@@ -95,6 +97,7 @@ def main(argv: list[str] | None = None) -> None:
         before = statistics.median(r["rss_before_mib"] for r in results)
         outcome = results[0].get("error") or f"{results[0]['rows']:,} rows, {', '.join(results[0]['dtypes'])}"
         print(f"| {name} | {fmt} | {seconds:.2f} | {cpu:.2f} | {peak:.0f} ({before:.0f}) | {outcome} |")
+    return runs
 
 
 if __name__ == "__main__":

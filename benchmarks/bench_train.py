@@ -11,6 +11,11 @@ against the peak of this device, both measured here) says how far from the hardw
 
     python -m benchmarks.bench_train --data-dir ../shared/data                 # all sizes
     python -m benchmarks.bench_train --sizes ml-100k --data-dir ../shared/data  # one
+    python -m benchmarks.bench_train --sizes tiny --results /tmp/R.md           # a seconds-long smoke run
+
+``tiny`` (not in the default sizes) is a synthetic 200 x 300 catalog whose device peaks are probed
+with small arrays and whose pretraining is timed over 2 epochs: it checks that the script runs,
+its figures mean nothing.
 """
 from __future__ import annotations
 
@@ -28,22 +33,25 @@ import torch
 if __package__ in (None, ""):  # run as a script: make `benchmarks` and `irgan` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.results import machine, write_section  # noqa: E402
-from irgan.config import BPRConfig
-from irgan.training.bpr import fit_bpr  # noqa: E402
-from irgan.config import IRGANConfig  # noqa: E402
+from benchmarks.results import RESULTS, machine, write_section  # noqa: E402
+from irgan.adversarial.irgan.game import d_epoch, g_epoch  # noqa: E402
+from irgan.adversarial.irgan.players import Discriminator, Generator  # noqa: E402
+from irgan.config import BPRConfig, IRGANConfig  # noqa: E402
 from irgan.data import load_dataset, synthetic, validation_split  # noqa: E402
 from irgan.device import keep_freed_memory, resolve_device  # noqa: E402
-from irgan.training.fast_mf import pointwise_loss, policy_gradient_loss  # noqa: E402
 from irgan.metrics import evaluate  # noqa: E402
-from irgan.adversarial.irgan.players import Discriminator, Generator  # noqa: E402
-from irgan.training.fast_mf import RowOptimizer  # noqa: E402
-from irgan.training.sampling import PositiveSet, positive_pairs  # noqa: E402
-from irgan.training.sampling import sample_fake  # noqa: E402
-from irgan.adversarial.irgan.game import d_epoch, g_epoch  # noqa: E402
+from irgan.models import MatrixFactorization  # noqa: E402
+from irgan.training.bpr import fit_bpr  # noqa: E402
+from irgan.training.fast_mf import RowOptimizer, pointwise_loss, policy_gradient_loss  # noqa: E402
+from irgan.training.sampling import PositiveSet, positive_pairs, sample_fake  # noqa: E402
+from irgan.training.updates import d_update, g_update  # noqa: E402
 
-SIZES = {"ml-100k": None, "ml-20m": (138_000, 27_000, 10_000_000), "netflix": (480_189, 17_770, 56_000_000)}
+SIZES = {"ml-100k": None, "ml-20m": (138_000, 27_000, 10_000_000), "netflix": (480_189, 17_770, 56_000_000),
+         "tiny": (200, 300, 4_000)}
+DEFAULT_SIZES = ("ml-100k", "ml-20m", "netflix")
 DIM = 5
+PRETRAIN_EPOCHS = {"ml-100k": BPRConfig().epochs, "tiny": 2}  # the sizes whose pretraining is timed
+PEAK_PROBES = {"tiny": (256, 2**20)}  # (matmul side, copied floats) of device_peak; others (2048, 2**26)
 
 
 def load(size: str, data_dir: str | None):
@@ -65,11 +73,11 @@ def timed(step, repeats: int) -> float:
     return float(np.median(seconds))
 
 
-def device_peak(device: torch.device) -> tuple[float, float]:
+def device_peak(device: torch.device, side: int = 2048, floats: int = 2**26) -> tuple[float, float]:
     """Measured peak of this device: (FLOP/s of a large float32 matmul, bytes/s of a large copy)."""
-    a = torch.randn(2048, 2048, device=device)
-    flops = 2 * 2048**3 / timed(lambda: _sync(a @ a, device), 5)
-    src, dst = torch.empty(2**26, device=device), torch.empty(2**26, device=device)
+    a = torch.randn(side, side, device=device)
+    flops = 2 * side**3 / timed(lambda: _sync(a @ a, device), 5)
+    src, dst = torch.empty(floats, device=device), torch.empty(floats, device=device)
     bandwidth = 2 * src.numel() * 4 / timed(lambda: _sync(dst.copy_(src), device), 5)
     return flops, bandwidth
 
@@ -80,7 +88,8 @@ def _sync(value, device: torch.device):
     return value
 
 
-def per_user_g_epoch(G, D, optimizer, positives, users, config: IRGANConfig, rng) -> None:
+def per_user_g_epoch(G: Generator, D: Discriminator, optimizer: RowOptimizer, positives: PositiveSet,
+                     users: torch.Tensor, config: IRGANConfig, rng: torch.Generator) -> None:
     """The G step one user at a time, as the authors' code does it."""
     for u in users.tolist():
         user = torch.tensor([u], device=users.device)
@@ -92,24 +101,26 @@ def per_user_g_epoch(G, D, optimizer, positives, users, config: IRGANConfig, rng
         reward = D.reward(user.expand(2 * n), items, config.reward)
         weights = reward * p[items] / proposal[items] / (2 * n)
         rows = torch.zeros(2 * n, dtype=torch.long, device=users.device)
-        optimizer.step(policy_gradient_loss(G, user, rows, items, weights, config.g_temperature, p=p[None])[1])
+        optimizer.step(policy_gradient_loss(G.scorer, user, rows, items, weights, config.g_temperature, p=p[None])[1])
 
 
-def per_user_d_epoch(D, optimizer, pair_users, real, fake, users, config: IRGANConfig) -> None:
+def per_user_d_epoch(D: Discriminator, optimizer: RowOptimizer, pair_users: torch.Tensor, real: torch.Tensor,
+                     fake: torch.Tensor, users: torch.Tensor, config: IRGANConfig) -> None:
     """The D step one user's pairs at a time."""
     starts = torch.searchsorted(pair_users, users)
     ends = torch.searchsorted(pair_users, users, right=True)
     for s, e in zip(starts.tolist(), ends.tolist()):
         u = pair_users[s:e].repeat(2)
         labels = torch.cat([torch.ones(e - s, device=u.device), torch.zeros(e - s, device=u.device)])
-        optimizer.step(pointwise_loss(D, u, torch.cat([real[s:e], fake[s:e]]), labels, config.d_l2, optimizer.lr)[1])
+        items = torch.cat([real[s:e], fake[s:e]])
+        optimizer.step(pointwise_loss(D.scorer, u, items, labels, config.d_l2, optimizer.lr)[1])
 
 
-def per_user_evaluate(model, train, test, users: np.ndarray, k: int = 10) -> float:
+def per_user_evaluate(model: torch.nn.Module, train, test, users: np.ndarray, k: int = 10) -> float:
     """Mean P@k ranking one user at a time."""
     hits = []
     for u in users.tolist():
-        scores = model.score_users(torch.tensor([u], device=model.user_emb.device))[0]
+        scores = model.score_users(torch.tensor([u], device=next(model.parameters()).device))[0]
         scores[torch.as_tensor(train.indices[train.indptr[u]:train.indptr[u + 1]], device=scores.device)] = -torch.inf
         top = scores.topk(k).indices.cpu().numpy()
         hits.append(np.isin(top, test.indices[test.indptr[u]:test.indptr[u + 1]]).sum() / k)
@@ -126,26 +137,33 @@ def measure(size: str, data_dir: str | None, device: torch.device, sample: int) 
     load_s = time.perf_counter() - start
     config = IRGANConfig()
     gen = torch.Generator().manual_seed(0)
-    G = Generator(n_users, n_items, DIM, generator=gen).to(device)
-    D = Discriminator(n_users, n_items, DIM, generator=gen).to(device)
-    g_opt = RowOptimizer("sgd", list(G.parameters()), config.g_lr)
-    d_opt = RowOptimizer("sgd", list(D.parameters()), config.d_lr)
+    G = Generator(MatrixFactorization(n_users, n_items, DIM, config.init_scale, generator=gen)).to(device)
+    D = Discriminator(MatrixFactorization(n_users, n_items, DIM, config.init_scale, generator=gen)).to(device)
+    # the game's updates (the MF fast path with IRGANConfig's defaults); the per-user steps share their optimizers
+    g_step = g_update(G.scorer, config.optimizer, config.g_lr, config.fast_path and config.g_estimator != "exact")
+    d_step = d_update(D.scorer, config.optimizer, config.d_lr, config.fast_path)
+    g_opt, d_opt = g_step.optimizer, d_step.optimizer
     positives = PositiveSet(train, device)
     pair_users, real = positive_pairs(train, device)
     active = torch.nonzero(positives.counts).squeeze(1)
     rng = torch.Generator(device).manual_seed(0)
     repeats = 5 if n_users * n_items < 10**8 else 1
     sync = lambda f: (lambda: _sync(f(), device))  # noqa: E731
-    fake = sample_fake(G, positives, active, config, rng)
+
+    def draw() -> torch.Tensor:  # G's samples for D, as the game draws them
+        return sample_fake(G, positives, active, config.d_temperature, config.d_exclude_positives, rng)
+    fake = draw()
     out = {"size": size, "n_users": n_users, "n_items": n_items, "train": int(train.nnz), "test": int(test.nnz),
            "load_s": load_s, "device": str(device), "data_dir": data_dir, "threads": torch.get_num_threads()}
-    out["fake_s"] = timed(sync(lambda: sample_fake(G, positives, active, config, rng)), repeats)
-    out["d_epoch_s"] = timed(sync(lambda: d_epoch(D, d_opt, pair_users, real, fake, config, rng)), repeats)
-    out["g_epoch_s"] = timed(sync(lambda: g_epoch(G, D, g_opt, positives, active, config, rng)), repeats)
+    out["fake_s"] = timed(sync(draw), repeats)
+    out["d_epoch_s"] = timed(sync(lambda: d_epoch(d_step, pair_users, real, fake, config, rng)), repeats)
+    out["g_epoch_s"] = timed(sync(lambda: g_epoch(G, D, g_step, positives, active, config, rng)), repeats)
     out["eval_s"] = timed(lambda: evaluate(G, train, test, (3, 5, 10), device=device), repeats)
     out["eval_users"] = int((np.diff(test.indptr) > 0).sum())
-    if SIZES[size] is None:  # the default CLI run also pretrains G: time that too
-        out["pretrain_s"] = timed(lambda: fit_bpr(train, BPRConfig(), seed=0, device=device), 1)
+    if size in PRETRAIN_EPOCHS:  # the default CLI run also pretrains G: time that too
+        out["pretrain_epochs"] = PRETRAIN_EPOCHS[size]
+        pretrain = BPRConfig(epochs=PRETRAIN_EPOCHS[size])
+        out["pretrain_s"] = timed(lambda: fit_bpr(train, pretrain, seed=0, device=device), 1)
 
     # the same steps one user at a time, on a sample of users, scaled to all of them
     picked = active[torch.randperm(len(active), generator=torch.Generator().manual_seed(1))[:sample].to(device)]
@@ -160,7 +178,7 @@ def measure(size: str, data_dir: str | None, device: torch.device, sample: int) 
         lambda: per_user_evaluate(G, train, test, tested), 1)
 
     cells, n_eval, samples = n_users * n_items, out["eval_users"] * n_items, 2 * int(train.nnz)
-    flops, bandwidth = device_peak(device)
+    flops, bandwidth = device_peak(device, *PEAK_PROBES.get(size, (2048, 2**26)))
     # G: three products with the users x items matrix; bytes: write scores, softmax read+write,
     # cumsum read+write, two reads for the products (float32). Eval: one product, write + mask +
     # top-k read. D: each of the 2 x nnz samples reads and writes a user and an item row (dim + 1).
@@ -202,36 +220,44 @@ def report(rows: list[dict], command: str) -> str:
     r = rows[0]
     lines.append(f"Device peaks measured: {r['peak_gflops']:.0f} GFLOP/s (float32 matmul), {r['peak_gbps']:.1f} GB/s (copy).")
     for r in rows:
-        if "pretrain_s" in r:
-            lines.append(f"{r['size']}: DNS pretraining (80 epochs) {r['pretrain_s']:.1f} s, so the default "
+        epochs = r.get("pretrain_epochs", BPRConfig().epochs)  # rows saved before it was recorded: the default
+        if "pretrain_s" in r and epochs == BPRConfig().epochs:
+            lines.append(f"{r['size']}: DNS pretraining ({epochs} epochs) {r['pretrain_s']:.1f} s, so the default "
                          f"`python -m irgan.train` run is about {r['pretrain_s'] + 15 * r['outer_epoch_s']:.0f} s "
                          f"(pretraining + 15 outer epochs) at {r['threads']} thread(s).")
+        elif "pretrain_s" in r:
+            lines.append(f"{r['size']}: DNS pretraining ({epochs} epochs) {r['pretrain_s']:.1f} s.")
     return "\n".join(lines)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list[dict]:
+    """Measure the sizes (or report saved rows), print the rows and the report, write its section."""
+    argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default=",".join(SIZES))
+    parser.add_argument("--sizes", default=",".join(DEFAULT_SIZES), help=f"comma list of {', '.join(SIZES)}")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--sample", type=int, default=200, help="users the per-user implementation is timed on")
-    parser.add_argument("--one", metavar="SIZE", help="measure one size in this process and print its JSON row")
+    parser.add_argument("--one", metavar="SIZE", choices=list(SIZES),
+                        help="measure one size in this process and print its JSON row")
     parser.add_argument("--rows", nargs="+", metavar="JSON", help="report rows saved from --one runs instead of measuring")
-    args = parser.parse_args()
+    parser.add_argument("--results", type=Path, default=RESULTS, help="the markdown file whose section is written")
+    args = parser.parse_args(argv)
     device = resolve_device(args.device)
     torch.set_num_threads(args.threads)
     if args.one:
-        print(json.dumps(measure(args.one, args.data_dir, device, args.sample)))
-        return
-    command = "python -m benchmarks.bench_train " + " ".join(sys.argv[1:])
+        row = measure(args.one, args.data_dir, device, args.sample)
+        print(json.dumps(row))
+        return [row]
+    command = "python -m benchmarks.bench_train " + " ".join(argv)
     if args.rows:
         rows = [json.loads(Path(f).read_text().strip().splitlines()[-1]) for f in args.rows]
         command = "; ".join(f"python -m benchmarks.bench_train --one {r['size']} --threads {r['threads']}"
                             + (f" --data-dir {r['data_dir']}" if r.get("data_dir") else "") + f" > {f}"
                             for r, f in zip(rows, args.rows)) + f"; {command}"
-        _write(rows, command)
-        return
+        _write(rows, command, args.results)
+        return rows
     rows = []
     for size in args.sizes.split(","):
         if size not in SIZES:
@@ -243,13 +269,14 @@ def main() -> None:
             sys.exit(f"{size} failed:\n{done.stderr[-3000:]}")
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
         print(json.dumps(rows[-1]), flush=True)
-    _write(rows, command)
+    _write(rows, command, args.results)
+    return rows
 
 
-def _write(rows: list[dict], command: str) -> None:
+def _write(rows: list[dict], command: str, path: Path = RESULTS) -> None:
     text = report(rows, command)
     print(text)
-    write_section("bench_train_" + rows[0]["device"].split(":")[0], text)
+    write_section("bench_train_" + rows[0]["device"].split(":")[0], text, path)
 
 
 if __name__ == "__main__":

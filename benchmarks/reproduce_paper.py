@@ -1,6 +1,8 @@
 """Reproduce the IRGAN paper's MovieLens 100K table (split u1) under both model-selection protocols.
 
     python -m benchmarks.reproduce_paper --seeds 5
+    python -m benchmarks.reproduce_paper --seeds 1 --epochs 1 --d-epochs 1 --g-epochs 1 --bpr-epochs 1 \\
+        --json /tmp/r.json --results /tmp/R.md  # a smoke run
 
 For each seed and protocol ("test": pick the best epoch on the test set, as the authors did;
 "validation": pick it on 10% of train held out) it trains popularity, BPR, DNS-BPR and IRGAN
@@ -18,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.results import machine, write_section
+from benchmarks.results import RESULTS, machine, write_section
 from irgan.config import IRGANConfig
 from irgan.data import load_dataset, validation_split
 from irgan.data.datasets import data_home
@@ -90,23 +92,27 @@ def table(summary: dict[str, dict], paper: bool) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict[str, list]:
+    """Run every seed and protocol, writing the figures after each seed; {protocol: one row set per seed}."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--section", default=None, help="name of the RESULTS.md section (default: from --protocols)")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--epochs", type=int, default=15, help="IRGAN outer epochs (15 as the paper)")
+    parser.add_argument("--d-epochs", type=int, default=IRGANConfig().d_epochs, help="D-epochs per outer epoch")
+    parser.add_argument("--g-epochs", type=int, default=IRGANConfig().g_epochs, help="G-epochs per outer epoch")
     parser.add_argument("--bpr-epochs", type=int, default=80)
     parser.add_argument("--protocols", default="test,validation")
     parser.add_argument("--authors-model", default=None, help="model_dns_ori.pkl of the authors (default: DATA/irgan-ml100k/)")
     parser.add_argument("--no-authors", action="store_true", help="skip the runs from the authors' pretrained file")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--json", default=str(Path(__file__).with_name("reproduce_paper.json")))
-    args = parser.parse_args()
+    parser.add_argument("--results", type=Path, default=RESULTS, help="the markdown file whose section is written")
+    args = parser.parse_args(argv)
     keep_freed_memory()
     torch.set_num_threads(args.threads)
     data = load_dataset("ml-100k", data_dir=args.data_dir, split="u1")
-    config = IRGANConfig(epochs=args.epochs)
+    config = IRGANConfig(epochs=args.epochs, d_epochs=args.d_epochs, g_epochs=args.g_epochs)
     protocols = [p for p in args.protocols.split(",") if p]  # "" runs only the authors'-file rows
     model_file = Path(args.authors_model) if args.authors_model else data_home(args.data_dir) / "irgan-ml100k" / "model_dns_ori.pkl"
     with_authors = model_file.is_file() and not args.no_authors
@@ -119,6 +125,7 @@ def main() -> None:
             runs["authors_init"].append({"IRGAN G from the authors' DNS file": run_authors_init(data, seed, config, model_file)})
             print("authors-init", seed, round(runs["authors_init"][-1]["IRGAN G from the authors' DNS file"]["P@5"], 4), flush=True)
         report(args, config, runs, seed + 1)
+    return runs
 
 
 def report(args: argparse.Namespace, config: IRGANConfig, runs: dict[str, list], n_seeds: int) -> None:
@@ -129,13 +136,17 @@ def report(args: argparse.Namespace, config: IRGANConfig, runs: dict[str, list],
     sections = [f"### {titles[name]}\n\n{table(summarize(rows), paper=name != 'validation')}" for name, rows in runs.items()]
     Path(args.json).write_text(json.dumps({"config": dataclasses.asdict(config), "bpr_epochs": args.bpr_epochs,
                                            "seeds": n_seeds, **runs}, indent=1))
-    command = (f"python -m benchmarks.reproduce_paper --seeds {args.seeds} --epochs {args.epochs} "
+    shorter = "".join(f" --{flag} {value}" for flag, value, default in (
+        ("d-epochs", args.d_epochs, IRGANConfig().d_epochs), ("g-epochs", args.g_epochs, IRGANConfig().g_epochs),
+        ("bpr-epochs", args.bpr_epochs, 80)) if value != default)
+    command = (f"python -m benchmarks.reproduce_paper --seeds {args.seeds} --epochs {args.epochs}{shorter} "
                f"--protocols '{args.protocols}'" + (" --no-authors" if args.no_authors else ""))
     body = (f"## Paper reproduction: MovieLens 100K, split u1 ({args.protocols or 'authors_init'})\n\n`{command}` on {machine()}, "
             f"{args.threads} threads; mean ± std over {n_seeds} seed(s) finished of {args.seeds}; "
             "seconds = mean wall time per run.\n\n" + "\n\n".join(sections))
     print(body)
-    write_section(args.section or "reproduce_paper_" + (args.protocols.replace(",", "_") or "authors_init"), body)
+    write_section(args.section or "reproduce_paper_" + (args.protocols.replace(",", "_") or "authors_init"), body,
+                  args.results)
 
 if __name__ == "__main__":
     main()

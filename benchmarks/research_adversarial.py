@@ -6,6 +6,7 @@ its best evaluation, as the recipe does), with seconds. Nothing here looks at u1
 configurations worth testing go through ``python -m irgan.compare`` (tuning, refit, seeds, paired tests).
 
     python -m benchmarks.research_adversarial --data-dir DATA --only ease-d-hard,ease-d-uniform
+    python -m benchmarks.research_adversarial --data-dir DATA --tiny   # every configuration, shortened: a smoke run
 """
 from __future__ import annotations
 
@@ -68,12 +69,20 @@ CONFIGS = {
 }
 
 
-def main() -> None:
+def tiny(config: IRGANConfig) -> IRGANConfig:
+    """``config`` shortened to seconds: one outer epoch of at most 2 D- and 2 G-epochs, 2 pretraining epochs."""
+    return dataclasses.replace(config, epochs=1, d_epochs=min(config.d_epochs, 2), g_epochs=min(config.g_epochs, 2),
+                               eval_every=1, pretrain=dataclasses.replace(config.pretrain, epochs=2))
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    """Play each named configuration and print (and with --out append) its JSON row; the rows."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--only", default=None, help="comma-separated names (default: all)")
     parser.add_argument("--out", default=None, help="append one JSON line per configuration here")
-    args = parser.parse_args()
+    parser.add_argument("--tiny", action="store_true", help="every configuration shortened by tiny(): a smoke run")
+    args = parser.parse_args(argv)
     keep_freed_memory()
     logging.basicConfig(level=logging.WARNING)
     data = load_dataset("ml-100k", data_dir=args.data_dir)
@@ -82,9 +91,12 @@ def main() -> None:
     print(f"EASE(300) on this validation split: P@5 {ease['P@5']:.4f}, NDCG@5 {ease['NDCG@5']:.4f}")
     names = args.only.split(",") if args.only else [*CONFIGS, *ANCHORED]
     folder = Path(tempfile.mkdtemp())
+    rows = []
     for name in names:
         start = time.perf_counter()
         config = {**CONFIGS, **ANCHORED}[name]
+        if args.tiny:
+            config = tiny(config)
         if config.init == ALS_START:
             config = dataclasses.replace(config, init=str(_als_start(train, folder / ALS_START)))
         anchored = AnchoredItemItem(*train.shape, train.matrix) if name in ANCHORED else None
@@ -97,9 +109,11 @@ def main() -> None:
                "D_NDCG@5": result.best_discriminator["metrics"]["NDCG@5"],
                "G_NDCG@5": result.best_generator["metrics"]["NDCG@5"]}
         print(json.dumps(row), flush=True)
+        rows.append(row)
         if args.out:
             with open(args.out, "a") as f:
                 f.write(json.dumps(row) + "\n")
+    return rows
 
 
 class AnchoredItemItem(ItemItemScorer):

@@ -19,6 +19,7 @@ Each configuration trains on u1.base less a 10% validation split (seed 0) and re
 validation P@5 (checked every 10 epochs) and its epoch; no test figure is looked at.
 
     python -m benchmarks.research_full_catalog --data-dir DATA [--only NAME[,NAME...]]
+    python -m benchmarks.research_full_catalog --data-dir DATA --epochs 20   # a smoke run
 """
 from __future__ import annotations
 
@@ -46,10 +47,11 @@ CONFIGS: dict[str, dict] = {
     "apr-0.01": {"l2": 2e-3, "eps": 0.01},
     "apr-0.1": {"l2": 2e-3, "eps": 0.1},
 }
+EPOCHS = 300  # full-batch epochs of every configuration
 
 
 def fit(X: torch.Tensor, score, dim: int = 64, lam: float = 0.0, tau: float = 1.0, w: float = 1.0,
-        l2: float = 1e-3, lr: float = 0.01, epochs: int = 300, skip: int = 0, eps: float = 0.0,
+        l2: float = 1e-3, lr: float = 0.01, epochs: int = EPOCHS, skip: int = 0, eps: float = 0.0,
         seed: int = 0, every: int = 10) -> tuple[float, int]:
     """Train on the dense (n_users, n_items) 0/1 matrix ``X``; the best ``score(scores)`` and its epoch."""
     n_users, n_items = X.shape
@@ -89,22 +91,28 @@ def fit(X: torch.Tensor, score, dim: int = 64, lam: float = 0.0, tau: float = 1.
     return best
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list[dict]:
+    """Fit each named configuration and print its JSON row; the rows."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--only", default=",".join(CONFIGS))
-    args = parser.parse_args()
+    parser.add_argument("--epochs", type=int, default=EPOCHS,
+                        help="full-batch epochs of every configuration (validation checked every 10)")
+    args = parser.parse_args(argv)
     data = load_dataset("ml-100k", data_dir=args.data_dir, split="u1", seed=0)
     train, validation = validation_split(data.train, 0.1, 0)
     X = torch.tensor(train.matrix.toarray(), dtype=torch.float32)
 
     def score(scores: torch.Tensor) -> float:
         return evaluate(scores.numpy(), train.matrix, validation.matrix)["P@5"]
+    rows = []
     for name in args.only.split(","):
         start = time.perf_counter()
-        figure, epoch = fit(X, score, **CONFIGS[name])
-        print(json.dumps({"name": name, **CONFIGS[name], "validation P@5": round(figure, 4), "epoch": epoch,
-                          "seconds": round(time.perf_counter() - start, 1)}), flush=True)
+        figure, epoch = fit(X, score, epochs=args.epochs, **CONFIGS[name])
+        rows.append({"name": name, **CONFIGS[name], "validation P@5": round(figure, 4), "epoch": epoch,
+                     "seconds": round(time.perf_counter() - start, 1)})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
 
 
 if __name__ == "__main__":
