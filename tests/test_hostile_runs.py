@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import irgan.adversarial.irgan.game
 import irgan.adversarial.irgan.recipe
 import irgan.train
-import irgan.adversarial.irgan.game
 from helpers import REPO, WAIT_S, start, wait_for
 from irgan.estimator import IRGAN
 from irgan.train import main
@@ -539,3 +539,35 @@ def test_a_held_lock_names_its_holder(tmp_path, content, holder):
     finally:
         os.close(fd)
     assert str(err.value) == f"another run ({holder}) is writing to {tmp_path}: wait for it, or choose another --out"
+
+
+def test_a_leftover_temporary_file_removed_meanwhile_does_not_fail_a_claim(tmp_path, monkeypatch):
+    """A resume that finds a cut-short write's temporary file, which another cleanup removes first."""
+    from irgan.rundir import RunDir
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text("{}")
+    real_glob = Path.glob
+    monkeypatch.setattr(Path, "glob", lambda self, pattern: [*real_glob(self, pattern), self / ".gone.tmp"])
+    claim = RunDir.claim(run, tmp_path / "default", True, "run.json", "metrics.json")
+    claim.release()
+
+
+def test_a_cleanup_that_fails_never_hides_the_error_of_the_run(tmp_path, monkeypatch):
+    """abandon() removes what it can: a folder it cannot empty stays, and no error of its own escapes."""
+    from irgan.rundir import RunDir
+    claim = RunDir.claim(tmp_path / "run", tmp_path / "default", False, "run.json", "metrics.json")
+    stuck = claim.path / "parts"
+    stuck.mkdir()
+    (stuck / "a.pt").write_bytes(b"x")
+    claim.written.append(stuck)
+    real_unlink = os.unlink
+
+    def refuse(path, *args, **kwargs):
+        if str(path).endswith("a.pt"):
+            raise PermissionError(errno.EACCES, "refused", str(path))
+        return real_unlink(path, *args, **kwargs)
+    monkeypatch.setattr(os, "unlink", refuse)
+    claim.abandon()
+    claim.release()
+    assert (stuck / "a.pt").exists()
