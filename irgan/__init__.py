@@ -11,12 +11,15 @@ scikit-learn and pandas-heavy modules it does not need.
 """
 from __future__ import annotations
 
+import configparser
 import importlib
+import importlib.metadata
+from pathlib import Path
 from typing import Any
 
 _HOMES = {
     "BPRConfig": "irgan.config", "IRGANConfig": "irgan.config",
-    "Interactions": "irgan.data", "load_dataset": "irgan.data",
+    "Interactions": "irgan.data", "load_dataset": "irgan.data", "read_ratings": "irgan.data",
     "EASERecommender": "irgan.baselines", "IALSRecommender": "irgan.baselines",
     "ItemKNNRecommender": "irgan.baselines", "LightGCNRecommender": "irgan.baselines",
     "SLIMRecommender": "irgan.baselines", "PureSVDRecommender": "irgan.baselines",
@@ -32,6 +35,22 @@ _HOMES = {
     "ranking_scorer": "irgan.recommender",
 }
 __all__ = sorted(_HOMES)
+
+
+def _version() -> str:
+    """The installed distribution's version; in a source checkout never installed, setup.cfg's beside the package."""
+    try:
+        return importlib.metadata.version("irgan")
+    except importlib.metadata.PackageNotFoundError:
+        setup = configparser.ConfigParser(interpolation=None)
+        try:
+            setup.read(Path(__file__).resolve().parents[1] / "setup.cfg")
+        except configparser.Error:
+            return "0+unknown"
+        return setup.get("metadata", "version", fallback="0+unknown")
+
+
+__version__ = _version()
 
 
 def __getattr__(name: str) -> Any:

@@ -1,10 +1,11 @@
-"""The ``irgan`` command: ``irgan train ...`` (as ``python -m irgan.train``) and ``irgan plot RUN_DIR``."""
+"""The ``irgan`` command: ``irgan train ...`` (as ``python -m irgan.train``), ``irgan plot RUN_DIR``,
+``irgan compare ...`` and ``irgan --version``."""
 from __future__ import annotations
 
 import sys
 from typing import Sequence
 
-USAGE = """usage: irgan COMMAND [ARGS]
+USAGE = """usage: irgan COMMAND [ARGS]  (irgan --version prints the version)
 
 commands:
   train   train IRGAN (default), CFGAN or APR (--model), select, test and save a run   (irgan train --help)
@@ -17,6 +18,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         return 0 if argv else 2
+    if argv[0] in ("-V", "--version"):
+        from irgan import __version__
+        print(f"irgan {__version__}")
+        return 0
     command, rest = argv[0], argv[1:]
     if command == "train":
         from irgan.train import main as train
