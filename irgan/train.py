@@ -27,6 +27,7 @@ import torch
 from irgan.checkpoint import ModelFileError, atomic_write, data_fingerprint
 from irgan.config import MAX_CUTOFF, PRESETS, BPRConfig, IRGANConfig, preset
 from irgan.data import DataError, load_dataset, validation_split
+from irgan.data.datasets import split_of
 from irgan.device import keep_freed_memory, resolve_device
 from irgan.distributed import current, init_from_env, local_device
 from irgan.errors import one_line
@@ -77,7 +78,8 @@ def run(
     """
     start = time.perf_counter()
     read = dict(read or {})
-    request = {"dataset": absolute_if_file(dataset), "data_dir": absolute(data_dir), "split": split, "seed": seed,
+    request = {"dataset": absolute_if_file(dataset), "data_dir": absolute(data_dir),
+               "split": split_of(dataset, split, test), "seed": seed,
                "device": device, "read": read, "config": dataclasses.asdict(config)}
     if test is not None:
         request["test"] = absolute_if_file(test)
@@ -103,7 +105,7 @@ def run(
                             **read)
         fingerprint = split_fingerprint(data)
         if shard.rank > 0:
-            _train(data, config, Path(out), dataset, split, seed, device, False, writer=False, cutoffs=cutoffs)
+            _train(data, config, Path(out), dataset, request["split"], seed, device, False, writer=False, cutoffs=cutoffs)
             return {}
         if resume:
             stored = json.loads((claim.path / RUN_FILE).read_text()).get("data_fingerprint")
@@ -112,7 +114,7 @@ def run(
                                  "differ from the data read now): cannot resume; start a new run")
         else:
             claim.write(RUN_FILE, json.dumps({**request, "data_fingerprint": fingerprint}, indent=2).encode())
-        report = _train(data, config, claim.path, dataset, split, seed, device, show_progress,
+        report = _train(data, config, claim.path, dataset, request["split"], seed, device, show_progress,
                         tensorboard=tensorboard, cutoffs=cutoffs)
         report["seconds"] = time.perf_counter() - start
         claim.write("metrics.json", json.dumps(report, indent=2, default=float).encode())
@@ -254,7 +256,8 @@ def run_model(
     start = time.perf_counter()
     _, estimator = model_classes(model)
     read = dict(read or {})
-    request = {"model": model, "dataset": absolute_if_file(dataset), "data_dir": absolute(data_dir), "split": split,
+    request = {"model": model, "dataset": absolute_if_file(dataset), "data_dir": absolute(data_dir),
+               "split": split_of(dataset, split, test),
                "seed": seed, "device": device, "read": read, "config": dataclasses.asdict(config),
                "validation_fraction": validation_fraction, "refit": refit}
     if test is not None:
@@ -284,7 +287,7 @@ def run_model(
         report = {
             "model": model,
             "dataset": dataset,
-            "split": split,
+            "split": request["split"],
             "cutoffs": list(cutoffs),
             "select_on": "validation",
             "protocol": "model selection on a validation split carved from train"
@@ -462,7 +465,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m irgan.train")
             _refuse_unnamed_scorers(args, request["config"])
             _refuse_other_flags(args, request, read)
             report = run(request["dataset"], request["config"], args.resume, request["data_dir"],
-                         request["split"], request["seed"], request["device"], not args.quiet, resume=True,
+                         _given_split(request), request["seed"], request["device"], not args.quiet, resume=True,
                          read=request.get("read"), tensorboard=args.tensorboard, test=request.get("test"),
                          cutoffs=request.get("cutoffs", ()))
         else:
@@ -627,6 +630,12 @@ def _refuse_other_flags(args: argparse.Namespace, request: dict, read: dict) -> 
                           f"(the run has {config['pretrain'][f.name]})")
     if differ:
         raise ValueError(f"--resume continues a run with its own flags; these differ: {'; '.join(differ)}")
+
+
+def _given_split(request: dict) -> str | None:
+    """The ``split`` to read a run's data with again: what its run.json records, except "released"
+    (a released test file is the split itself)."""
+    return None if request.get("split") == "released" else request.get("split")
 
 
 def read_request(run_dir: Path) -> dict:

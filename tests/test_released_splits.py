@@ -157,3 +157,27 @@ def test_compare_refuses_a_cutoff_longer_than_the_catalog(released, tmp_path, ca
     assert compare_cli.main(["--dataset", str(released[0]), "--test", str(released[1]), "--min-rating", "none",
                              "--models", "pop", "--cutoffs", "5,50", "--quiet", "--out", str(tmp_path / "c")]) == 2
     assert "a cut-off of 50 needs more than the catalog's 30 items" in capsys.readouterr().err
+
+
+def test_run_json_records_the_split_used_and_a_released_run_resumes(released, tmp_path):
+    out = tmp_path / "run"
+    args = ["--dataset", str(released[0]), "--test", str(released[1]), "--min-rating", "none", "--epochs", "2",
+            "--d-epochs", "1", "--g-epochs", "1", "--pretrain-epochs", "1", "--quiet", "--out", str(out)]
+    assert train_cli.main(args) == 0
+    finished = json.loads((out / "metrics.json").read_text())
+    assert json.loads((out / "run.json").read_text())["split"] == "released" == finished["split"]
+    (out / "metrics.json").unlink()  # as if it had stopped after its last training state
+    assert train_cli.main(["--resume", str(out), "--quiet"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["test"] == finished["test"]
+    random_run = tmp_path / "random"
+    assert train_cli.main(["--dataset", str(released[0]), "--min-rating", "none", "--epochs", "1", "--d-epochs", "1",
+                           "--g-epochs", "1", "--pretrain-epochs", "1", "--quiet", "--out", str(random_run)]) == 0
+    assert json.loads((random_run / "run.json").read_text())["split"] == "random"
+
+
+def test_the_log_says_how_many_rows_min_rating_kept(pair, caplog):
+    with caplog.at_level(logging.INFO, logger="irgan.data.datasets"):
+        load_dataset(pair[0], test=pair[1], min_rating=4)
+    kept = [r.getMessage() for r in caplog.records if "min_rating=4 kept" in r.getMessage()]
+    assert kept == ["min_rating=4 kept 5 of 6 rows as positives (83%), dropped 1",
+                    "min_rating=4 kept 3 of 4 rows as positives (75%), dropped 1"]

@@ -121,14 +121,14 @@ def load_dataset(
         folder = _locate(name, data_home(data_dir), download)
         source = folder / remote.ratings
         ratings = read_ratings(source, sep=remote.sep, header=remote.header)
-        default_split = "u1" if name == "ml-100k" else "random"
+        default_split = split_of(name)
     elif name == NETFLIX:
         folder = source = find_netflix(data_home(data_dir))
         ratings = read_netflix(folder)
-        default_split = "random"
+        default_split = split_of(name)
     elif _ratings_file(name) is not None:
         folder, source = None, _ratings_file(name)
-        default_split = "random"
+        default_split = split_of(name)
         ratings = _read_ratings(source, sep, columns, header, time_optional=(split or default_split) not in TIME_SPLITS,
                                 max_unpacked_mb=max_unpacked_mb)
     else:
@@ -222,6 +222,14 @@ def _naming(path: Path, build):
         raise DataError(f"{path}: {err}") from err
 
 
+def split_of(dataset: str, split: str | None = None, test: object = None) -> str:
+    """The split ``load_dataset`` uses for these arguments: ``split`` when given, "released" with a
+    released ``test`` file, else the data set's default (ml-100k: the paper's u1; others: random)."""
+    if test is not None:
+        return "released"
+    return split or ("u1" if str(dataset) == "ml-100k" else "random")
+
+
 def _positives(df: pd.DataFrame, min_rating: float | None) -> pd.DataFrame:
     """Rows rated >= min_rating (all rows when None, or at the default without ratings); DataError when none is."""
     if min_rating is None:
@@ -239,6 +247,8 @@ def _positives(df: pd.DataFrame, min_rating: float | None) -> pd.DataFrame:
             f"no rating reaches min_rating={min_rating:g} (the ratings run from {rating.min():g} to "
             f"{rating.max():g}), so there are no positives: lower min_rating, or pass None to use every row"
         )
+    logger.info("min_rating=%g kept %d of %d rows as positives (%.0f%%), dropped %d", min_rating, int(keep.sum()),
+                len(keep), 100 * keep.mean(), int((~keep).sum()))
     return df[keep]
 
 
