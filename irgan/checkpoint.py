@@ -38,6 +38,9 @@ STATE_LAYOUT = {"epoch": int, "seconds": numbers.Real, "config": dict, "fingerpr
                 "fake_items": (torch.Tensor, type(None)), "history": list, "best_generator": dict,
                 "best_discriminator": dict}
 STATE_KEYS = set(STATE_LAYOUT)
+# IRGANConfig fields added after STATE_FORMAT, with the value that keeps the older behaviour: a state
+# written before a field existed resumes as if it held that value
+LATER_CONFIG_FIELDS = {"patience": None}
 BEST_LAYOUT = {"state": dict, "score": numbers.Real, "info": dict}
 MODEL_LAYOUT = {"estimator": str, "scorers": dict, "user_ids": dict, "item_ids": dict, "user_items": dict,
                 "params": dict, "fitted": dict}
@@ -400,6 +403,7 @@ def load_train_state(path: str | Path, config, fingerprint: str) -> dict:
         raise ValueError(f"{path} is a damaged irgan training state: it lacks {sorted(missing)}")
     try:
         _expect(state, STATE_LAYOUT, "it", ValueError)
+        state["config"] = {**LATER_CONFIG_FIELDS, **state["config"]}
         if state["config"] == dataclasses.asdict(config) and state["fingerprint"] == fingerprint:
             _check_state(state, config.epochs)
     except ValueError as err:

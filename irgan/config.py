@@ -155,6 +155,7 @@ class IRGANConfig:
     validation_fraction: float = _f(0.1, "share of each user's train positives held out for selection")
     eval_every: int = _f(1, "G-epochs between evaluations of G for selection (the authors: 1)")
     refit: bool = _f(False, "after selection on validation, pretrain and play again on all of train up to the selected G-epoch (the honest protocol's refit, as irgan compare does)")
+    patience: int | None = _f(None, "stop the game after this many outer epochs without a better G on select_metric (RecBole's stopping_step), and with pretrain_select the pretraining after this many epochs without one; None: never (the paper's protocol)")
 
     def __post_init__(self) -> None:
         if isinstance(self.pretrain, dict):
@@ -165,6 +166,10 @@ class IRGANConfig:
                 object.__setattr__(self, "pretrain", BPRConfig(**self.pretrain))
             except ValueError as err:
                 raise ValueError(f"pretrain.{err}") from None
+        if self.patience is not None:  # checked here: _check_fields knows plain types only
+            if isinstance(self.patience, bool) or not isinstance(self.patience, numbers.Integral) or self.patience < 1:
+                raise ValueError(f"patience must be an integer >= 1 or None, got {self.patience!r}")
+            object.__setattr__(self, "patience", int(self.patience))  # a numpy integer from a grid
         _check_fields(self, at_least_one=("dim", "hidden", "epochs", "d_batch_size", "d_sample_every",
                                           "g_sample_factor", "g_batch_users", "eval_every"),
                       counts=("epochs", "d_epochs", "g_epochs"))

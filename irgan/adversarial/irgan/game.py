@@ -46,6 +46,7 @@ class IRGANResult:
     best_generator: dict = field(default_factory=dict)  # {"epoch", "g_epoch", "metrics"} of the kept G
     best_discriminator: dict = field(default_factory=dict)  # {"epoch", "metrics"} of the kept D
     history: list[dict] = field(default_factory=list)  # one row per evaluation of G
+    stopped: dict | None = None  # {"epoch", "reason"} when ``patience`` ended the game early
 
 
 @dataclass
@@ -93,8 +94,10 @@ def fit_irgan(
     from (e.g. pretrained by ``irgan.adversarial.irgan.recipe.initial_generator``); None keeps G's own start.
     With ``state_path``, the whole training state is written there (atomically) after every
     outer epoch, and a run that finds a state file there resumes from it: on CPU the result is
-    bitwise the one of an uninterrupted run. With ``selection=None`` nothing is evaluated and the
-    last G and D are returned; ``stop_at=(epoch, g_epoch)`` ends the game after that G-epoch.
+    bitwise the one of an uninterrupted run. With ``config.patience``, the game ends once that many
+    outer epochs brought no better G on ``selection`` (recorded in ``stopped`` and on the last history
+    row). With ``selection=None`` nothing is evaluated and the last G and D are returned;
+    ``stop_at=(epoch, g_epoch)`` ends the game after that G-epoch.
     (Long for this docstring; the loop stays in one piece so that the game reads top to bottom.)
     """
     device = resolve_device(device)
@@ -124,7 +127,11 @@ def fit_irgan(
     bar = progress_bar(show_progress and game.shard.rank == 0, total=config.epochs * steps,
                        initial=game.first_epoch * steps, desc="IRGAN")
     warned: set[str] = set()
+    stopped = None
     for epoch in range(game.first_epoch, config.epochs):
+        stopped = _out_of_patience(game, config, epoch - 1)  # checked here too when resuming a game that had stopped
+        if stopped is not None:
+            break
         d_stats = _d_round(game, config, epoch, score, bar)
         g_stats: dict[str, float] = {}
         for g_ep in range(config.g_epochs):
@@ -143,7 +150,27 @@ def fit_irgan(
     bar.close()
     if game.best_g is None:
         return IRGANResult(game.G, game.D, {"epoch": epoch, "stop_at": stop_at}, {}, game.history)
-    return IRGANResult(game.best_g.model, game.best_d.model, game.best_g.info, game.best_d.info, game.history)
+    return IRGANResult(game.best_g.model, game.best_d.model, game.best_g.info, game.best_d.info, game.history, stopped)
+
+
+def _out_of_patience(game: _Game, config: IRGANConfig, played: int) -> dict | None:
+    """After outer epoch ``played``: the record of an early stop (also set on the last history row)
+    when ``config.patience`` outer epochs have passed since the kept G's, else None. The count is
+    derived from the kept G, which the training state holds, so a resumed game counts on; under
+    torch.distributed every process stops when any would."""
+    if config.patience is None or game.best_g is None or played < 0:
+        return None
+    kept = game.best_g.info["epoch"]  # -1: G's start
+    if not game.shard.max(int(played - kept >= config.patience)):
+        return None
+    reason = f"no better {config.select_on} {config.select_metric} for {config.patience} outer epochs"
+    stopped = {"epoch": played, "reason": reason}
+    if game.history:
+        game.history[-1]["stopped"] = stopped
+    if game.shard.rank == 0:
+        log.info("stopping after outer epoch %d/%d: %s (best G at %s)", played + 1, config.epochs, reason,
+                 "the start" if kept < 0 else f"epoch {kept + 1}")
+    return stopped
 
 
 def _end_epoch(game: _Game, config: IRGANConfig, epoch: int, state_path: str | Path | None, seconds: float,
