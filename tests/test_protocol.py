@@ -18,7 +18,7 @@ from irgan.data import Interactions, synthetic, validation_split
 from irgan.metrics import evaluate
 from irgan.models import Popularity
 from irgan.models.itemknn import SIMILARITIES
-from irgan.protocol import CANDIDATES, refit_and_test, tune
+from irgan.protocol import CANDIDATES, capped, refit_and_test, tune
 
 
 def interactions(n_items: int) -> tuple[Interactions, Interactions]:
@@ -198,3 +198,15 @@ def test_variants_are_tuned_apart_with_the_whole_budget_each_and_the_best_kept(m
     best = max(tuned.trials, key=lambda row: row["value"])
     assert tuned.validation == best["value"] and tuned.params["similarity"] == best["variant"]["similarity"]
     assert {k: v for k, v in tuned.params.items() if k in best["params"]} == best["params"]
+
+
+@pytest.mark.parametrize("name", ["pop", "bpr"])
+def test_tuning_on_a_cut_off_beyond_the_reported_ones_scores_that_cut_off(name):
+    train = synthetic(60, 40, 900, seed=4)
+    candidate = dataclasses.replace(CANDIDATES[name], first_trial={}) if name == "pop" else \
+        capped(CANDIDATES[name], 5)
+    tuned = tune(candidate, train, trials=1, metric="NDCG@25")
+    fit_train, validation = validation_split(train, 0.1, 0)
+    fitted = candidate.fit(fit_train, validation, tuned.params, 0, "cpu", "NDCG@25", 0.1)
+    expected = evaluate(fitted.scorer, fit_train, validation, (25,))["NDCG@25"]
+    assert tuned.validation == pytest.approx(expected) and fitted.validation["NDCG@25"] == pytest.approx(expected)
