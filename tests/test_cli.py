@@ -241,6 +241,8 @@ def other_value(f: dataclasses.Field):
         return (not f.default), None
     if f.type == "int":
         return f.default + 1, str(f.default + 1)
+    if f.type == "int | None":
+        return 3, "3"
     value = f.default / 2 if f.default else 0.25
     return value, repr(value)
 

@@ -147,8 +147,8 @@ def test_a_flag_of_another_model_is_refused_in_one_line(ratings_csv, tmp_path, c
         "error: unrecognized arguments: --g-scorer mlp (--g-scorer is a flag of --model irgan)")
     assert not (tmp_path / "r").exists()
     with pytest.raises(SystemExit):
-        main(["--dim", "4", "--patience=3"])
-    assert last_line(capsys.readouterr().err).endswith("--patience is a flag of --model cfgan, apr)")
+        main(["--dim", "4", "--eps=0.5"])
+    assert last_line(capsys.readouterr().err).endswith("--eps is a flag of --model apr)")
 
 
 @pytest.mark.parametrize("model", FLAGS)

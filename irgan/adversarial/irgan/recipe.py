@@ -78,8 +78,7 @@ def pretrain_generator(
     show_progress: bool = False, generator: ScorerSpec = None, selection: sp.csr_matrix | None = None,
 ) -> tuple[nn.Module, int]:
     """G's scorer pretrained by BPR (``config.init == 'bpr'``) or DNS-BPR, and the number of epochs
-    it was trained for: all of them, or with ``config.pretrain_select`` those up to the best on ``selection``
-    (pretraining then stops once ``config.patience`` epochs bring no better one)."""
+    it was trained for: all of them, or with ``config.pretrain_select`` those up to the best on ``selection``."""
     pretrain = dataclasses.replace(config.pretrain, negatives="dns" if config.init == "dns" else "uniform",
                                    dim=config.dim)
     spec = generator or config.g_scorer
@@ -89,16 +88,7 @@ def pretrain_generator(
     if config.pretrain_select and selection is not None:
         best = KeepBest(config.select_metric)
         ks = eval_ks(train.shape[1], config.select_metric)
-
-        def on_epoch(epoch: int, model: nn.Module) -> bool:
-            """Offer this epoch's scorer for selection; True (stop) after ``config.patience`` epochs without a better one."""
-            best.offer(model, evaluate(model, train, selection, ks), epoch=epoch)
-            stale = epoch - best.info["epoch"]
-            if config.patience is None or stale < config.patience or epoch + 1 == pretrain.epochs:
-                return False
-            log.info("stopping G's pretraining after epoch %d/%d: no better %s %s for %d epochs (best at epoch %d)",
-                     epoch + 1, pretrain.epochs, config.select_on, config.select_metric, stale, best.info["epoch"] + 1)
-            return True
+        on_epoch = lambda epoch, model: best.offer(model, evaluate(model, train, selection, ks), epoch=epoch)  # noqa: E731
     last = fit_bpr(train, pretrain, seed=seed, device=device, show_progress=show_progress, on_epoch=on_epoch,
                    scorer=scorer, fast_path=config.fast_path)
     return (best.model, best.info["epoch"] + 1) if best is not None else (last, pretrain.epochs)
@@ -187,8 +177,6 @@ def _pretrained(config: IRGANConfig, fit_train: Interactions, selection: Interac
              "pretrain": dataclasses.asdict(config.pretrain), "pretrain_select": config.pretrain_select,
              "select_metric": config.select_metric, "seed": seed,
              "data": data_fingerprint(fit_train.matrix, selection.matrix) if init_file is not None else None}
-    if config.pretrain_select and config.patience is not None:  # only then does it shape G's start (older files lack it)
-        start["patience"] = config.patience
     if init_file is not None and Path(init_file).exists():
         try:
             custom = generator if isinstance(generator, nn.Module) else \
@@ -200,8 +188,7 @@ def _pretrained(config: IRGANConfig, fit_train: Interactions, selection: Interac
             raise ValueError(f"{init_file} was pretrained on other data: cannot resume")
         stored = saved.fitted.get("start")
         if stored != start:
-            keys = start.keys() | (stored.keys() if isinstance(stored, dict) else set())  # patience may be on one side only
-            differ = sorted((k for k in keys if not isinstance(stored, dict) or stored.get(k) != start.get(k)), key=str)
+            differ = sorted(k for k in start if not isinstance(stored, dict) or stored.get(k) != start[k])
             raise ValueError(f"{init_file} was pretrained with other settings (differs in {differ}): cannot resume")
         return saved.scorers["model"].to(device), saved.fitted.get("pretrain_epochs", config.pretrain.epochs)
     if config.init in ("dns", "bpr"):
