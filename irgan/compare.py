@@ -68,6 +68,9 @@ def compare(data: Split, models: Sequence[str], seeds: int = 5, trials: int | Ma
             raise ValueError(f"{name} must be from {low} to {MAX_COUNT:,}, got {value}")
     if metric not in SELECT_METRICS:
         raise ValueError(f"metric must be one of {SELECT_METRICS}, got {metric!r}")
+    if data.test.matrix.nnz == 0:
+        raise ValueError("a comparison needs a test set: --split none (no test set) is for a production fit with "
+                         "irgan train")
     longest = max((*cutoffs, int(metric.split("@")[1]) if "@" in metric else 0))
     if longest > data.train.n_items:
         raise ValueError(f"a cut-off of {longest} needs more than the catalog's {data.train.n_items} items")

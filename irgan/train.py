@@ -27,7 +27,7 @@ import torch
 from irgan.checkpoint import ModelFileError, atomic_write, data_fingerprint
 from irgan.config import MAX_CUTOFF, PRESETS, BPRConfig, IRGANConfig, preset
 from irgan.data import DataError, load_dataset, validation_split
-from irgan.data.datasets import split_of
+from irgan.data.datasets import NO_TEST, split_of
 from irgan.device import keep_freed_memory, resolve_device
 from irgan.distributed import current, init_from_env, local_device
 from irgan.errors import one_line
@@ -45,6 +45,8 @@ MODELS = ("irgan", "cfgan", "apr")
 MODEL_FILE = "model.pt"
 VALIDATION_FRACTION = IRGANConfig().validation_fraction  # the other models carve validation as IRGAN's recipe does
 # the epoch counts a refit on all of train runs: config field <- what the validation fit chose
+PRODUCTION_PROTOCOL = ("production fit: selected on a validation split of all the data, refit on all of it; "
+                       "no test set")
 REFIT_EPOCHS = {"cfgan": {"epochs": "best_epoch_"},
                 "apr": {"pretrain_epochs": "best_pretrain_epoch_", "epochs": "best_epoch_"}}
 
@@ -73,11 +75,15 @@ def run(
     claimed with a lock, so a second run on it refuses. ``resume=True`` continues a run whose
     directory has no ``metrics.json`` yet. ``read``: ``load_dataset`` options for a ratings file
     (``sep``, ``columns``, ``min_rating``, ``max_unpacked_mb``); ``test``: a released test file beside
-    the released train file ``dataset``; ``cutoffs``: test cut-offs beside 3, 5 and 10. Returns the
-    dict written to ``out/metrics.json``.
+    the released train file ``dataset``; ``cutoffs``: test cut-offs beside 3, 5 and 10.
+    ``split="none"`` is a production fit: select on validation carved from all the data, refit on
+    all of it, no test (``config.refit`` is set). Returns the dict written to ``out/metrics.json``.
     """
     start = time.perf_counter()
     read = dict(read or {})
+    if split == NO_TEST:  # a production fit replays the game on all the data up to the selected point
+        refuse_with_no_test(test, config.select_on)
+        config = dataclasses.replace(config, refit=True)
     request = {"dataset": absolute_if_file(dataset), "data_dir": absolute(data_dir),
                "split": split_of(dataset, split, test), "seed": seed,
                "device": device, "read": read, "config": dataclasses.asdict(config)}
@@ -136,6 +142,21 @@ def run(
             claim.release()
 
 
+def refuse_with_no_test(test: str | None, select_on: str) -> None:
+    """ValueError in one line when ``--split none`` (no test set) meets a released test file or selection on test."""
+    if test is not None:
+        raise ValueError(f"--split {NO_TEST} holds out no test set, so --test cannot apply: drop one of them")
+    if select_on == "test":
+        raise ValueError(f"--split {NO_TEST} holds out no test set to select on: drop --select-on test "
+                         "(selection is then on a validation split of all the data)")
+
+
+def _log_production(data) -> None:
+    """Log what a production fit's model knows: every user, item and positive of the data."""
+    log.info("production fit (no test set): the model knows %d users, %d items and all %d positives",
+             data.train.n_users, data.train.n_items, data.train.nnz)
+
+
 def _abandon(claim: RunDir) -> None:
     """Remove what a failed run wrote, unless G's pretrained start or a training state lets it resume."""
     claim.abandon(also=(HISTORY_FILE, "tensorboard"), keep_if=("train_state.pt", "init.pt"))
@@ -167,7 +188,10 @@ def _train(data, config: IRGANConfig, out: Path, dataset: str, split: str | None
                 if events is not None:
                     _log_scalars(events, row, config)
             on_evaluate = record
-        result = run_recipe(data.train, data.test, config, seed=seed, device=device,
+        production = split == NO_TEST
+        if production and writer:
+            _log_production(data)
+        result = run_recipe(data.train, None if production else data.test, config, seed=seed, device=device,
                             show_progress=show_progress and writer, on_evaluate=on_evaluate,
                             state_path=out / "train_state.pt", init_file=out / "init.pt" if writer else None,
                             cutoffs=cutoffs)
@@ -180,13 +204,15 @@ def _train(data, config: IRGANConfig, out: Path, dataset: str, split: str | None
         "split": split,
         "cutoffs": list(cutoffs),
         "select_on": config.select_on,
-        "protocol": ("model selection on the TEST set (the IRGAN authors' protocol): test figures are optimistic"
-                     if config.select_on == "test" else "model selection on a validation split carved from train"
-                     + (", then refit on all of train" if config.refit else "")),
-        "test": result.test["generator"],
-        "test_discriminator": result.test["discriminator"],
-        "test_init": result.test["init"],
+        "protocol": PRODUCTION_PROTOCOL if production else (
+            "model selection on the TEST set (the IRGAN authors' protocol): test figures are optimistic"
+            if config.select_on == "test" else "model selection on a validation split carved from train"
+            + (", then refit on all of train" if config.refit else "")),
+        "test": None if production else result.test["generator"],
+        "test_discriminator": None if production else result.test["discriminator"],
+        "test_init": None if production else result.test["init"],
         "validation" if config.select_on == "validation" else "selection_test": result.best_generator["metrics"],
+        **({"validation_discriminator": result.best_discriminator["metrics"]} if production else {}),
         "best_generator": {k: v for k, v in result.best_generator.items() if k != "metrics"},
         "best_discriminator": {k: v for k, v in result.best_discriminator.items() if k != "metrics"},
         "config": dataclasses.asdict(config),
@@ -247,7 +273,8 @@ def run_model(
 ) -> dict:
     """Train ``model`` ('cfgan' or 'apr', ``config`` its config) as IRGAN's recipe does: carve a
     validation split from train, choose the epochs on it, refit on all of train for those epochs
-    (unless ``refit`` is False), test with full ranking, and write ``out``.
+    (unless ``refit`` is False), test with full ranking, and write ``out``. ``split="none"``: a
+    production fit (validation carved from all the data, refit on all of it, no test).
 
     The run folder holds ``run.json`` (what was asked, with "model"), ``model.pt`` (the estimator's
     model file) and ``metrics.json``, whose dict this returns. The other arguments are ``run``'s;
@@ -256,6 +283,11 @@ def run_model(
     start = time.perf_counter()
     _, estimator = model_classes(model)
     read = dict(read or {})
+    production = split == NO_TEST
+    if production:
+        refuse_with_no_test(test, "validation")
+        if not refit:
+            raise ValueError(f"--split {NO_TEST} refits on all the data: drop --no-refit")
     request = {"model": model, "dataset": absolute_if_file(dataset), "data_dir": absolute(data_dir),
                "split": split_of(dataset, split, test),
                "seed": seed, "device": device, "read": read, "config": dataclasses.asdict(config),
@@ -274,6 +306,8 @@ def run_model(
         data = load_dataset(request["dataset"], data_dir=data_dir, split=split, seed=seed, test=request.get("test"),
                             **read)
         claim.write(RUN_FILE, json.dumps({**request, "data_fingerprint": split_fingerprint(data)}, indent=2).encode())
+        if production:
+            _log_production(data)
         fit_train, selection = validation_split(data.train, validation_fraction, seed)  # as IRGAN's recipe carves it
         _check_cutoff(config.select_metric, data.train.n_items)
         params = {"seed": seed, "device": str(device), "show_progress": show_progress}
@@ -290,9 +324,9 @@ def run_model(
             "split": request["split"],
             "cutoffs": list(cutoffs),
             "select_on": "validation",
-            "protocol": "model selection on a validation split carved from train"
-                        + (", then refit on all of train" if refit else ""),
-            "test": evaluate(final.model_, seen, data.test.matrix, ks),
+            "protocol": PRODUCTION_PROTOCOL if production else "model selection on a validation split carved "
+                        "from train" + (", then refit on all of train" if refit else ""),
+            "test": None if production else evaluate(final.model_, seen, data.test.matrix, ks),
             "validation": chosen.validation_metrics_,
             **{"best_" + name: value for name, value in epochs.items()},
             "refit": refit,
@@ -306,7 +340,7 @@ def run_model(
             "history": chosen.history_,
         }
         if model == "apr":  # the BPR-MF model APR started from, tested beside it
-            report["test_start"] = evaluate(final.start_, seen, data.test.matrix, ks)
+            report["test_start"] = None if production else evaluate(final.start_, seen, data.test.matrix, ks)
         final.save(claim.path / MODEL_FILE)
         report["seconds"] = time.perf_counter() - start
         claim.write("metrics.json", json.dumps(report, indent=2, default=float).encode())
@@ -540,7 +574,8 @@ def data_flags(parser: argparse.ArgumentParser) -> None:
     """The flags that say how to read the data, shared by ``irgan train`` and ``irgan compare``."""
     parser.add_argument("--test", default=None, help="a released test file: --dataset is then its released train file, "
                                                      "both read alike with ids mapped jointly (no --split)")
-    parser.add_argument("--split", default=None, help="u1 (ml-100k default, the paper's), random, loo, temporal")
+    parser.add_argument("--split", default=None, help="u1 (ml-100k default, the paper's), random, loo, temporal, "
+                                                      "or none: a production fit on all the data, no test set")
     parser.add_argument("--sep", default=None, help="field separator of a ratings file (default: detected; '\\t' for tab)")
     parser.add_argument("--columns", default=None, help="the file's fields in order, e.g. user,item,-,rating ('-' skips a field; default: from the header, else user,item[,rating[,timestamp]])")
     parser.add_argument("--header", default=None, action=argparse.BooleanOptionalAction,
@@ -660,15 +695,26 @@ def read_request(run_dir: Path) -> dict:
 
 
 def format_table(report: dict) -> str:
-    """The final test metrics of the run's models as a fixed-width table."""
-    rows = _table_rows(report)
+    """The final test metrics of the run's models as a fixed-width table (a production fit: its
+    validation figures, so labelled)."""
+    production = report["test"] is None
+    rows = _validation_rows(report) if production else _table_rows(report)
     cutoffs = report.get("cutoffs")
     columns = [f"{m}@{k}" for m in ("P", "NDCG") for k in cutoffs] if cutoffs else TABLE_METRICS
-    lines = [f"{'test (' + report['select_on'] + '-selected)':28s}" + "".join(f"{m:>9s}" for m in columns)]
+    title = "validation (production fit)" if production else f"test ({report['select_on']}-selected)"
+    lines = [f"{title:28s}" + "".join(f"{m:>9s}" for m in columns)]
     lines += [f"{name:28s}" + "".join(f"{metrics.get(m, float('nan')):9.4f}" for m in columns)
               for name, metrics in rows]
     lines.append(f"{report['seconds']:.1f} s; {report['protocol']}")
     return "\n".join(lines)
+
+
+def _validation_rows(report: dict) -> list[tuple[str, dict]]:
+    """(label, validation metrics at selection) of each model a production fit selected: IRGAN's G and D, or the model."""
+    model = report.get("model", "irgan")
+    if model != "irgan":
+        return [(model.upper(), report["validation"])]
+    return [("IRGAN G", report["validation"]), ("IRGAN D", report["validation_discriminator"])]
 
 
 def _table_rows(report: dict) -> list[tuple[str, dict]]:

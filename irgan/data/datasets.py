@@ -21,6 +21,7 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from irgan.data.files import UNPACK_LIMIT_MB
 from irgan.data.netflix import NETFLIX, find_netflix, read_netflix
@@ -57,6 +58,7 @@ DATASETS = {
 }
 ML100K_SPLITS = ("u1", "u2", "u3", "u4", "u5", "ua", "ub")  # GroupLens's own .base/.test pairs
 SPLITS = ("random", "loo", "temporal")
+NO_TEST = "none"  # a production fit: every positive in train, an empty test set
 
 
 def data_home(data_dir: str | os.PathLike | None = None) -> Path:
@@ -99,7 +101,8 @@ def load_dataset(
     None keeps every row, and so does the default on a file without a rating column (logged);
     an explicit number there is an error. ``split``: ``u1``-``u5``, ``ua``, ``ub`` (ml-100k only;
     default ``u1`` there), ``random`` (default elsewhere), ``loo`` or ``temporal``; only the last
-    two read timestamps, so the others drop a bad timestamp column with a warning.
+    two read timestamps, so the others drop a bad timestamp column with a warning; ``none`` holds
+    out no test set (a production fit): train holds every positive, test is empty with the same shape.
     ``validation_fraction > 0`` carves a validation set from train. Netflix is never downloaded
     (see ``irgan.data.netflix``); its defaults follow the IRGAN paper: ratings >= 4 are positives,
     20% of each user's positives to test at random, seeded. ``test``: the path of a released test file beside a released train file ``name`` (read the
@@ -107,6 +110,8 @@ def load_dataset(
     may unpack to at most ``max_unpacked_mb`` MiB. (Long for this docstring.)
     """
     name = os.fspath(name)
+    if test is not None and split == NO_TEST:
+        raise DataError(f"split={NO_TEST!r} holds out no test set, so a released test= file cannot apply: drop one")
     if test is not None:
         return _released(Path(name).expanduser(), Path(os.fspath(test)).expanduser(), min_rating, split,
                          validation_fraction, seed, dict(sep=sep, columns=columns, header=header,
@@ -145,6 +150,9 @@ def load_dataset(
             part = read_ratings(part_file, sep="\t", header=False)
             parts.append(_naming(part_file, lambda: interactions_from_dataframe(_positives(part, min_rating), users, items)))
         result = _naming(folder, lambda: Split(*parts))
+    elif split == NO_TEST:
+        everything = _naming(source, lambda: interactions_from_dataframe(_positives(ratings, min_rating), users, items))
+        result = Split(everything, everything.with_matrix(sp.csr_matrix(everything.shape, dtype=np.float32)))
     elif split in SPLITS:
         positives = _naming(source, lambda: _positives(ratings, min_rating))
         if split == "random":
@@ -154,7 +162,7 @@ def load_dataset(
         else:
             result = _naming(source, lambda: temporal_split(positives, test_fraction, **maps))
     else:
-        known = (ML100K_SPLITS if name == "ml-100k" else ()) + SPLITS
+        known = (ML100K_SPLITS if name == "ml-100k" else ()) + SPLITS + (NO_TEST,)
         raise DataError(f"unknown split {split!r} for {name}: choose one of {', '.join(known)}")
     if validation_fraction > 0:
         result = _naming(source, lambda: result.with_validation(validation_fraction, seed))
