@@ -135,8 +135,8 @@ def _apr(train, validation, params, seed, device, metric, fraction) -> Fitted:
 def _irgan(train, validation, params, seed, device, metric, fraction) -> Fitted:
     """IRGAN by the one recipe: with validation, select on it (the tuning fit); without, carve a
     validation split (``fraction``) from train, select on it and refit on all of train at the selected point."""
-    config = preset("paper", **{**params, "pretrain_select": True, "select_metric": metric,
-                                "validation_fraction": fraction, "refit": validation is None})
+    config = preset("paper", **{"patience": IRGAN_PATIENCE, **params, "pretrain_select": True,
+                                "select_metric": metric, "validation_fraction": fraction, "refit": validation is None})
     result = run_recipe(train, None, config, validation=validation, seed=seed, device=device)
     scorer = result.generator
     figures = result.best_generator.get("metrics") if validation is not None else None
@@ -162,6 +162,7 @@ CFGAN_TUNED = {name: getattr(CFGANConfig(), name) for name in ("g_hidden", "d_hi
                                                                "zr_coefficient", "zr_ratio", "pm_ratio")}
 APR_TUNED = {name: getattr(APRConfig(), name) for name in ("dim", "lr", "eps", "adv_reg")}
 IRGAN_START = "the DNS-pretrained start of its G (same refit)"
+IRGAN_PATIENCE = 3  # outer epochs without a better validation figure before a comparison stops IRGAN's game
 
 
 def _cfgan_space(trial: optuna.Trial) -> dict:

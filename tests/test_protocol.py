@@ -210,3 +210,15 @@ def test_tuning_on_a_cut_off_beyond_the_reported_ones_scores_that_cut_off(name):
     fitted = candidate.fit(fit_train, validation, tuned.params, 0, "cpu", "NDCG@25", 0.1)
     expected = evaluate(fitted.scorer, fit_train, validation, (25,))["NDCG@25"]
     assert tuned.validation == pytest.approx(expected) and fitted.validation["NDCG@25"] == pytest.approx(expected)
+
+
+def test_a_comparison_stops_irgans_game_after_three_stale_outer_epochs(monkeypatch):
+    seen = []
+
+    def recorded(train, test, config, **kwargs):
+        seen.append(config)
+        raise FloatingPointError("recorded")  # a trial that fails alone: nothing else is needed here
+    monkeypatch.setattr(irgan.protocol, "run_recipe", recorded)
+    with pytest.raises(FloatingPointError):
+        tune(CANDIDATES["irgan"], synthetic(30, 20, 300, seed=0), trials=2)
+    assert [c.patience for c in seen] == [irgan.protocol.IRGAN_PATIENCE] * 2 and irgan.protocol.IRGAN_PATIENCE == 3
