@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import pickle
 
 import numpy as np
@@ -338,3 +339,18 @@ def test_initial_generator_loads_the_authors_dns_model(shared_data):
     metrics = evaluate(model, data.train.matrix, data.test.matrix)
     assert round(metrics["P@3"], 4) == 0.3845  # the figure the authors' files give (irgan-ml100k/README.md)
     assert round(metrics["P@5"], 4) == 0.3474
+
+
+def test_in_a_terminal_each_outer_epochs_diagnostics_print_above_the_bar(data, capsys, monkeypatch, caplog):
+    import irgan.progress
+    monkeypatch.setattr(irgan.progress, "interactive", lambda: True)  # as in a terminal: the bar shows
+    fit, validation, _, _ = data
+    with caplog.at_level(logging.INFO, logger="irgan"):
+        fit_irgan(fit, validation, TINY, seed=0, device="cpu", show_progress=True)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("outer epoch")]
+    assert len(lines) == TINY.epochs
+    for n, line in enumerate(lines, 1):
+        assert line.startswith(f"outer epoch {n}/{TINY.epochs}, ")
+        for part in ("D loss", "D acc real", "D acc fake", "G reward", "G entropy", "G coverage", "selection P@5"):
+            assert part in line
+    assert not [r for r in caplog.records if r.levelno >= logging.INFO and r.getMessage().startswith("outer epoch")]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,7 +145,7 @@ def fit_irgan(
                 _record(game, row, score(game.G, epoch), time.perf_counter() - start, warned, on_evaluate)
                 bar.set_postfix({config.select_metric: f"{row['selection'][config.select_metric]:.4f}"})
         _end_epoch(game, config, epoch, state_path, time.perf_counter() - start, fingerprint)
-        _log_epoch(game, config, epoch, {**d_stats, **g_stats}, time.perf_counter() - start, bar.disable)
+        _log_epoch(game, config, epoch, {**d_stats, **g_stats}, time.perf_counter() - start, bar)
         if stop_at is not None and epoch >= stop_at[0]:
             break
     bar.close()
@@ -195,19 +196,25 @@ def _diverged(epoch: int, state_path: str | Path | None, what: str) -> FloatingP
 
 
 def _log_epoch(game: _Game, config: IRGANConfig, epoch: int, stats: dict[str, float], seconds: float,
-               quietly: bool) -> None:
-    """One line per outer epoch: at INFO when no progress bar shows (piped output, --quiet), else DEBUG."""
+               bar) -> None:
+    """One line per outer epoch: logged at INFO when no progress bar shows (piped output, --quiet);
+    in a terminal, printed above the bar (and logged at DEBUG), so the diagnostics show where people watch."""
     if game.shard.rank > 0:
         return
-    parts = [f"{name} {stats[key]:.4f}" for key, name in (("d_loss", "D loss"), ("g_reward", "G reward"),
-                                                          ("g_entropy", "G entropy")) if key in stats]
+    parts = [f"{name} {stats[key]:.4f}" for key, name in (
+        ("d_loss", "D loss"), ("d_acc_real", "D acc real"), ("d_acc_fake", "D acc fake"), ("g_reward", "G reward"),
+        ("g_entropy", "G entropy"), ("g_coverage", "G coverage")) if key in stats]
     if game.best_g is not None and game.history:
         metric, kept = config.select_metric, game.best_g.info["epoch"]
         where = "the start" if kept < 0 else f"epoch {kept + 1}"
         parts.append(f"selection {metric} {game.history[-1]['selection'][metric]:.4f} "
                      f"(best G {game.best_g.score:.4f}, at {where})")
-    log.log(logging.INFO if quietly else logging.DEBUG, "outer epoch %d/%d, %.1f s: %s", epoch + 1, config.epochs,
-            seconds, ", ".join(parts) or "no steps")
+    line = f"outer epoch {epoch + 1}/{config.epochs}, {seconds:.1f} s: {', '.join(parts) or 'no steps'}"
+    if bar.disable:
+        log.info("%s", line)
+    else:
+        bar.write(line, file=sys.stderr)
+        log.debug("%s", line)
 
 
 def _record(game: _Game, row: dict, metrics: dict[str, float], seconds: float, warned: set[str],
