@@ -348,9 +348,10 @@ def test_cuda_matches_cpu():
         (lambda s, tr, te: (s, tr[:, :-1], te), "shape"),
         (lambda s, tr, te: (np.where(s > 0.5, np.nan, s), tr, te), "NaN"),
         (lambda s, tr, te: (np.where(s > 0.5, -np.inf, s), tr, te), "-inf"),
-        (lambda s, tr, te: (s, tr + te, te), "leakage"),
-        (lambda s, tr, te: (s, tr, te * 0), "no user"),
-        (lambda s, tr, te: (s, tr.toarray(), te), "sparse"),
+        (lambda s, tr, te: (s, tr + te, te), r"^leakage: some \(user, item\) pairs are in both train and test$"),
+        (lambda s, tr, te: (s, tr, te * 0), "^no user has a test item: nothing to evaluate$"),
+        (lambda s, tr, te: (s, tr.toarray(), te), "^train must be a scipy sparse matrix, got ndarray$"),
+        (lambda s, tr, te: (s, tr, te.toarray()), "^test must be a scipy sparse matrix, got ndarray$"),
         (lambda s, tr, te: ((lambda u: torch.zeros(len(u), 3)), tr, te), "shape"),
     ],
 )
