@@ -285,6 +285,7 @@ def test_half_precision_scores_rank_as_their_float64_values(tied):
 def test_cut_offs_and_metric_names():
     assert eval_ks(100) == (3, 5, 10) and eval_ks(7) == (3, 5) and eval_ks(2) == (2,)  # none fits: the catalog's length
     assert eval_ks(100, "NDCG@20", 4, "MRR") == (3, 4, 5, 10, 20) and eval_ks(8, "P@20") == (3, 5)
+    assert eval_ks(10) == (3, 5, 10) and eval_ks(20, "P@20") == (3, 5, 10, 20)  # a cut-off equal to the catalog size is kept
     assert metric_names([5, 3, 5]) == [f"{m}@{k}" for k in (3, 5) for m in METRICS] + ["MRR"]
     scores, train, test = random_case(12)
     assert list(evaluate(scores, train, test, ks=[5, 3])) == metric_names([5, 3])
