@@ -65,12 +65,16 @@ class Candidate:
     variants: tuple[dict, ...] = ()  # tuned apart, each with the trial budget, the best on validation kept (item k-NN's similarities)
 
 
+def _selecting(metric: str, validation: Interactions | None) -> dict:
+    """An epoch-based estimator's selection parameters: ``metric`` picks its epochs on validation;
+    a refit (no validation) runs the epochs it is given, never stopping early."""
+    return {"select_metric": metric} if validation is not None else {"select_metric": metric, "patience": None}
+
+
 def _estimator(cls, epochs_param: str | None = None):
     """``fit`` for a baseline estimator; with ``epochs_param``, a validation fit fixes the refit's epoch count."""
     def fit(train, validation, params, seed, device, metric, fraction) -> Fitted:
-        extra = {"select_metric": metric} if epochs_param else {}
-        if epochs_param and validation is None:
-            extra["patience"] = None
+        extra = _selecting(metric, validation) if epochs_param else {}
         model = cls(**params, **extra, seed=seed, device=device).fit(train, validation)
         refit = dict(params)
         if epochs_param and validation is not None:
@@ -108,9 +112,7 @@ def _cfgan(train, validation, params, seed, device, metric, fraction) -> Fitted:
     its epochs."""
     params = dict(params)
     noadv_epochs = params.pop("noadv_epochs", params.get("epochs", CFGANConfig().epochs))
-    own = {"select_metric": metric, "seed": seed, "device": device}
-    if validation is None:
-        own["patience"] = None
+    own = {**_selecting(metric, validation), "seed": seed, "device": device}
     model = CFGANRecommender(**params, **own).fit(train, validation)
     plain = CFGANRecommender(**{**params, "epochs": noadv_epochs, "adversary": False}, **own).fit(train, validation)
     refit = dict(params, noadv_epochs=noadv_epochs)
@@ -122,9 +124,7 @@ def _cfgan(train, validation, params, seed, device, metric, fraction) -> Fitted:
 def _apr(train, validation, params, seed, device, metric, fraction) -> Fitted:
     """APR and the BPR-MF it started from (``start``): with validation, both phases' epochs are
     chosen on it (the refit's ``pretrain_epochs`` and ``epochs``)."""
-    own = {"select_metric": metric, "seed": seed, "device": device}
-    if validation is None:
-        own["patience"] = None
+    own = {**_selecting(metric, validation), "seed": seed, "device": device}
     model = APRRecommender(**params, **own).fit(train, validation)
     refit = dict(params)
     if validation is not None:
