@@ -499,7 +499,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m irgan.train")
             _refuse_unnamed_scorers(args, request["config"])
             _refuse_other_flags(args, request, read)
             report = run(request["dataset"], request["config"], args.resume, request["data_dir"],
-                         _given_split(request), request["seed"], request["device"], not args.quiet, resume=True,
+                         request["split"], request["seed"], request["device"], not args.quiet, resume=True,
                          read=request.get("read"), tensorboard=args.tensorboard, test=request.get("test"),
                          cutoffs=request.get("cutoffs", ()))
         else:
@@ -665,12 +665,6 @@ def _refuse_other_flags(args: argparse.Namespace, request: dict, read: dict) -> 
                           f"(the run has {config['pretrain'][f.name]})")
     if differ:
         raise ValueError(f"--resume continues a run with its own flags; these differ: {'; '.join(differ)}")
-
-
-def _given_split(request: dict) -> str | None:
-    """The ``split`` to read a run's data with again: what its run.json records, except "released"
-    (a released test file is the split itself)."""
-    return None if request.get("split") == "released" else request.get("split")
 
 
 def read_request(run_dir: Path) -> dict:

@@ -189,7 +189,7 @@ def _ratings_file(name: str) -> Path | None:
 def _released(train_path: Path, test_path: Path, min_rating: float | None, split: str | None,
               validation_fraction: float, seed: int, read: dict) -> Split:
     """A released train/test pair: both files read alike, ids mapped jointly over the two."""
-    if split is not None:
+    if split not in (None, RELEASED):
         raise DataError(f"split={split!r} and test= exclude each other: a released test file is the split")
     for path in (train_path, test_path):
         if _ratings_file(os.fspath(path)) is None:
@@ -230,11 +230,14 @@ def _naming(path: Path, build):
         raise DataError(f"{path}: {err}") from err
 
 
+RELEASED = "released"  # the split of a released train/test pair, as run folders record it
+
+
 def split_of(dataset: str, split: str | None = None, test: object = None) -> str:
     """The split ``load_dataset`` uses for these arguments: ``split`` when given, "released" with a
     released ``test`` file, else the data set's default (ml-100k: the paper's u1; others: random)."""
     if test is not None:
-        return "released"
+        return RELEASED
     return split or ("u1" if str(dataset) == "ml-100k" else "random")
 
 
