@@ -31,6 +31,7 @@ import torch
 from irgan.checkpoint import ModelFileError, atomic_write, load_model, save_model
 from irgan.config import MAX_COUNT, SELECT_METRICS
 from irgan.data import DataError, Split, load_dataset
+from irgan.data.datasets import split_of
 from irgan.device import keep_freed_memory, resolve_device
 from irgan.errors import first_line, one_line
 from irgan.progress import bar
@@ -302,11 +303,10 @@ def significance(per_user: pd.DataFrame, results: dict, metric: str, cutoffs: Se
     IRGAN's and APR's starts, CFGAN's G without D); on ``metric``, NDCG at its
     cut-off and ``tested_metrics(cutoffs)``; p-values Holm-corrected within each (metric, test) family."""
     models = [m for m in results if "against" not in results[m]]
-    best = max(models, key=lambda m: results[m]["test"][metric]["mean"])
+    best = _best_model(results, metric)
     pairs = [(best, m) for m in models if m != best] + [(r["against"], m) for m, r in results.items() if "against" in r]
     tests = []
-    same_cut = (f"NDCG@{metric.split('@')[1]}",) if "@" in metric else ()  # HR@10 comes with NDCG@10
-    for name in dict.fromkeys((metric, *tested_metrics(cutoffs), *same_cut)):
+    for name in _tested_names(metric, cutoffs):
         means = per_user.groupby(["model", per_user.index])[name].mean()
         family = [{"metric": name, "a": a, "b": b, **paired_tests(means[a], means[b])} for a, b in pairs]
         for kind in ("t_pvalue", "wilcoxon_pvalue"):
@@ -315,6 +315,18 @@ def significance(per_user: pd.DataFrame, results: dict, metric: str, cutoffs: Se
                 row[f"{kind}_holm"] = float(p)
         tests += family
     return tests
+
+
+def _best_model(results: dict, metric: str) -> str:
+    """The model with the highest mean test ``metric``, among those not tested beside another."""
+    return max((m for m in results if "against" not in results[m]), key=lambda m: results[m]["test"][metric]["mean"])
+
+
+def _tested_names(metric: str, cutoffs: Sequence[int]) -> tuple[str, ...]:
+    """The metrics the paired tests cover and results.png draws: ``metric``, NDCG at its cut-off
+    (HR@10 comes with NDCG@10) and ``tested_metrics(cutoffs)``."""
+    same_cut = (f"NDCG@{metric.split('@')[1]}",) if "@" in metric else ()
+    return tuple(dict.fromkeys((metric, *tested_metrics(cutoffs), *same_cut)))
 
 
 def trials_arg(text: str) -> int | dict[str, int]:
@@ -365,32 +377,53 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def plot(report: dict, path: Path) -> bool:
-    """Bars of the tested metrics' means with standard deviations as error bars; False without matplotlib."""
+def plot(report: dict, path: Path, title: str | None = None) -> bool:
+    """Bars of every tested metric's mean over seeds, standard deviations as error bars; a model
+    significantly below the best one on a metric (both Holm-corrected paired tests, p < 0.05, as
+    in ``format_table``) gets a star over its bar. ``title`` names the data set. False without matplotlib."""
     try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        fig = results_figure(report, title)
     except ImportError:
         log.warning("matplotlib is not installed: no %s (pip install 'irgan[plot]')", path.name)
         return False
+    fig.savefig(path, dpi=100)
+    return True
+
+
+def results_figure(report: dict, title: str | None = None):
+    """``plot``'s figure, a matplotlib Figure not yet written; ImportError without matplotlib."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     names = list(report["models"])
+    drawn = sorted(_tested_names(report["metric"], report.get("cutoffs") or ()),
+                   key=lambda m: (m.split("@")[0], int(m.split("@")[1]) if "@" in m else 0))
+    best = _best_model(report["models"], report["metric"])
+    below = {(row["metric"], row["b"]) for row in report["tests"] if row["a"] == best
+             and max(row["t_pvalue_holm"], row["wilcoxon_pvalue_holm"]) < 0.05}
     x = np.arange(len(names))
-    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(names)), 4))
-    drawn = tested_metrics(report.get("cutoffs") or ())
+    fig = Figure(figsize=(min(13.0, max(6.5, 0.25 * len(names) * len(drawn) + 1.5)), 4.8), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
     width = 0.8 / len(drawn)
     for k, metric in enumerate(drawn):
-        means = [report["models"][n]["test"][metric]["mean"] for n in names]
-        stds = [report["models"][n]["test"][metric]["std"] for n in names]
-        ax.bar(x + (k - (len(drawn) - 1) / 2) * width, means, width, yerr=stds, capsize=3, label=metric)
-    ax.set_xticks(x, names, rotation=30, ha="right")
-    ax.set_ylabel("test, mean over seeds")
-    ax.legend()
+        means = np.array([report["models"][n]["test"][metric]["mean"] for n in names])
+        stds = np.array([report["models"][n]["test"][metric]["std"] for n in names])
+        offsets = x + (k - (len(drawn) - 1) / 2) * width
+        ax.bar(offsets, means, width, yerr=stds, capsize=3, label=metric)
+        for offset, name, top in zip(offsets, names, means + stds):
+            if (metric, name) in below:
+                ax.annotate("*", (offset, top), ha="center", va="bottom", fontsize=13)
+    ax.set_xticks(x, [f"{n} (best)" if n == best else n for n in names], rotation=30, ha="right")
+    ax.set_ylabel(f"test, mean ± std over {report['seeds']} seeds")
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.08)  # room for the stars
+    ax.legend(fontsize="small")
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return True
+    tuning = "tuned on validation" if report["trials"] else "documented defaults"
+    fig.suptitle(f"{title + ': ' if title else ''}{len(names)} models, {tuning}, selected on {report['metric']}")
+    ax.set_title(f"* significantly below {best} on that metric (paired t and Wilcoxon over users, Holm, p < 0.05)",
+                 fontsize="small")
+    return fig
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "python -m irgan.compare") -> int:
@@ -448,7 +481,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m irgan.compare
         per_user = report.pop("per_user")
         claim.write("per_user.csv", per_user.to_csv(index=False).encode())
         claim.write(RESULTS_FILE, json.dumps({**request, **report}, indent=2, default=float).encode())
-        plot(report, claim.path / "results.png")
+        plot(report, claim.path / "results.png", title=f"{Path(args.dataset).name} ({split_of(args.dataset, args.split, args.test)})")
     except (DataError, ValueError, OSError, MemoryError, FloatingPointError, torch.cuda.OutOfMemoryError) as err:
         print(f"error: {one_line(err)}", file=sys.stderr)
         if claim is not None:

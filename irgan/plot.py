@@ -17,7 +17,8 @@ import logging
 import math
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ RUN_FILE = "run.json"
 DEFAULT_OUT = "plots"  # under RUN_DIR
 DEFAULT_METRICS = ("P@3", "P@5", "P@10", "NDCG@3", "NDCG@5", "NDCG@10")  # the paper's table
 MAX_EPOCH = 10**9  # beyond any run; bounds the x axis
-NUMBERS = ("d_loss", "d_acc_real", "d_acc_fake", "g_reward", "g_entropy", "g_coverage")  # per row, when present
+NUMBERS = ("d_loss", "d_acc_real", "d_acc_fake", "g_reward", "g_entropy", "g_entropy_share", "g_coverage")  # per row, when present
 INSTALL_HINT = "plotting needs matplotlib: pip install matplotlib (or pip install 'irgan[plot]')"
 
 
@@ -71,11 +72,26 @@ def load_run(run_dir: str | Path) -> tuple[list[dict], int | None]:
     return history, g_epochs if isinstance(g_epochs, int) else None
 
 
+@dataclass(frozen=True)
+class _Panel:
+    """One stacked panel: y label, series [(legend, x, y)], reference lines [(y, legend)], and
+    whether its y axis starts at 0 (every figure's does, so noise is drawn at its true size)."""
+
+    label: str
+    series: list
+    references: tuple = ()
+    from_zero: bool = True
+
+
 def plot_history(
     history: list[dict],
     out_dir: str | Path,
     g_epochs: int | None = None,
     metrics: Sequence[str] | None = None,
+    *,
+    title: str | None = None,
+    selected: Mapping[str, Any] | None = None,
+    stopped: Mapping[str, Any] | None = None,
 ) -> list[Path]:
     """Write the learning curves of ``history`` (rows as in ``IRGANResult.history``) to ``out_dir``.
 
@@ -84,64 +100,135 @@ def plot_history(
     each), ``g_reward.png``, ``g_entropy_coverage.png`` and ``selection.png`` (``metrics`` of
     the selection set; default the paper's P@k and NDCG@k, those present). Their x axis is
     the cumulative G-epoch ``epoch * g_epochs + g_epoch``; ``g_epochs`` None infers it from
-    the rows (the largest ``g_epoch`` + 1). Returns the paths written, in that order.
-    (Long for this docstring; one block per figure.)
+    the rows (the largest ``g_epoch`` + 1). Every y axis includes 0 and its reference line (a
+    coin-flip D, the uniform G's entropy, the whole catalog), so a flat curve looks flat.
+    ``title`` (data set, model, seed) heads every figure; ``selected`` ({"epoch", "g_epoch"},
+    as ``best_generator`` in metrics.json) marks the kept G; ``stopped`` ({"epoch", "reason"})
+    an early stop; rows whose ``warnings`` fired are marked in red. Returns the paths written.
     """
+    figures = history_figures(history, g_epochs, metrics, title=title, selected=selected, stopped=stopped)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, fig in figures.items():
+        fig.savefig(out_dir / name, dpi=100)
+        written.append(out_dir / name)
+    return written
+
+
+def history_figures(
+    history: list[dict],
+    g_epochs: int | None = None,
+    metrics: Sequence[str] | None = None,
+    *,
+    title: str | None = None,
+    selected: Mapping[str, Any] | None = None,
+    stopped: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """``plot_history``'s figures by file name, as matplotlib Figures, not yet written."""
     rows = _check_rows(history)
     if g_epochs is None:
         g_epochs = max(r["g_epoch"] for r in rows) + 1
     if g_epochs < 1:
         raise ValueError(f"g_epochs must be >= 1, got {g_epochs}")
     Figure, FigureCanvasAgg, MaxNLocator = _matplotlib()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     x = [r["epoch"] * g_epochs + r["g_epoch"] for r in rows]
     x_label = f"G-epoch (cumulative; {g_epochs} per outer epoch)"
     pad = max(0.5, 0.03 * (max(x) - min(x)))
     x_lim = (min(x) - pad, max(x) + pad)
     per_epoch = list({r["epoch"]: r for r in rows}.values())  # D's figures are set once per outer epoch
     d_x = [r["epoch"] * g_epochs for r in per_epoch]  # the G-epoch that first faced that D
-    written: list[Path] = []
+    chosen = _selected_x(selected, g_epochs)
+    warned = {side: [(xi, w) for xi, r in zip(x, rows) for w in r.get("warnings") or () if _warning_side(w) == side]
+              for side in ("D", "G")}
+    heading = title or ""
+    if isinstance(stopped, Mapping) and isinstance(stopped.get("epoch"), int):
+        heading += f"{chr(10) if heading else ''}stopped early after outer epoch {stopped['epoch']}"
+        heading += f" ({stopped['reason']})" if isinstance(stopped.get("reason"), str) else ""
+    figures: dict[str, Any] = {}
 
-    def figure(name: str, title: str, panels: list[tuple[str, list[tuple[str, list, list]]]]) -> None:
-        """One PNG of stacked panels; each panel is (y label, [(legend, x, y)]); skipped when empty."""
-        panels = [(label, [s for s in series if _has_values(s[2])]) for label, series in panels]
-        panels = [(label, series) for label, series in panels if series]
+    def figure(name: str, caption: str, panels: list[_Panel], side: str) -> None:
+        """One PNG of stacked panels, marked with the kept G and ``side``'s warnings; skipped when empty."""
+        panels = [_Panel(p.label, [s for s in p.series if _has_values(s[2])], p.references, p.from_zero)
+                  for p in panels]
+        panels = [p for p in panels if p.series]
         if not panels:
             log.info("no values for %s: skipped", name)
             return
-        fig = Figure(figsize=(7, 2.2 + 2.3 * len(panels)), layout="constrained")
+        fig = Figure(figsize=(7, 2.4 + 2.3 * len(panels) + 0.3 * heading.count(chr(10))), layout="constrained")
         FigureCanvasAgg(fig)
         axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
-        for ax, (label, series) in zip(axes, panels):
-            for legend, xs, ys in series:
+        for ax, panel in zip(axes, panels):
+            values = [y for _, _, ys in panel.series for y in ys if not math.isnan(y)]
+            for legend, xs, ys in panel.series:
                 ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3, label=legend)
-            ax.set_ylabel(label)
+            for y, legend in panel.references:
+                ax.axhline(y, color="0.4", linestyle=":", linewidth=1.2, label=legend)
+                values.append(y)
+            if chosen is not None:
+                ax.axvline(chosen, color="tab:green", linestyle="--", linewidth=1.2,
+                           label=f"kept G (outer epoch {selected['epoch']}, G-epoch {selected['g_epoch']})")
+            for n, (xi, warning) in enumerate(warned[side]):
+                ax.axvline(xi, color="tab:red", alpha=0.5, linewidth=1,
+                           label=f"warning: {_short(warning)}" if n == 0 else None)
+            low = min([0.0, *values]) if panel.from_zero else min(values)
+            high = max(values)
+            span = (high - low) or 1.0
+            ax.set_ylim(low - 0.04 * span if low < 0 else low, high + 0.08 * span)
+            ax.set_ylabel(panel.label)
             ax.grid(alpha=0.3)
-            if len(series) > 1:
-                ax.legend(fontsize="small")
-        axes[0].set_title(title)
+            ax.legend(fontsize="small", loc="best")
+        axes[0].set_title(caption, fontsize="medium")
+        if heading:
+            fig.suptitle(heading)
         axes[-1].set_xlabel(x_label)
         axes[-1].set_xlim(x_lim)  # the same for every figure, so D's and G's curves line up
         axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
-        path = out_dir / name
-        fig.savefig(path, dpi=100)
-        written.append(path)
+        figures[name] = fig
 
+    ceiling = _uniform_entropy(rows)
     figure("d_loss.png", "Discriminator loss (mean per pair, last D-epoch of each outer epoch)",
-           [("D loss", [("D loss", d_x, _column(per_epoch, "d_loss"))])])
+           [_Panel("D loss", [("D loss (BCE + L2)", d_x, _column(per_epoch, "d_loss"))],
+                   ((math.log(2), "ln 2: a D that cannot tell real from G's"),))], "D")
     figure("d_accuracy.png", "Discriminator accuracy after each outer epoch's D-epochs",
-           [("accuracy", [("real pairs (scored > 0)", d_x, _column(per_epoch, "d_acc_real")),
-                          ("generated pairs (scored < 0)", d_x, _column(per_epoch, "d_acc_fake"))])])
+           [_Panel("accuracy", [("real pairs (scored > 0)", d_x, _column(per_epoch, "d_acc_real")),
+                                ("generated pairs (scored < 0)", d_x, _column(per_epoch, "d_acc_fake"))],
+                   ((0.5, "0.5: chance"), (1.0, "1: D always right")))], "D")
     figure("g_reward.png", "Generator: mean reward from D of its samples",
-           [("reward", [("G reward", x, _column(rows, "g_reward"))])])
+           [_Panel("reward", [("G reward", x, _column(rows, "g_reward"))])], "G")
     figure("g_entropy_coverage.png", "Generator: entropy of its softmax and catalog coverage of its samples",
-           [("entropy (nats, mean per user)", [("G entropy", x, _column(rows, "g_entropy"))]),
-            ("catalog coverage", [("share of items sampled", x, _column(rows, "g_coverage"))])])
+           [_Panel("entropy (nats, mean per user)", [("G entropy", x, _column(rows, "g_entropy"))],
+                   ((ceiling, f"uniform over the catalog: ln n_items = {ceiling:.2f}"),) if ceiling else ()),
+            _Panel("catalog coverage", [("share of items sampled", x, _column(rows, "g_coverage"))],
+                   ((1.0, "1: every item sampled"),))], "G")
     names = _selection_names(rows, metrics)
     figure("selection.png", "Generator on the selection set",
-           [("metric", [(name, x, [_number((r.get("selection") or {}).get(name)) for r in rows]) for name in names])])
-    return written
+           [_Panel("metric", [(name, x, [_number((r.get("selection") or {}).get(name)) for r in rows])
+                              for name in names])], "G")
+    return figures
+
+
+def run_annotations(run_dir: str | Path) -> dict[str, Any]:
+    """What ``plot_history`` draws beside the curves of a run folder: ``title`` (data set, split,
+    model, seed, from run.json), ``selected`` and ``stopped`` (from metrics.json); missing or
+    malformed entries are left out (a run still going has no metrics.json)."""
+    run_dir = Path(run_dir)
+    request = _read_json(run_dir / RUN_FILE) if (run_dir / RUN_FILE).is_file() else {}
+    metrics = _read_json(run_dir / METRICS_FILE) if (run_dir / METRICS_FILE).is_file() else {}
+    request = request if isinstance(request, dict) else {}
+    metrics = metrics if isinstance(metrics, dict) else {}
+    parts = [Path(str(request["dataset"])).name if request.get("dataset") else run_dir.name]
+    if isinstance(request.get("split"), str):
+        parts[0] += f" ({request['split']})"
+    parts.append("IRGAN")
+    seed = request.get("seed", metrics.get("seed"))
+    if isinstance(seed, int) and not isinstance(seed, bool):
+        parts.append(f"seed {seed}")
+    found: dict[str, Any] = {"title": ", ".join(parts)}
+    for key, name in (("best_generator", "selected"), ("stopped", "stopped")):
+        if isinstance(metrics.get(key), dict):
+            found[name] = metrics[key]
+    return found
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "python -m irgan.plot") -> int:
@@ -157,7 +244,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m irgan.plot") 
         history, g_epochs = load_run(args.run_dir)
         out = Path(args.out) if args.out else Path(args.run_dir) / DEFAULT_OUT
         metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
-        paths = plot_history(history, out, g_epochs=g_epochs, metrics=metrics)
+        paths = plot_history(history, out, g_epochs=g_epochs, metrics=metrics, **run_annotations(args.run_dir))
     except ImportError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -268,6 +355,35 @@ def _number(value: Any) -> float:
 
 def _column(rows: list[dict], key: str) -> list[float]:
     return [_number(r.get(key)) for r in rows]
+
+
+def _uniform_entropy(rows: list[dict]) -> float | None:
+    """ln n_items, the entropy of a uniform G, from a row's ``g_entropy`` and its share of it."""
+    for r in rows:
+        entropy, share = _number(r.get("g_entropy")), _number(r.get("g_entropy_share"))
+        if share > 0 and not math.isnan(entropy):
+            return entropy / share
+    return None
+
+
+def _selected_x(selected: Mapping[str, Any] | None, g_epochs: int) -> int | None:
+    """The cumulative G-epoch of the kept G, or None when ``selected`` does not say it."""
+    if not isinstance(selected, Mapping):
+        return None
+    epoch, g_epoch = selected.get("epoch"), selected.get("g_epoch")
+    if not all(isinstance(v, int) and not isinstance(v, bool) and abs(v) <= MAX_EPOCH for v in (epoch, g_epoch)):
+        return None
+    return epoch * g_epochs + g_epoch
+
+
+def _warning_side(warning: Any) -> str:
+    """"D" for a warning about the discriminator, "G" for the others (``diagnostics.diagnose``'s texts)."""
+    return "D" if isinstance(warning, str) and warning.startswith("D") else "G"
+
+
+def _short(warning: Any) -> str:
+    """A warning's kind, its text before the first colon, for a legend."""
+    return str(warning).split(":")[0][:60]
 
 
 def _has_values(ys: list[float]) -> bool:
