@@ -104,7 +104,8 @@ def plot_history(
     coin-flip D, the uniform G's entropy, the whole catalog), so a flat curve looks flat.
     ``title`` (data set, model, seed) heads every figure; ``selected`` ({"epoch", "g_epoch"},
     as ``best_generator`` in metrics.json) marks the kept G; ``stopped`` ({"epoch", "reason"})
-    an early stop; rows whose ``warnings`` fired are marked in red. Returns the paths written.
+    an early stop; rows whose ``warnings`` fired are marked in red. Epochs are counted from 0 in
+    the files and from 1 in the figures' words, as in the log. Returns the paths written.
     """
     figures = history_figures(history, g_epochs, metrics, title=title, selected=selected, stopped=stopped)
     out_dir = Path(out_dir)
@@ -138,12 +139,12 @@ def history_figures(
     x_lim = (min(x) - pad, max(x) + pad)
     per_epoch = list({r["epoch"]: r for r in rows}.values())  # D's figures are set once per outer epoch
     d_x = [r["epoch"] * g_epochs for r in per_epoch]  # the G-epoch that first faced that D
-    chosen = _selected_x(selected, g_epochs)
+    chosen = _kept_mark(selected, g_epochs, min(x))
     warned = {side: [(xi, w) for xi, r in zip(x, rows) for w in r.get("warnings") or () if _warning_side(w) == side]
               for side in ("D", "G")}
     heading = title or ""
     if isinstance(stopped, Mapping) and isinstance(stopped.get("epoch"), int):
-        heading += f"{chr(10) if heading else ''}stopped early after outer epoch {stopped['epoch']}"
+        heading += f"{chr(10) if heading else ''}stopped early after outer epoch {stopped['epoch'] + 1}"
         heading += f" ({stopped['reason']})" if isinstance(stopped.get("reason"), str) else ""
     figures: dict[str, Any] = {}
 
@@ -166,8 +167,7 @@ def history_figures(
                 ax.axhline(y, color="0.4", linestyle=":", linewidth=1.2, label=legend)
                 values.append(y)
             if chosen is not None:
-                ax.axvline(chosen, color="tab:green", linestyle="--", linewidth=1.2,
-                           label=f"kept G (outer epoch {selected['epoch']}, G-epoch {selected['g_epoch']})")
+                ax.axvline(chosen[0], color="tab:green", linestyle="--", linewidth=1.2, label=chosen[1])
             for n, (xi, warning) in enumerate(warned[side]):
                 ax.axvline(xi, color="tab:red", alpha=0.5, linewidth=1,
                            label=f"warning: {_short(warning)}" if n == 0 else None)
@@ -366,14 +366,17 @@ def _uniform_entropy(rows: list[dict]) -> float | None:
     return None
 
 
-def _selected_x(selected: Mapping[str, Any] | None, g_epochs: int) -> int | None:
-    """The cumulative G-epoch of the kept G, or None when ``selected`` does not say it."""
+def _kept_mark(selected: Mapping[str, Any] | None, g_epochs: int, first: int) -> tuple[int, str] | None:
+    """(x, legend) of the kept G: its cumulative G-epoch, counted from 1 in the legend as in the
+    log; a G kept from before the game (epoch -1) at the first point. None when ``selected`` does not say."""
     if not isinstance(selected, Mapping):
         return None
     epoch, g_epoch = selected.get("epoch"), selected.get("g_epoch")
     if not all(isinstance(v, int) and not isinstance(v, bool) and abs(v) <= MAX_EPOCH for v in (epoch, g_epoch)):
         return None
-    return epoch * g_epochs + g_epoch
+    if epoch < 0:
+        return first, "kept G: its start, before the game"
+    return epoch * g_epochs + g_epoch, f"kept G: outer epoch {epoch + 1}, G-epoch {g_epoch + 1}"
 
 
 def _warning_side(warning: Any) -> str:

@@ -157,12 +157,15 @@ def test_the_kept_generator_and_the_warnings_are_marked_where_they_happened():
     for name, fig in figures.items():
         kept = lines(fig, "kept G")
         assert kept and all(list(line.get_xdata()) == [6, 6] for line in kept), name  # 1 * 4 + 2
-        assert "outer epoch 1, G-epoch 2" in kept[0].get_label()
+        assert kept[0].get_label() == "kept G: outer epoch 2, G-epoch 3"  # counted from 1, as in the log
         warned = [line for ax in fig.axes for line in ax.get_lines() if line.get_color() == "tab:red"]
         where = {line.get_xdata()[0] for line in warned}
         assert where == ({9} if name.startswith("d_") else {5}), name
     assert lines(figures["d_accuracy.png"], "warning: D's accuracy on real pairs is pinned")
     assert lines(figures["g_reward.png"], "warning: G collapsed")
+    start = history_figures(rows, g_epochs=4, selected={"epoch": -1, "g_epoch": -1})["selection.png"]
+    assert [(list(line.get_xdata()), line.get_label()) for line in lines(start, "kept G")] == [
+        ([0, 0], "kept G: its start, before the game")]
     unmarked = history_figures(history(), g_epochs=3)
     assert not any(lines(fig, "kept G") or lines(fig, "warning") for fig in unmarked.values())
 
@@ -182,7 +185,7 @@ def test_figures_are_titled_with_the_run_and_its_early_stop(tmp_path):
     for fig in history_figures(history(), g_epochs=3, **found).values():
         heading = fig.get_suptitle()
         assert heading.startswith("my ratings.csv (random), IRGAN, seed 7\n")
-        assert "stopped early after outer epoch 1 (no better validation P@5 for 3 outer epochs)" in heading
+        assert "stopped early after outer epoch 2 (no better validation P@5 for 3 outer epochs)" in heading
     assert main([str(run)]) == 0
     assert run_annotations(tmp_path) == {"title": f"{tmp_path.name}, IRGAN"}  # no run.json: the folder's name
 
