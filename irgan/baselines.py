@@ -25,12 +25,12 @@ from torch import nn
 
 from irgan.training.als import fit_ials
 from irgan.checkpoint import ModelFile
-from irgan.config import SELECT_METRICS, BPRConfig
+from irgan.config import BPRConfig
 from irgan.data import Interactions
 from irgan.device import resolve_device
-from irgan.estimator import _OneScorer
+from irgan.estimator import SELECTION_PARAMS, EpochSelection, _OneScorer, check_selection
 from irgan.foldin import WeightedLeastSquares, fold_in
-from irgan.metrics import KeepBest, eval_ks, evaluate
+from irgan.metrics import evaluate
 from irgan.models import ItemItemScorer, ItemKNNScorer, LightGCNScorer
 from irgan.models.itemknn import FEATURE_WEIGHTINGS, SIMILARITIES
 from irgan.training.bpr import fit_bpr
@@ -148,16 +148,14 @@ class LightGCNRecommender(_OneScorer):
     """
 
     _own_params = {"dim": 64, "layers": 3, "lr": 0.01, "l2": 1e-3, "epochs": 150, "batch_size": 2048,
-                   "select_metric": "P@5", "eval_every": 5, "patience": 10, "on_epoch": None, **COMMON}
+                   **SELECTION_PARAMS, "on_epoch": None, **COMMON}
 
     def _check(self, config: Any, own: dict[str, Any]) -> None:
         super()._check(config, own)
-        for name in ("dim", "epochs", "batch_size", "eval_every"):
+        for name in ("dim", "epochs", "batch_size"):
             _require_int(own, name, 1)
         _require_int(own, "layers", 0)
-        _require_int(own, "patience", 1, optional=True)
-        _require(own["select_metric"] in SELECT_METRICS, f"select_metric must be one of {SELECT_METRICS}, "
-                 f"got {own['select_metric']!r}")
+        check_selection(own)
         _require(own["on_epoch"] is None or callable(own["on_epoch"]), "on_epoch must be a callable or None")
         _require_number(own, "lr", 0, strict=True)
         _require_number(own, "l2", 0)
@@ -167,26 +165,17 @@ class LightGCNRecommender(_OneScorer):
                            optimizer="adam", batch_size=self.batch_size)
         scorer = LightGCNScorer(*train.shape, self.dim, self.layers, train.matrix,
                                 generator=torch.Generator().manual_seed(self.seed))
-        best, self.history_ = KeepBest(self.select_metric), []
+        selection = EpochSelection(train, validation, self.select_metric, self.eval_every, self.patience)
 
         def on_epoch(epoch: int, model: nn.Module) -> bool:
             if self.on_epoch is not None:
                 self.on_epoch(epoch, model)
-            if validation is None or (epoch + 1) % self.eval_every:
-                return False
-            metrics = evaluate(model, train, validation, eval_ks(train.n_items, self.select_metric))
-            self.history_.append({"epoch": epoch + 1, **metrics})
-            best.offer(model, metrics, epoch=epoch + 1)
-            stale = (epoch + 1 - best.info["epoch"]) // self.eval_every
-            return self.patience is not None and stale >= self.patience
+            return selection(epoch, model)
 
         last = fit_bpr(train.matrix, config, seed=self.seed, device=self.device, show_progress=self.show_progress,
                        on_epoch=on_epoch, scorer=scorer)
-        if best.model is None:  # no validation, or fewer epochs than eval_every
-            self._model, self.best_epoch_ = last, self.epochs
-            self.validation_metrics_ = _validate(last, train, validation)
-        else:
-            self._model, self.best_epoch_, self.validation_metrics_ = best.model, best.info["epoch"], best.info["metrics"]
+        self._model, self.best_epoch_, self.validation_metrics_ = selection.chosen(last, self.epochs)
+        self.history_ = selection.history
 
     def _fitted_state(self) -> dict:
         return {**super()._fitted_state(), "best_epoch": self.best_epoch_, "history": self.history_}

@@ -10,6 +10,7 @@ of ``irgan.recommender.Recommender``, so swapping a model is one line::
 """
 from __future__ import annotations
 
+from numbers import Integral
 from typing import Any
 
 import torch
@@ -17,9 +18,9 @@ from torch import nn
 
 from irgan.checkpoint import ModelFile
 from irgan.config import SCORERS as SCORERS_BY_NAME
-from irgan.config import BPRConfig, IRGANConfig
+from irgan.config import SELECT_METRICS, BPRConfig, IRGANConfig
 from irgan.data import Interactions
-from irgan.metrics import evaluate
+from irgan.metrics import KeepBest, eval_ks, evaluate
 from irgan.adversarial.irgan.players import Discriminator, Generator
 from irgan.models import Popularity, scorer_kind
 from irgan.adversarial.irgan.recipe import run_recipe, save_irgan_model
@@ -126,23 +127,82 @@ class _OneScorer(Recommender):
         self.validation_metrics_ = saved.fitted.get("validation_metrics")
 
 
+SELECTION_PARAMS = {"select_metric": "P@5", "eval_every": 5, "patience": 10}  # epoch selection on validation
+
+
+def check_selection(own: dict[str, Any]) -> None:
+    """ValueError in one line unless ``own``'s SELECTION_PARAMS are valid."""
+    if own["select_metric"] not in SELECT_METRICS:
+        raise ValueError(f"select_metric must be one of {SELECT_METRICS}, got {own['select_metric']!r}")
+    for name, optional in (("eval_every", False), ("patience", True)):
+        value = own[name]
+        if not ((optional and value is None) or (isinstance(value, Integral) and not isinstance(value, bool) and value >= 1)):
+            raise ValueError(f"{name} must be an integer >= 1{' or None' if optional else ''}, got {value!r}")
+
+
+class EpochSelection:
+    """``fit_bpr``'s ``on_epoch`` for an estimator fit with validation: ``select_metric`` measured every
+    ``eval_every`` epochs, the best epoch's model kept, training stopped after ``patience``
+    evaluations without a gain (None: never). Without validation it does nothing."""
+
+    def __init__(self, train: Interactions, validation: Interactions | None, select_metric: str, eval_every: int,
+                 patience: int | None) -> None:
+        self.train, self.validation, self.eval_every, self.patience = train, validation, eval_every, patience
+        self.ks = eval_ks(train.n_items, select_metric)
+        self.best, self.history = KeepBest(select_metric), []
+
+    def __call__(self, epoch: int, model: nn.Module) -> bool:
+        """After ``epoch`` (from 0): True when training should stop."""
+        if self.validation is None or (epoch + 1) % self.eval_every:
+            return False
+        metrics = evaluate(model, self.train, self.validation, self.ks)
+        self.history.append({"epoch": epoch + 1, **metrics})
+        self.best.offer(model, metrics, epoch=epoch + 1)
+        stale = (epoch + 1 - self.best.info["epoch"]) // self.eval_every
+        return self.patience is not None and stale >= self.patience
+
+    def chosen(self, last: nn.Module, epochs: int) -> tuple[nn.Module, int, dict[str, float] | None]:
+        """(model, its epochs, its validation metrics): the best evaluated, else ``last`` after ``epochs``."""
+        if self.best.model is None:  # no validation, or fewer epochs than eval_every
+            return last, epochs, None if self.validation is None else evaluate(last, self.train, self.validation)
+        return self.best.model, self.best.info["epoch"], self.best.info["metrics"]
+
+
 class BPRRecommender(_OneScorer):
     """BPR matrix factorisation (Rendle et al., UAI 2009), with uniform or DNS negatives, as an estimator.
 
     Parameters: every field of ``BPRConfig`` (defaults are BPRConfig's, i.e. DNS negatives, the
     IRGAN authors' pretraining; ``negatives="uniform"`` is plain BPR), plus ``seed``,
-    ``device``, ``show_progress``, ``verbose``, ``min_rating``. After fit: ``model_`` (MatrixFactorization),
-    ``validation_metrics_`` (when fit got ``validation``; None otherwise).
+    ``device``, ``show_progress``, ``verbose``, ``min_rating``. With ``validation``, as LightGCN:
+    ``select_metric`` (P@5) every ``eval_every`` (5) epochs, the best epoch's model kept, training
+    stopped after ``patience`` (10) evaluations without a gain (None: never). After fit:
+    ``model_`` (MatrixFactorization), ``validation_metrics_`` (None without validation),
+    ``best_epoch_`` (the epochs of the kept model: what a refit on all data should run),
+    ``history_`` (one dict per evaluation: epoch and validation metrics).
     """
 
     _config_cls = BPRConfig
-    _own_params = {"seed": 0, "device": "auto", "show_progress": False, "verbose": False, "min_rating": 4.0}
+    _own_params = {**SELECTION_PARAMS, "seed": 0, "device": "auto", "show_progress": False, "verbose": False,
+                   "min_rating": 4.0}
+
+    def _check(self, config: Any, own: dict[str, Any]) -> None:
+        super()._check(config, own)
+        check_selection(own)
 
     def _fit(self, train: Interactions, validation: Interactions | None) -> None:
+        selection = EpochSelection(train, validation, self.select_metric, self.eval_every, self.patience)
         with logging_to_stderr(self.verbose):
-            self._model = fit_bpr(train.matrix, self.config, seed=self.seed, device=self.device,
-                                  show_progress=self.show_progress)
-        self.validation_metrics_ = None if validation is None else evaluate(self._model, train, validation)
+            last = fit_bpr(train.matrix, self.config, seed=self.seed, device=self.device,
+                           show_progress=self.show_progress, on_epoch=selection)
+        self._model, self.best_epoch_, self.validation_metrics_ = selection.chosen(last, self.config.epochs)
+        self.history_ = selection.history
+
+    def _fitted_state(self) -> dict:
+        return {**super()._fitted_state(), "best_epoch": self.best_epoch_, "history": self.history_}
+
+    def _restore(self, saved: ModelFile, device: torch.device) -> None:
+        super()._restore(saved, device)
+        self.best_epoch_, self.history_ = saved.fitted.get("best_epoch"), saved.fitted.get("history", [])
 
 
 class PopularityRecommender(_OneScorer):

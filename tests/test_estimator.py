@@ -408,3 +408,41 @@ def test_a_preset_with_refit_fits_through_the_estimator(data, monkeypatch):
     assert model.config.refit and model.config.g_lr == PRESETS["strong"]["g_lr"]
     assert trained_on[0] < trained_on[1] == data[0].nnz  # played on train less validation, then refit on all of it
     assert evaluate(model.generator_.scorer, data[0], data[1])["P@5"] > 0
+
+
+def test_bpr_keeps_the_best_epoch_on_validation_and_stops_early(data):
+    """As LightGCN: evaluated every eval_every epochs, the best kept, stopped after `patience` checks without a gain."""
+    train, test = data
+    model = BPRRecommender(**{**FAST_BPR, "epochs": 300, "eval_every": 2, "patience": 3}).fit(train, validation=test)
+    epochs = [row["epoch"] for row in model.history_]
+    assert epochs == list(range(2, 2 * len(epochs) + 1, 2))
+    assert epochs[-1] < 300 and epochs[-1] == model.best_epoch_ + 6  # three evaluations without a gain
+    best = max(model.history_, key=lambda row: row["P@5"])  # the first of equals, as KeepBest keeps
+    assert model.best_epoch_ == best["epoch"] and model.validation_metrics_ == {
+        k: v for k, v in best.items() if k != "epoch"}
+    assert evaluate(model.model_, train, test)["P@5"] == pytest.approx(best["P@5"])
+    again = BPRRecommender(**{**FAST_BPR, "epochs": model.best_epoch_}).fit(train)  # the refit the choice stands for
+    torch.testing.assert_close(again.model_.state_dict(), model.model_.state_dict())
+
+
+def test_bpr_without_validation_or_patience_runs_every_epoch(data, tmp_path):
+    train, test = data
+    plain = BPRRecommender(**FAST_BPR).fit(train)
+    assert plain.best_epoch_ == FAST_BPR["epochs"] and plain.history_ == [] and plain.validation_metrics_ is None
+    patient = BPRRecommender(**{**FAST_BPR, "patience": None, "eval_every": 3}).fit(train, validation=test)
+    assert [row["epoch"] for row in patient.history_] == [3, 6]  # 8 epochs: evaluated at 3 and 6, none stopped
+    plain.save(tmp_path / "bpr.pt")
+    loaded = BPRRecommender.load(tmp_path / "bpr.pt")
+    assert loaded.best_epoch_ == plain.best_epoch_ and loaded.history_ == []
+    patient.save(tmp_path / "patient.pt")
+    assert BPRRecommender.load(tmp_path / "patient.pt").history_ == patient.history_
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"patience": 0}, "patience must be an integer >= 1 or None, got 0"),
+    ({"eval_every": True}, "eval_every must be an integer >= 1, got True"),
+    ({"select_metric": "P@0"}, "select_metric must be one of"),
+])
+def test_bpr_refuses_bad_selection_parameters_in_one_line(data, params, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        BPRRecommender(**{**FAST_BPR, **params}).fit(data[0])
