@@ -40,7 +40,7 @@ STATE_LAYOUT = {"epoch": int, "seconds": numbers.Real, "config": dict, "fingerpr
 STATE_KEYS = set(STATE_LAYOUT)
 # IRGANConfig fields added after STATE_FORMAT, with the value that keeps the older behaviour: a state
 # written before a field existed resumes as if it held that value
-LATER_CONFIG_FIELDS = {"patience": None}
+LATER_CONFIG_FIELDS = {"patience": None, "eval_users": None}
 BEST_LAYOUT = {"state": dict, "score": numbers.Real, "info": dict}
 MODEL_LAYOUT = {"estimator": str, "scorers": dict, "user_ids": dict, "item_ids": dict, "user_items": dict,
                 "params": dict, "fitted": dict}

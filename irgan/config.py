@@ -154,6 +154,7 @@ class IRGANConfig:
     select_metric: str = _f("P@5", "metric that picks the best G and D (the authors: P@5)")
     validation_fraction: float = _f(0.1, "share of each user's train positives held out for selection")
     eval_every: int = _f(1, "G-epochs between evaluations of G for selection (the authors: 1)")
+    eval_users: int | None = _f(None, "evaluate G and D for selection on this many selection users, drawn once with the seed (a large catalog's evaluation costs its users); None: all (the authors)")
     refit: bool = _f(False, "after selection on validation, pretrain and play again on all of train up to the selected G-epoch (the honest protocol's refit, as irgan compare does)")
     patience: int | None = _f(None, "stop the game after this many outer epochs without a better G on select_metric (RecBole's stopping_step); None: never (the paper's protocol). Pretraining runs all its epochs whatever this says: on ml-100k its validation curve stalls up to 22 epochs before its best")
 
@@ -166,10 +167,12 @@ class IRGANConfig:
                 object.__setattr__(self, "pretrain", BPRConfig(**self.pretrain))
             except ValueError as err:
                 raise ValueError(f"pretrain.{err}") from None
-        if self.patience is not None:  # checked here: _check_fields knows plain types only
-            if isinstance(self.patience, bool) or not isinstance(self.patience, numbers.Integral) or self.patience < 1:
-                raise ValueError(f"patience must be an integer >= 1 or None, got {self.patience!r}")
-            object.__setattr__(self, "patience", int(self.patience))  # a numpy integer from a grid
+        for name in ("patience", "eval_users"):  # checked here: _check_fields knows plain types only
+            value = getattr(self, name)
+            if value is not None:
+                if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                    raise ValueError(f"{name} must be an integer >= 1 or None, got {value!r}")
+                object.__setattr__(self, name, int(value))  # a numpy integer from a grid
         _check_fields(self, at_least_one=("dim", "hidden", "epochs", "d_batch_size", "d_sample_every",
                                           "g_sample_factor", "g_batch_users", "eval_every"),
                       counts=("epochs", "d_epochs", "g_epochs"))

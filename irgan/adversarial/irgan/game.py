@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import nn
@@ -108,6 +109,8 @@ def fit_irgan(
     if selection is None and state_path is not None:
         raise ValueError("a game without a selection set keeps no best players to resume: pass no state_path")
     check_fits(train, config, device, pretraining=False)
+    if selection is not None and config.eval_users is not None:
+        selection = sampled_users(sp.csr_matrix(selection), config.eval_users, seed)
     game = _setup(train, selection, config, init, seed, device, generator, discriminator)
     fingerprint = data_fingerprint(train, selection) if state_path is not None else None
     if state_path is not None and Path(state_path).exists():
@@ -305,6 +308,21 @@ def d_epoch(
         labels = torch.cat([torch.ones(len(batch), device=u.device), torch.zeros(len(batch), device=u.device)])
         total += step(u, items, labels, config.d_l2)
     return {"d_loss": _mean(total, 2 * n, shard)}
+
+
+def sampled_users(selection: sp.csr_matrix, n: int, seed: int) -> sp.csr_matrix:
+    """``selection`` keeping the positives of ``n`` of its users that have any (all, if fewer),
+    drawn without replacement by a generator seeded with ``seed``; the other rows emptied, so
+    evaluation skips them."""
+    users = np.flatnonzero(np.diff(selection.indptr))
+    if n >= len(users):
+        return selection
+    kept = np.zeros(selection.shape[0], dtype=bool)
+    kept[np.random.default_rng(seed).choice(users, n, replace=False)] = True
+    counts = np.where(kept, np.diff(selection.indptr), 0)
+    entries = np.repeat(kept, np.diff(selection.indptr))
+    return sp.csr_matrix((selection.data[entries], selection.indices[entries], np.concatenate([[0], np.cumsum(counts)])),
+                         shape=selection.shape)
 
 
 def n_steps(n: int, batch_size: int, shard: Shard = Shard()) -> int:
