@@ -24,11 +24,10 @@ import torch
 from torch import nn
 
 from irgan.training.als import fit_ials
-from irgan.checkpoint import ModelFile
 from irgan.config import BPRConfig
 from irgan.data import Interactions
 from irgan.device import resolve_device
-from irgan.estimator import SELECTION_PARAMS, EpochSelection, _OneScorer, check_selection
+from irgan.estimator import SELECTION_PARAMS, EpochSelection, _EpochSelected, _OneScorer, check_selection
 from irgan.foldin import WeightedLeastSquares, fold_in
 from irgan.metrics import evaluate
 from irgan.models import ItemItemScorer, ItemKNNScorer, LightGCNScorer
@@ -130,7 +129,7 @@ class IALSRecommender(_OneScorer):
         self.validation_metrics_ = _validate(self._model, train, validation)
 
 
-class LightGCNRecommender(_OneScorer):
+class LightGCNRecommender(_EpochSelected):
     """LightGCN (He et al., SIGIR 2020) trained by BPR with uniform negatives and Adam.
 
     Parameters: ``dim`` (64), ``layers`` (3) and ``batch_size`` (2048) as in the paper; ``lr``
@@ -174,15 +173,7 @@ class LightGCNRecommender(_OneScorer):
 
         last = fit_bpr(train.matrix, config, seed=self.seed, device=self.device, show_progress=self.show_progress,
                        on_epoch=on_epoch, scorer=scorer)
-        self._model, self.best_epoch_, self.validation_metrics_ = selection.chosen(last, self.epochs)
-        self.history_ = selection.history
-
-    def _fitted_state(self) -> dict:
-        return {**super()._fitted_state(), "best_epoch": self.best_epoch_, "history": self.history_}
-
-    def _restore(self, saved: ModelFile, device: torch.device) -> None:
-        super()._restore(saved, device)
-        self.best_epoch_, self.history_ = saved.fitted.get("best_epoch"), saved.fitted.get("history", [])
+        self._keep(selection, last, self.epochs)
 
     def _embedding_model(self) -> SimpleNamespace:
         """The propagated embeddings (what scores), for ``similar_items`` and the embedding properties."""

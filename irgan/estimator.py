@@ -168,7 +168,23 @@ class EpochSelection:
         return self.best.model, self.best.info["epoch"], self.best.info["metrics"]
 
 
-class BPRRecommender(_OneScorer):
+class _EpochSelected(_OneScorer):
+    """An estimator whose epochs are chosen on validation by ``EpochSelection``: it keeps
+    ``best_epoch_`` and ``history_`` beside the model, in its model file too."""
+
+    def _keep(self, selection: EpochSelection, last: nn.Module, epochs: int) -> None:
+        self._model, self.best_epoch_, self.validation_metrics_ = selection.chosen(last, epochs)
+        self.history_ = selection.history
+
+    def _fitted_state(self) -> dict:
+        return {**super()._fitted_state(), "best_epoch": self.best_epoch_, "history": self.history_}
+
+    def _restore(self, saved: ModelFile, device: torch.device) -> None:
+        super()._restore(saved, device)
+        self.best_epoch_, self.history_ = saved.fitted.get("best_epoch"), saved.fitted.get("history", [])
+
+
+class BPRRecommender(_EpochSelected):
     """BPR matrix factorisation (Rendle et al., UAI 2009), with uniform or DNS negatives, as an estimator.
 
     Parameters: every field of ``BPRConfig`` (defaults are BPRConfig's, i.e. DNS negatives, the
@@ -194,15 +210,7 @@ class BPRRecommender(_OneScorer):
         with logging_to_stderr(self.verbose):
             last = fit_bpr(train.matrix, self.config, seed=self.seed, device=self.device,
                            show_progress=self.show_progress, on_epoch=selection)
-        self._model, self.best_epoch_, self.validation_metrics_ = selection.chosen(last, self.config.epochs)
-        self.history_ = selection.history
-
-    def _fitted_state(self) -> dict:
-        return {**super()._fitted_state(), "best_epoch": self.best_epoch_, "history": self.history_}
-
-    def _restore(self, saved: ModelFile, device: torch.device) -> None:
-        super()._restore(saved, device)
-        self.best_epoch_, self.history_ = saved.fitted.get("best_epoch"), saved.fitted.get("history", [])
+        self._keep(selection, last, self.config.epochs)
 
 
 class PopularityRecommender(_OneScorer):
