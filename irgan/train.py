@@ -84,13 +84,7 @@ def run(
     if split == NO_TEST:  # a production fit replays the game on all the data up to the selected point
         refuse_with_no_test(test, config.select_on)
         config = dataclasses.replace(config, refit=True)
-    request = {"dataset": absolute_if_file(dataset), "data_dir": absolute(data_dir),
-               "split": split_of(dataset, split, test), "seed": seed,
-               "device": device, "read": read, "config": dataclasses.asdict(config)}
-    if test is not None:
-        request["test"] = absolute_if_file(test)
-    if cutoffs:
-        request["cutoffs"] = list(cutoffs)
+    request = _request(dataset, data_dir, split, seed, device, read, config, test, cutoffs)
     device = resolve_device(device)
     shard = init_from_env(device)  # under torchrun: join the job; process 0 alone writes the run directory
     device = local_device(device)
@@ -99,16 +93,14 @@ def run(
     claim, refusal = None, None
     if shard.rank == 0:
         try:
-            default = Path("runs") / f"{Path(dataset).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-            claim = RunDir.claim(out, default, resume, RUN_FILE, "metrics.json")
+            claim = RunDir.claim(out, _default_folder(dataset), resume, RUN_FILE, "metrics.json")
         except OSError as err:  # every process must learn of the refusal, or the others would wait forever
             refusal = err
     if shard.max(int(refusal is not None)):  # every process learns of process 0's refusal
         raise refusal or FileExistsError(f"process 0 of the job refused --out {out}")
     try:
         log.info("run folder: %s", claim.path if claim else out)
-        data = load_dataset(request["dataset"], data_dir=data_dir, split=split, seed=seed, test=request.get("test"),
-                            **read)
+        data = _load(request, data_dir, split, seed, read)
         fingerprint = split_fingerprint(data)
         if shard.rank > 0:
             _train(data, config, Path(out), dataset, request["split"], seed, device, False, writer=False, cutoffs=cutoffs)
@@ -140,6 +132,28 @@ def run(
     finally:
         if claim is not None:
             claim.release()
+
+
+def _request(dataset: str, data_dir: str | None, split: str | None, seed: int, device: str, read: dict,
+             config: Any, test: str | None, cutoffs: Sequence[int], **extra: Any) -> dict:
+    """What ``run.json`` records of a run (paths absolute, the split actually used), ``extra`` after the config."""
+    request = {"dataset": absolute_if_file(dataset), "data_dir": absolute(data_dir), "split": split_of(dataset, split, test),
+               "seed": seed, "device": device, "read": read, "config": dataclasses.asdict(config), **extra}
+    if test is not None:
+        request["test"] = absolute_if_file(test)
+    if cutoffs:
+        request["cutoffs"] = list(cutoffs)
+    return request
+
+
+def _default_folder(dataset: str) -> Path:
+    """``runs/DATASET-TIME``, the run folder when ``out`` is not given."""
+    return Path("runs") / f"{Path(dataset).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _load(request: dict, data_dir: str | None, split: str | None, seed: int, read: dict):
+    """The data set ``request`` names, split as asked."""
+    return load_dataset(request["dataset"], data_dir=data_dir, split=split, seed=seed, test=request.get("test"), **read)
 
 
 def refuse_with_no_test(test: str | None, select_on: str) -> None:
@@ -288,23 +302,15 @@ def run_model(
         refuse_with_no_test(test, "validation")
         if not refit:
             raise ValueError(f"--split {NO_TEST} refits on all the data: drop --no-refit")
-    request = {"model": model, "dataset": absolute_if_file(dataset), "data_dir": absolute(data_dir),
-               "split": split_of(dataset, split, test),
-               "seed": seed, "device": device, "read": read, "config": dataclasses.asdict(config),
-               "validation_fraction": validation_fraction, "refit": refit}
-    if test is not None:
-        request["test"] = absolute_if_file(test)
-    if cutoffs:
-        request["cutoffs"] = list(cutoffs)
+    request = {"model": model, **_request(dataset, data_dir, split, seed, device, read, config, test, cutoffs,
+                                          validation_fraction=validation_fraction, refit=refit)}
     device = resolve_device(device)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ValueError(f"--model {model} trains in one process: start it without torchrun")
-    default = Path("runs") / f"{Path(dataset).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    claim = RunDir.claim(out, default, False, RUN_FILE, "metrics.json")
+    claim = RunDir.claim(out, _default_folder(dataset), False, RUN_FILE, "metrics.json")
     try:
         log.info("run folder: %s", claim.path)
-        data = load_dataset(request["dataset"], data_dir=data_dir, split=split, seed=seed, test=request.get("test"),
-                            **read)
+        data = _load(request, data_dir, split, seed, read)
         claim.write(RUN_FILE, json.dumps({**request, "data_fingerprint": split_fingerprint(data)}, indent=2).encode())
         if production:
             _log_production(data)
