@@ -289,9 +289,9 @@ def _construct(cls: type[nn.Module], args: dict) -> nn.Module:
 def _ids_state(ids: np.ndarray, kind: str) -> dict:
     """Raw ids as a plain list plus their numpy dtype (object for strings), for weights_only files."""
     values = [v.item() if isinstance(v, np.generic) else v for v in ids.tolist()]
-    bad = next((v for v in values if not isinstance(v, (str, int, float, bool))), None)
-    if bad is not None:
-        raise ValueError(f"cannot save {kind} id {bad!r} of type {type(bad).__name__}: ids must be str, int or float")
+    bad = [v for v in values if not isinstance(v, (str, int, float, bool))]
+    if bad:
+        raise ValueError(f"cannot save {kind} id {bad[0]!r} of type {type(bad[0]).__name__}: ids must be str, int or float")
     return {"values": values, "dtype": str(ids.dtype) if ids.dtype.kind in "biuf" else "object"}
 
 

@@ -4,6 +4,7 @@ version-1 files of the old CLI, converted on load. Atomic writes."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import pickle
 from pathlib import Path
 
@@ -14,7 +15,8 @@ import torch
 from torch import nn
 
 from helpers import Evil
-from irgan.checkpoint import FORMAT, STATE_FORMAT, ModelFileError, atomic_write, load_model, save_model
+from irgan.checkpoint import (FORMAT, STATE_FORMAT, ModelFileError, atomic_write, load_model, load_train_state,
+                              save_model, save_train_state)
 from irgan.config import BPRConfig, IRGANConfig
 from irgan.models import SCORERS, MatrixFactorization, MLPScorer, Popularity, register_scorer
 
@@ -131,6 +133,10 @@ def test_model_file_keeps_raw_ids(tmp_path, users, items):
 def test_save_model_refuses_ids_it_cannot_store(tmp_path):
     with pytest.raises(ValueError, match="cannot save user id"):
         save_model(tmp_path / "m.pt", "X", {"model": mf()}, np.array([(1, 2), 3, 4, 5], dtype=object), ITEMS,
+                   positives())
+    assert not (tmp_path / "m.pt").exists()
+    with pytest.raises(ValueError, match="cannot save user id None of type NoneType: ids must be str, int or float"):
+        save_model(tmp_path / "m.pt", "X", {"model": mf()}, np.array([3, None, 4, 5], dtype=object), ITEMS,
                    positives())
     assert not (tmp_path / "m.pt").exists()
 
@@ -313,6 +319,76 @@ def test_old_cli_model_file_is_checked_too(tmp_path):
     one_line(err)
 
 
+def _old_cli_file(path: Path, **changes) -> Path:
+    """A version-1 model.pt as the old CLI wrote it (MF tables for G and D, ids as lists, ``extra``), with
+    ``changes`` (a change to None leaves the key out)."""
+    tables = {"user_emb": torch.zeros(4, 3), "item_emb": torch.zeros(6, 3), "item_bias": torch.zeros(6)}
+    old = {"format": "irgan-checkpoint-v1", "generator": tables, "discriminator": dict(tables),
+           "config": dataclasses.asdict(IRGANConfig()), "user_ids": USERS.tolist(), "item_ids": ITEMS.tolist(),
+           "extra": {"seed": 3, "dataset": "ml-100k"}}
+    torch.save({k: v for k, v in {**old, **changes}.items() if v is not None}, path)
+    return path
+
+
+@pytest.mark.parametrize("extra, seed", [
+    pytest.param({"seed": 3, "dataset": "ml-100k"}, 3, id="seed-kept"),
+    pytest.param({}, 0, id="no-seed"),  # save_checkpoint called without seed=
+    pytest.param(None, 0, id="no-extra"),
+])
+def test_old_cli_model_file_keeps_its_seed(tmp_path, extra, seed):
+    got = load_model(_old_cli_file(tmp_path / "model.pt", extra=extra))
+    assert got.params == {**dataclasses.asdict(IRGANConfig()), "seed": seed}
+    assert got.fitted == {"config": dataclasses.asdict(IRGANConfig()), **(extra or {})}
+
+
+def test_old_cli_model_file_with_an_id_it_cannot_hold_names_the_id_map(tmp_path):
+    for key, n, kind in (("user_ids", 4, "user"), ("item_ids", 6, "item")):
+        path = _old_cli_file(tmp_path / "model.pt", **{key: [f"x{i}".encode() for i in range(n)]})  # bytes ids
+        with pytest.raises(ModelFileError, match="damaged irgan model file: ValueError") as err:
+            load_model(path)
+        assert f"cannot save {kind} id b'x0' of type bytes" in one_line(err), key
+
+
+def _old_estimator_file(path: Path, estimator: str, fitted: dict, params: dict) -> Path:
+    """A version-1 estimator file ("irgan-estimator-v1"), as Recommender.save wrote it: the fitted
+    players' tables inside ``fitted``, beside what fitting found."""
+    m = positives()
+    torch.save({"format": "irgan-estimator-v1", "estimator": estimator, "params": params,
+                "user_ids": {"values": USERS.tolist(), "dtype": "int64"},
+                "item_ids": {"values": ITEMS.tolist(), "dtype": "object"},
+                "user_items": {"shape": list(m.shape), "indptr": torch.from_numpy(m.indptr.astype(np.int64)),
+                               "indices": torch.from_numpy(m.indices.astype(np.int64))},
+                "fitted": fitted}, path)
+    return path
+
+
+def test_old_irgan_estimator_file_loads_as_mf_players(tmp_path):
+    G, D = mf(0), mf(1)
+    params = {**dataclasses.asdict(IRGANConfig(dim=3)), "seed": 3, "device": "auto", "side": "discriminator"}
+    found = {"history": [{"epoch": 0, "g_epoch": 0}], "best": {"generator": {"epoch": 0}}}
+    path = _old_estimator_file(tmp_path / "irgan.pt", "IRGAN", {"generator": G.state_dict(),
+                                                                 "discriminator": D.state_dict(), **found}, params)
+    got = load_model(path)
+    assert got.estimator == "IRGAN" and set(got.scorers) == {"generator", "discriminator"}
+    for role, original in (("generator", G), ("discriminator", D)):
+        assert type(got.scorers[role]) is MatrixFactorization and got.scorers[role].init_args()["dim"] == 3
+        assert same_scores(got.scorers[role], original), role
+    assert got.fitted == found and got.params == params  # the players' tables leave ``fitted``
+    assert got.user_ids.tolist() == USERS.tolist() and got.item_ids.tolist() == ITEMS.tolist()
+    assert (got.user_items != positives()).nnz == 0  # estimator files did keep the positives
+
+
+def test_old_popularity_estimator_file_loads_as_a_popularity_scorer(tmp_path):
+    counts = Popularity(positives()).state_dict()
+    path = _old_estimator_file(tmp_path / "pop.pt", "PopularityRecommender",
+                               {"model": counts, "validation_metrics": None}, {"min_rating": 4.0})
+    got = load_model(path)
+    assert got.estimator == "PopularityRecommender" and set(got.scorers) == {"model"}
+    assert type(got.scorers["model"]) is Popularity and got.scorers["model"].init_args() == {"n_items": 6}
+    assert torch.equal(got.scorers["model"].counts, counts["counts"])
+    assert got.fitted == {"validation_metrics": None} and got.params == {"min_rating": 4.0}
+
+
 # --- atomic writes ---------------------------------------------------------------------------
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):
@@ -338,3 +414,101 @@ def test_save_model_replaces_a_file_whole(tmp_path):
     save_model(path, "BPRRecommender", {"model": mf(1)}, USERS, ITEMS, positives())
     assert same_scores(load_model(path).scorers["model"], mf(1))
     assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]
+
+
+# --- training states (save_train_state / load_train_state) --------------------------------------
+
+RUN = IRGANConfig(epochs=3)
+
+
+def train_state(config: IRGANConfig = RUN, **changes) -> dict:
+    """A state shaped as irgan.adversarial.irgan.game._state writes it, after one outer epoch, edited."""
+    g = torch.Generator().manual_seed(0)
+    tables = {"user_emb": torch.randn(4, 3, generator=g), "item_emb": torch.randn(6, 3, generator=g),
+              "item_bias": torch.zeros(6)}
+    state = {"epoch": 1, "seconds": 2.5, "config": dataclasses.asdict(config), "fingerprint": "abc",
+             "generator": tables, "discriminator": dict(tables), "g_opt": {}, "d_opt": {},
+             "rng": torch.Generator().get_state(), "fake_items": None, "history": [{"epoch": 0, "g_epoch": 0}],
+             "best_generator": {"state": dict(tables), "score": 0.25, "info": {}},
+             "best_discriminator": {"state": dict(tables), "score": -math.inf, "info": {}}}
+    return {**state, **changes}
+
+
+@pytest.mark.parametrize("changes", [
+    pytest.param({"epoch": 0, "seconds": 0.0}, id="nothing-done-yet"),
+    pytest.param({"epoch": 3, "seconds": 0.4}, id="finished-in-under-a-second"),
+])
+def test_train_state_round_trip_at_the_ends_of_the_run(tmp_path, changes):
+    """Any epoch in 0..epochs and any seconds >= 0 resume: a tiny run can finish all its epochs in under a second."""
+    path = tmp_path / "train_state.pt"
+    save_train_state(path, train_state(**changes))
+    got = load_train_state(path, RUN, "abc")
+    assert (got["epoch"], got["seconds"]) == (changes["epoch"], changes["seconds"])
+    for name, value in train_state()["generator"].items():
+        assert torch.equal(got["generator"][name], value) and torch.equal(got["best_generator"]["state"][name], value)
+
+
+def _nan_best_table(state: dict) -> dict:
+    state["best_discriminator"] = {**state["best_discriminator"], "state": {**state["generator"],
+                                                                            "item_emb": torch.full((6, 3), math.nan)}}
+    return state
+
+
+@pytest.mark.parametrize("state, reason", [
+    pytest.param(train_state(epoch="1"), "it holds 'epoch' of type str, expected int", id="epoch-str"),
+    pytest.param({k: v for k, v in train_state().items() if k not in ("epoch", "best_generator")},
+                 "it lacks ['best_generator', 'epoch']", id="keys-missing"),
+    pytest.param(train_state(seconds=-1.0), "its seconds or best scores are not numbers", id="seconds-negative"),
+    pytest.param(train_state(best_generator={**train_state()["best_generator"], "score": math.nan}),
+                 "its seconds or best scores are not numbers", id="best-g-score-nan"),
+    pytest.param(_nan_best_table(train_state()), "its best_discriminator's item_emb holds NaN or infinite values",
+                 id="best-d-table-nan"),
+    pytest.param(train_state(rng=torch.zeros(3)), "its rng is not a generator state (a 1-d uint8 tensor)", id="rng"),
+    pytest.param(train_state(history=[{"epoch": 0}, "row"]), "its history holds a row that is not a dict",
+                 id="history-row"),
+])
+def test_damaged_train_state_is_refused_in_one_line_naming_the_entry(tmp_path, state, reason):
+    path = tmp_path / "train_state.pt"
+    save_train_state(path, state)
+    with pytest.raises(ValueError) as err:
+        load_train_state(path, RUN, "abc")
+    assert one_line(err) == f"{path} is a damaged irgan training state: {reason}"
+
+
+@pytest.mark.parametrize("content", [
+    pytest.param({**train_state(), "format": "irgan-train-state-v1"}, id="older-state-same-keys"),
+    pytest.param({"format": FORMAT, "estimator": "IRGAN"}, id="model-file"),
+    pytest.param([1, 2, 3], id="list"),
+])
+def test_load_train_state_refuses_what_is_not_a_training_state_of_today(tmp_path, content):
+    path = tmp_path / "train_state.pt"
+    torch.save(content, path)
+    with pytest.raises(ValueError) as err:
+        load_train_state(path, RUN, "abc")
+    assert one_line(err) == (f"{path} is not an irgan training state (expected format {STATE_FORMAT!r}; a state from "
+                             "an older irgan cannot be resumed: start the run again)")
+
+
+def test_train_state_of_another_run_is_refused_as_such_not_as_damaged(tmp_path):
+    """A state at epoch 4 of a 5-epoch run, resumed with epochs=3, is another config; it is not checked
+    against the 3 epochs (that would call it damaged). Other data is named as such too."""
+    path = tmp_path / "train_state.pt"
+    save_train_state(path, train_state(IRGANConfig(epochs=5), epoch=4))
+    with pytest.raises(ValueError) as err:
+        load_train_state(path, RUN, "abc")
+    assert one_line(err) == f"{path} was written with another config (differs in ['epochs']): cannot resume"
+    assert load_train_state(path, IRGANConfig(epochs=5), "abc")["epoch"] == 4
+    with pytest.raises(ValueError) as err:
+        load_train_state(path, IRGANConfig(epochs=5), "other")
+    assert one_line(err) == f"{path} was written for other data (different shape or positives): cannot resume"
+
+
+def test_train_state_written_before_patience_existed_resumes_as_without_patience(tmp_path):
+    path = tmp_path / "train_state.pt"
+    state = train_state()
+    del state["config"]["patience"]
+    save_train_state(path, state)
+    assert load_train_state(path, RUN, "abc")["config"] == dataclasses.asdict(RUN)  # patience None: never stop early
+    with pytest.raises(ValueError) as err:
+        load_train_state(path, IRGANConfig(epochs=3, patience=2), "abc")
+    assert one_line(err) == f"{path} was written with another config (differs in ['patience']): cannot resume"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -16,7 +17,8 @@ from hypothesis import strategies as st
 
 from irgan.distributed import Shard
 from irgan.model_files import load_arrays
-from irgan.metrics import METRICS, KeepBest, eval_ks, evaluate, evaluate_sharded, metric_names
+import irgan.metrics
+from irgan.metrics import METRICS, KeepBest, NonFiniteScores, eval_ks, evaluate, evaluate_sharded, metric_names
 
 KS = (1, 3, 5, 10)
 
@@ -282,6 +284,67 @@ def test_half_precision_scores_rank_as_their_float64_values(tied):
                                   check_dtype=False, check_index_type=False)
 
 
+def test_float64_scores_are_ranked_at_full_precision():
+    # 1 + 1e-12 and 1 are one float32 value: ranked in float32, the tie would put item 0 first
+    scores = np.array([[1.0, 1.0 + 1e-12, 0.5, 0.0]])
+    table = torch.tensor(scores)
+    for given in (scores, lambda users: table[users]):
+        assert evaluate(given, csr({}, (1, 4)), csr({0: [0]}, (1, 4)), ks=(1,))["MRR"] == 0.5
+
+
+def test_read_only_memory_mapped_scores_are_never_written(tmp_path):
+    """Masking train items writes into the scores in place: never into read-only memory (a
+    scorer's np.load(mmap_mode="r") rows), which would crash the process with SIGSEGV."""
+    rng = np.random.default_rng(13)
+    scores, cell = rng.normal(size=(40, 30)), rng.random((40, 30))
+    cell[:, 0] = 1.0  # every user has a test item: a batch of users is a range of rows
+    train, test = sp.csr_matrix(cell < 0.3), sp.csr_matrix(cell > 0.85)
+    np.save(tmp_path / "scores.npy", scores)
+    mapped = np.load(tmp_path / "scores.npy", mmap_mode="r")
+    rows = lambda users: mapped[int(users[0]) : int(users[-1]) + 1]  # a view: every user is tested
+    expected = evaluate(scores, train, test, ks=KS)
+    assert evaluate(rows, train, test, ks=KS, batch_size=16) == expected
+    assert evaluate(mapped, train, test, ks=KS) == expected
+
+
+def test_evaluation_reuses_its_buffers_without_torch_warnings():
+    """Each reused buffer has the shape torch writes into it: a wrong one is resized, with a warning."""
+    scores, train, test = random_case(14, n_users=60)
+    table = torch.tensor(scores)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for batch_size in (1, 7, 25, 100):
+            for given in (scores, lambda users: table[users]):
+                evaluate(given, train, test, ks=KS, batch_size=batch_size)
+    assert [str(w.message) for w in caught] == []
+
+
+def test_default_batch_size_is_batch_elements_over_n_items_within_1_to_4096(monkeypatch):
+    def batches(n_users: int, n_items: int) -> list[int]:
+        sizes = []
+        def score(users):
+            sizes.append(len(users))
+            return torch.zeros(len(users), n_items)
+        evaluate(score, csr({}, (n_users, n_items)), csr({u: [0] for u in range(n_users)}, (n_users, n_items)), ks=(1,))
+        return sizes
+
+    assert batches(5000, 10) == [4096, 904]  # 2**22 // 10 users would be too many
+    monkeypatch.setattr(irgan.metrics, "BATCH_ELEMENTS", 25)
+    assert batches(5, 10) == [2, 2, 1]
+    monkeypatch.setattr(irgan.metrics, "BATCH_ELEMENTS", 9)
+    assert batches(3, 10) == [1, 1, 1]  # fewer elements than one user's row: one user at a time
+
+
+def test_a_first_hit_ranked_beyond_2_to_the_24_gets_its_exact_rank():
+    """Rank counts are exact past float32's 2**24 consecutive integers (a catalog of 16.8M items)."""
+    n_items = 2**24 + 2
+    row = torch.rand(1, n_items, generator=torch.Generator().manual_seed(0))
+    row[0, -1] = -1.0  # the test item ranks last
+    test = sp.csr_matrix(([1.0], ([0], [n_items - 1])), shape=(1, n_items))
+    result = evaluate(lambda users: row, sp.csr_matrix((1, n_items)), test, ks=(1,))
+    assert result["MRR"] == 1 / n_items
+
+
 def test_cut_offs_and_metric_names():
     assert eval_ks(100) == (3, 5, 10) and eval_ks(7) == (3, 5) and eval_ks(2) == (2,)  # none fits: the catalog's length
     assert eval_ks(100, "NDCG@20", 4, "MRR") == (3, 4, 5, 10, 20) and eval_ks(8, "P@20") == (3, 5)
@@ -342,13 +405,16 @@ def test_cuda_matches_cpu():
     assert model == pytest.approx(cpu[0], abs=1e-12)
 
 
+NON_FINITE = "^scores contain NaN or -inf; -inf is reserved for excluded train items$"
+
+
 @pytest.mark.parametrize(
     "change, message",
     [
         (lambda s, tr, te: (s[:, :-1], tr, te), "shape"),
         (lambda s, tr, te: (s, tr[:, :-1], te), "shape"),
-        (lambda s, tr, te: (np.where(s > 0.5, np.nan, s), tr, te), "NaN"),
-        (lambda s, tr, te: (np.where(s > 0.5, -np.inf, s), tr, te), "-inf"),
+        (lambda s, tr, te: (np.where(s > 0.5, np.nan, s), tr, te), NON_FINITE),
+        (lambda s, tr, te: (np.where(s > 0.5, -np.inf, s), tr, te), NON_FINITE),
         (lambda s, tr, te: (s, tr + te, te), r"^leakage: some \(user, item\) pairs are in both train and test$"),
         (lambda s, tr, te: (s, tr, te * 0), "^no user has a test item: nothing to evaluate$"),
         (lambda s, tr, te: (s, tr.toarray(), te), "^train must be a scipy sparse matrix, got ndarray$"),
@@ -358,7 +424,7 @@ def test_cuda_matches_cpu():
 )
 def test_bad_inputs_raise(change, message):
     scores, train, test = random_case(6, tied=False)
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(NonFiniteScores if message == NON_FINITE else ValueError, match=message):
         evaluate(*change(scores, train, test))
 
 
