@@ -1,9 +1,12 @@
 """Data-parallel IRGAN on torch.distributed: users sharded across processes, parameters replicated.
 
 Every process holds all of G and D and the users ``u % world == rank``. Each D and G step sums
-its gradients over the processes before applying them (``RowOptimizer(distributed=True)``), so
-the embeddings stay identical everywhere, and a step is the one a single process would take on
-all the users' samples. Selection metrics are summed over the shards. Launch with ``torchrun``;
+the item gradients over the processes before applying them, so the item tables stay identical
+everywhere, and a step is the one a single process would take on all the users' samples. A
+user's rows change only in the process that owns the user: on the MF fast path their gradients
+are applied there alone (``RowOptimizer(local=...)``) and the user tables are gathered whole
+(``Shard.gather_owned``) when they are read in full: before each evaluation and state save.
+Other scorers sum every gradient. Selection metrics are summed over the shards. Launch with ``torchrun``;
 see the README, "Several processes and machines".
 """
 from __future__ import annotations
@@ -48,6 +51,15 @@ class Shard:
                 dist.all_reduce(summed, op=dist.ReduceOp.SUM)
                 tensor.copy_(summed)
         return tensor
+
+    def gather_owned(self, table: torch.Tensor) -> torch.Tensor:
+        """``table`` (n_users, ...) made whole, in place: each row takes the value its owner's process
+        holds (the others' copies are set to 0, not multiplied, so that a NaN elsewhere stays out)."""
+        if self.active:
+            with torch.no_grad():
+                table[~self.owns(torch.arange(table.shape[0], device=table.device))] = 0
+                self.sum(table)
+        return table
 
     def max(self, value: int) -> int:
         """The largest ``value`` any process holds, so that all take the same number of steps."""

@@ -63,20 +63,26 @@ def run_distributed(task, tmp_path: Path) -> list:
     return [torch.load(f"{out}.{rank}", weights_only=False) for rank in range(WORLD)]
 
 
-def d_epochs_task(batch_size: int = 10_000, fast_path: bool = True):
-    """Three D-epochs on this process's share of the pairs; D's parameters after them."""
+def d_epochs_task(batch_size: int = 10_000, fast_path: bool = True, optimizer: str = "sgd", gather: bool = True):
+    """Three D-epochs on this process's share of the pairs; D's parameters after them (user rows
+    gathered from their owners, unless ``gather`` is False), the epochs' statistics and Adam's moments."""
     train, _ = planted()
     users, real = positive_pairs(train)
     fake = torch.randint(train.shape[1], real.shape, generator=torch.Generator().manual_seed(1))
     shard = current()
     mine = shard.owns(users)
     D = Discriminator(MatrixFactorization(*train.shape, 4, 0.1, generator=torch.Generator().manual_seed(0)))
-    step = d_update(D.scorer, "sgd", 0.01, fast_path=fast_path, shard=shard)
+    step = d_update(D.scorer, optimizer, 0.01, fast_path=fast_path, shard=shard)
     assert type(step) is (FastDUpdate if fast_path else DUpdate)
     config = IRGANConfig(d_batch_size=batch_size, d_l2=0.1)
     rng = torch.Generator().manual_seed(shard.rank)
     stats = [d_epoch(step, users[mine], real[mine], fake[mine], config, rng) for _ in range(3)]
-    return {name: p.detach().clone() for name, p in D.named_parameters()}, stats
+    if gather:
+        step.gather_owned()
+    adam = getattr(step.optimizer, "adam", None)
+    moments = {} if adam is None else {f"{name}.{key}": value.clone() for name, p in D.named_parameters()
+                                       for key, value in adam.state[p].items() if key.startswith("exp_avg")}
+    return {name: p.detach().clone() for name, p in D.named_parameters()}, stats, moments
 
 
 def fit_task():
@@ -96,9 +102,9 @@ def _autograd_full_batch():
 def test_full_batch_d_epochs_equal_a_single_process(tmp_path, task):
     """Full-batch D steps sum the same per-pair gradients however the users are sharded, on
     both paths (the SGD shrink of L2 counts every process's pairs)."""
-    single, single_stats = task()
+    single, single_stats, _ = task()
     ranks = run_distributed(task, tmp_path)
-    for params, stats in ranks:
+    for params, stats, _ in ranks:
         for name, value in single.items():
             assert torch.allclose(params[name], value, atol=1e-6), name
         assert stats[-1]["d_loss"] == pytest.approx(single_stats[-1]["d_loss"], rel=1e-6)
@@ -114,6 +120,34 @@ def test_minibatch_d_epochs_keep_processes_in_step(tmp_path):
 
 def _small_batches():
     return d_epochs_task(batch_size=7)
+
+
+def _adam_ungathered():
+    return d_epochs_task(optimizer="adam", gather=False)
+
+
+def _adam_gathered():
+    return d_epochs_task(optimizer="adam")
+
+
+def test_user_rows_change_only_in_the_owners_process_until_gathered(tmp_path):
+    """On the fast path only item gradients cross processes: before the gather each process has
+    stepped its own users' rows alone (the others' still hold the start); after it, every table and
+    Adam moment equals the single process's."""
+    start = MatrixFactorization(*planted()[0].shape, 4, 0.1, generator=torch.Generator().manual_seed(0)).user_emb
+    single, _, single_moments = _adam_gathered()
+    (tmp_path / "ungathered").mkdir()
+    (tmp_path / "gathered").mkdir()
+    for rank, (params, _, _) in enumerate(run_distributed(_adam_ungathered, tmp_path / "ungathered")):
+        own = Shard(rank, WORLD).owns(torch.arange(len(start)))
+        assert torch.equal(params["scorer.user_emb"][~own], start[~own].detach())
+        assert torch.allclose(params["scorer.user_emb"][own], single["scorer.user_emb"][own], atol=1e-6)
+        assert not torch.equal(params["scorer.user_emb"][own], start[own].detach())
+        assert torch.allclose(params["scorer.item_emb"], single["scorer.item_emb"], atol=1e-6)  # summed every step
+    for params, _, moments in run_distributed(_adam_gathered, tmp_path / "gathered"):
+        for name, value in {**single, **single_moments}.items():
+            assert torch.allclose({**params, **moments}[name], value, atol=1e-6), name
+    assert any(name.startswith("scorer.user_emb.exp_avg") for name in single_moments)
 
 
 def test_two_processes_match_one_within_noise(tmp_path):

@@ -31,15 +31,19 @@ class RowOptimizer:
     SGD scatters each gradient straight into its parameter with ``index_add_``, so a step costs
     O(batch), not O(catalog). Adam keeps dense moments (torch.optim.Adam semantics). With
     ``shard`` active (torch.distributed), each step first sums the processes' gradients, densely,
-    so that every process applies the same update.
+    so that every process applies the same update; except those of the ``local`` parameters
+    (the user table, whose rows each process owns for its own users): each process applies its
+    own, and ``Shard.gather_owned`` makes the tables whole again when someone reads them all.
     """
 
-    def __init__(self, name: str, params: Sequence[torch.nn.Parameter], lr: float, shard: Shard = Shard()) -> None:
+    def __init__(self, name: str, params: Sequence[torch.nn.Parameter], lr: float, shard: Shard = Shard(),
+                 local: Sequence[torch.nn.Parameter] = ()) -> None:
         if name not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {name!r}: choose one of {list(OPTIMIZERS)}")
         if not lr > 0:
             raise ValueError(f"learning rate must be positive, got {lr}")
         self.name, self.lr, self.params, self.shard = name, lr, list(params), shard
+        self.local = {id(p) for p in local}
         self.adam = torch.optim.Adam(self.params, lr=lr) if name == "adam" else None
 
     @torch.no_grad()
@@ -65,14 +69,28 @@ class RowOptimizer:
         self.adam.step()
 
     def _summed(self, updates: Sequence[Update]) -> list[Update]:
-        """One dense gradient per parameter, summed over the processes."""
-        dense = {id(p): torch.zeros_like(p) for p in self.params}
+        """The ``local`` parameters' updates as they are, then one dense gradient per other
+        parameter, summed over the processes."""
+        dense = {id(p): torch.zeros_like(p) for p in self.params if id(p) not in self.local}
         for param, rows, grad in updates:
+            if id(param) in self.local:
+                continue
             if rows is None:
                 dense[id(param)].add_(grad)
             else:
                 dense[id(param)].index_add_(0, rows, grad)
-        return [(p, None, self.shard.sum(dense[id(p)])) for p in self.params]
+        return ([u for u in updates if id(u[0]) in self.local]
+                + [(p, None, self.shard.sum(dense[id(p)])) for p in self.params if id(p) not in self.local])
+
+    def gather_owned(self) -> None:
+        """Each ``local`` parameter, and its Adam moments, made whole from the rows their owners hold."""
+        for param in self.params:
+            if id(param) in self.local:
+                self.shard.gather_owned(param.data)
+                if self.adam is not None:
+                    for moment in self.adam.state.get(param, {}).values():
+                        if moment.dim() and moment.shape[0] == param.shape[0]:
+                            self.shard.gather_owned(moment)
 
     def state_dict(self) -> dict:
         return self.adam.state_dict() if self.adam is not None else {}
@@ -140,8 +158,8 @@ def pointwise_loss(
     loss = F.binary_cross_entropy_with_logits(x, labels, reduction="sum") + l2 * _half_square(p, q, b)
     g = torch.sigmoid(x) - labels
     user_n, item_n = _occurrences(users, model.n_users), _occurrences(items, model.n_items)  # this process's
-    user_l2 = l2_per_occurrence(l2, lr, shard.sum(user_n.clone()))  # every process's count sets the shrink
-    item_l2 = l2_per_occurrence(l2, lr, shard.sum(item_n.clone()))
+    user_l2 = l2_per_occurrence(l2, lr, user_n)  # a user's pairs are all in the process that owns the user
+    item_l2 = l2_per_occurrence(l2, lr, shard.sum(item_n.clone()))  # every process's count sets the shrink
     if len(users) < SUMMED_FROM * (model.n_users + model.n_items):
         u_l2, i_l2 = user_l2.index_select(0, users), item_l2.index_select(0, items)
         return loss.item(), [

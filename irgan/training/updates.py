@@ -51,6 +51,11 @@ class _Update:
         self.optimizer.step()
         return loss.item()
 
+    def gather_owned(self) -> None:
+        """Make the player's tables whole across processes (only the fast path keeps user rows apart)."""
+        if isinstance(self.optimizer, RowOptimizer):
+            self.optimizer.gather_owned()
+
     def state_dict(self) -> dict:
         return self.optimizer.state_dict()
 
@@ -69,7 +74,7 @@ class FastDUpdate(DUpdate):
     """D's step on the MF fast path."""
 
     def _optimizer(self, name: str, lr: float):
-        return RowOptimizer(name, list(self.scorer.parameters()), lr, self.shard)
+        return RowOptimizer(name, list(self.scorer.parameters()), lr, self.shard, local=[self.scorer.user_emb])
 
     @torch.no_grad()
     def __call__(self, users: torch.Tensor, items: torch.Tensor, labels: torch.Tensor, l2: float) -> float:
@@ -104,7 +109,7 @@ class FastGUpdate(GUpdate):
     """G's policy-gradient step on the MF fast path (REINFORCE or SNIS weights)."""
 
     def _optimizer(self, name: str, lr: float):
-        return RowOptimizer(name, list(self.scorer.parameters()), lr, self.shard)
+        return RowOptimizer(name, list(self.scorer.parameters()), lr, self.shard, local=[self.scorer.user_emb])
 
     @torch.no_grad()
     def __call__(self, users: torch.Tensor, temperature: float, l2: float, rows: torch.Tensor, items: torch.Tensor,

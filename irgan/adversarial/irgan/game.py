@@ -121,6 +121,7 @@ def fit_irgan(
         game.best_g = game.best_d = None
 
     def score(model: nn.Module, epoch: int) -> dict[str, float]:
+        (game.g_step if model is game.G else game.d_step).gather_owned()  # a kept copy holds every user
         _check_finite(game, epoch, state_path)  # before evaluation, which would fail on NaN scores first
         try:
             return evaluate_sharded(model, train, selection, eval_ks(train.shape[1], config.select_metric), game.shard)
@@ -180,6 +181,8 @@ def _out_of_patience(game: _Game, config: IRGANConfig, played: int) -> dict | No
 def _end_epoch(game: _Game, config: IRGANConfig, epoch: int, state_path: str | Path | None, seconds: float,
                fingerprint: str | None) -> None:
     """Stop on divergence (the previous epoch's state is kept), else save the state after ``epoch``."""
+    game.g_step.gather_owned()  # every process checks, and saves, whole tables
+    game.d_step.gather_owned()
     _check_finite(game, epoch, state_path)
     if state_path is not None and game.shard.rank == 0:
         save_train_state(state_path, _state(game, config, epoch + 1, seconds, fingerprint))
