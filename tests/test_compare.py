@@ -1,11 +1,14 @@
 """The honest comparison: tune on validation, refit, test per seed, paired tests, resumable parts."""
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import numpy as np
+import optuna
 import pandas as pd
 import pytest
 from scipy import stats
@@ -15,7 +18,7 @@ import torch
 import irgan.compare
 import irgan.protocol
 from irgan.checkpoint import load_model
-from irgan.config import preset
+from irgan.config import MAX_COUNT, preset
 from irgan.compare import compare, format_table, main, significance
 from irgan.data import load_dataset, validation_split
 from irgan.metrics import evaluate
@@ -401,3 +404,237 @@ def test_a_failed_comparison_keeps_its_finished_parts_and_continues(ratings, tmp
 def test_the_comparison_metric_is_tested_too(data):
     report = compare(data, ["pop", "ease"], seeds=1, trials=0, metric="Recall@10", device="cpu")
     assert {r["metric"] for r in report["tests"]} == {"Recall@10", "P@5", "NDCG@5", "NDCG@10"}
+
+
+# --- the table ----------------------------------------------------------------------------------------
+
+def table_report(metric="P@5", cutoffs=(), trials=3, tests=()) -> dict:
+    """A report as ``compare`` returns it, for two models, with each metric's figures told apart."""
+    metrics = ("P@3", "NDCG@3", "P@5", "NDCG@5", "P@10", "NDCG@10", "Recall@10")
+
+    def model(base):
+        return {"test": {m: {"mean": base + 0.01 * k, "std": 0.001 * (k + 1)} for k, m in enumerate(metrics)},
+                "seconds": {"tuning": base * 100, "refit_and_test": [1.25, 2.0]}}
+    return {"models": {"ease": model(0.3), "pop": model(0.1)}, "metric": metric, "cutoffs": list(cutoffs),
+            "trials": trials, "splits": 2, "seeds": 2, "tests": list(tests)}
+
+
+@pytest.mark.parametrize("metric, cutoffs, columns", [
+    ("P@5", (), ["P@5", "NDCG@5", "P@10", "NDCG@10"]),
+    ("NDCG@10", (), ["NDCG@10", "P@5", "NDCG@5", "P@10"]),  # the metric first, once
+    ("Recall@10", (3,), ["Recall@10", "P@3", "NDCG@3"]),  # --cutoffs replace the default columns
+])
+def test_the_table_shows_mean_and_std_of_each_metric_under_its_column(metric, cutoffs, columns):
+    header, ease, pop, *_ = format_table(table_report(metric, cutoffs)).splitlines()
+    assert header.split() == ["model", *columns, "tuning", "s", "refit", "s"]
+    index = {"P@3": 0, "NDCG@3": 1, "P@5": 2, "NDCG@5": 3, "P@10": 4, "NDCG@10": 5, "Recall@10": 6}
+    for line, name, base in ((ease, "ease", 0.3), (pop, "pop", 0.1)):
+        cells = [f"{base + 0.01 * index[m]:.4f} ± {0.001 * (index[m] + 1):.4f}" for m in columns]
+        assert line.split() == [name, *" ".join(cells).split(), f"{base * 100:.1f}", "3.2"]  # refit: 1.25 + 2.0 s
+
+
+@pytest.mark.parametrize("trials, words", [
+    (3, "2 seeds; tuned with 3 trials per model on P@5 averaged over 2 validation split(s); "),
+    ({"*": 3, "ease": 2}, "2 seeds; tuned with * 3, ease 2 trials per model on P@5 averaged over 2 validation split(s); "),
+    (0, "2 seeds; documented defaults, no tuning; "),
+])
+def test_the_table_says_how_the_models_were_tuned(trials, words):
+    lines = format_table(table_report(trials=trials)).splitlines()
+    assert lines[3] == words + "refit on all of train, tested once per seed"
+
+
+def test_a_pair_is_significant_only_when_both_holm_p_values_are_below_0_05():
+    def row(t, w):
+        return {"metric": "P@5", "a": "ease", "b": "pop", "mean_diff": 0.123456, "t_pvalue_holm": t,
+                "wilcoxon_pvalue_holm": w}
+    tests = [row(0.00123, 0.0449), row(0.001, 0.05), row(0.2, 0.01)]
+    lines = format_table(table_report(tests=tests)).splitlines()[4:]
+    assert lines == ["P@5: ease - pop = +0.1235; paired t p = 0.0012, Wilcoxon p = 0.045 (Holm): significant",
+                     "P@5: ease - pop = +0.1235; paired t p = 0.001, Wilcoxon p = 0.05 (Holm): not significant",
+                     "P@5: ease - pop = +0.1235; paired t p = 0.2, Wilcoxon p = 0.01 (Holm): not significant"]
+
+
+def test_trials_reads_a_count_or_a_count_with_counts_per_model():
+    assert irgan.compare.trials_arg("7") == 7
+    assert irgan.compare.trials_arg("50, cfgan=5,ease = 2") == {"*": 50, "cfgan": 5, "ease": 2}
+    with pytest.raises(argparse.ArgumentTypeError) as err:
+        irgan.compare.trials_arg("3,ease")
+    assert str(err.value) == "expected N or N,MODEL=N,... (e.g. 50,cfgan=5), got '3,ease'"
+
+
+# --- the files a comparison reads back are checked, with one-line refusals ----------------------------
+
+REFERENCES = [{"k": 50, "l2": 0.5, "similarity": "cosine", "name": "mf", "normalize": True, "maybe": None,
+               "epochs": 10, "d_epochs": 5, "pretrain": {"rate": 0.1}}]
+DISTRIBUTIONS = {"similarity": optuna.distributions.CategoricalDistribution(["cosine", "jaccard"]),
+                 "l2": optuna.distributions.FloatDistribution(0.01, 10.0, log=True)}
+
+
+def test_params_within_the_search_or_among_the_references_are_accepted():
+    irgan.compare._check_params({"k": 7, "l2": 3, "similarity": "jaccard", "name": "mf", "normalize": False,
+                                 "maybe": None, "epochs": 0, "d_epochs": MAX_COUNT, "pretrain": {"rate": 0.2}},
+                                REFERENCES, DISTRIBUTIONS, "params")
+    irgan.compare._check_params({"similarity": "cosine", "l2": 0.5}, REFERENCES, DISTRIBUTIONS, "params")
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"lr": 0.1}, "params holds 'lr', which is not a parameter of this model's search"),
+    ({"pretrain": {"init": "x.pkl"}}, "params.pretrain holds 'init', which is not a parameter of this model's search"),
+    ({"k": "7"}, "params.k is '7', not of the type of 50"),
+    ({"k": True}, "params.k is True, not of the type of 50"),  # a bool is no count
+    ({"normalize": 1}, "params.normalize is 1, not of the type of True"),  # nor a count a bool
+    ({"name": None}, "params.name is None, not of the type of 'mf'"),
+    ({"maybe": 3}, "params.maybe is 3, not of the type of None"),
+    ({"l2": float("nan")}, "params.l2 is nan, not a finite number"),
+    ({"epochs": -1}, f"params.epochs is -1, not from 0 to {MAX_COUNT:,}"),
+    ({"epochs": MAX_COUNT + 1}, f"params.epochs is {MAX_COUNT + 1}, not from 0 to {MAX_COUNT:,}"),
+    ({"d_epochs": -1}, f"params.d_epochs is -1, not from 0 to {MAX_COUNT:,}"),
+    ({"name": "gru"}, "params.name is 'gru', not one of ['mf']"),
+    ({"similarity": "pearson"}, "params.similarity is 'pearson', not one of ['cosine']"),
+    ({"l2": 100.0}, f"params.l2 is 100.0, outside its search space {DISTRIBUTIONS['l2']}"),
+])
+def test_params_outside_the_search_are_refused_naming_the_parameter(params, message):
+    with pytest.raises(ValueError) as err:
+        irgan.compare._check_params(params, REFERENCES, DISTRIBUTIONS, "params")
+    assert str(err.value) == message
+
+
+def tuning_record(params: dict, trials: list | None = None) -> dict:
+    return {"params": params, "validation": 0.1, "trials": [] if trials is None else trials, "seconds": 1.0}
+
+
+def test_a_tuning_record_is_checked_against_its_candidate():
+    irgan.compare._check_tuning(tuning_record({"l2": 250.0}, [{"number": 0}]), CANDIDATES["ease"])
+    irgan.compare._check_tuning(tuning_record({"dim": 16, "epochs": 7}), CANDIDATES["irgan"])  # the epochs tuning chose
+    with pytest.raises(ValueError) as err:
+        irgan.compare._check_tuning(tuning_record({"l2": 250.0}, [{"number": 0}, 1]), CANDIDATES["ease"])
+    assert str(err.value) == "its trials are not all JSON objects"
+    with pytest.raises(ValueError) as err:
+        irgan.compare._check_tuning(tuning_record({"similarity": 1}), CANDIDATES["itemknn"])
+    assert str(err.value).startswith("params.similarity is 1, not of the type of '")
+
+
+def seed_record(**changes) -> dict:
+    tested = {"test": {"P@5": 0.5}, "per_user": {"index": ["u1", 2], "P@5": [0.5, 0.25]}}
+    return {**tested, "seconds": 0.0, "also": {"start": tested}, **changes}
+
+
+def test_a_seed_record_with_a_start_beside_it_is_accepted():
+    irgan.compare._check_seed(seed_record())
+    irgan.compare._check_seed(seed_record(also={}, seconds=2.5))
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"test": None}, "its test is NoneType, not what it should be"),
+    ({"per_user": [1]}, "its per_user is list, not what it should be"),
+    ({"seconds": True}, "its seconds is bool, not what it should be"),
+    ({"seconds": -1.0}, "its seconds is -1.0"),
+    ({"test": {"P@5": "high"}}, "its test.P@5 is 'high', not a number"),
+    ({"per_user": {"P@5": [0.5]}}, "its per_user has no index list"),
+    ({"per_user": {"index": ["u1", 2], "P@5": [0.5]}}, "its per_user.P@5 is not a list as long as its index"),
+    ({"per_user": {"index": ["u1", 2], "P@5": [0.5, None]}}, "its per_user.P@5 holds a value that is not a number"),
+    ({"per_user": {"index": [True, 2], "P@5": [0.5, 0.25]}},
+     "its per_user.index holds a user id that is not a string or a number"),
+    ({"also": {"start": {"test": {}}}}, "it has no also.start.per_user"),
+    ({"also": {"start": {"test": {"P@5": "x"}, "per_user": {"index": []}}}}, "its also.start.test.P@5 is 'x', not a number"),
+])
+def test_a_seed_record_that_compare_did_not_write_is_refused_in_one_line(changes, message):
+    with pytest.raises(ValueError) as err:
+        irgan.compare._check_seed(seed_record(**changes))
+    assert str(err.value) == message
+
+
+def test_a_seed_record_missing_a_field_names_it():
+    record = seed_record()
+    del record["test"]
+    with pytest.raises(ValueError) as err:
+        irgan.compare._check_seed(record)
+    assert str(err.value) == "it has no test"
+
+
+@pytest.mark.parametrize("text, reason", [("[1, 2]", "not a JSON object"),
+                                          ("not json", "Expecting value: line 1 column 1 (char 0)")])
+def test_a_compare_json_that_is_no_request_is_refused_naming_it(tmp_path, text, reason):
+    path = tmp_path / "compare.json"
+    path.write_text(text)
+    with pytest.raises(ValueError) as err:
+        irgan.compare._request(path)
+    assert str(err.value) == f"{path} is not the compare.json of a comparison: {reason}"
+
+
+# --- the command's options ------------------------------------------------------------------------------
+
+def test_help_shows_the_usage_the_example_and_what_every_option_does(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0 and out.startswith("usage: python -m irgan.compare ")
+    assert "\n    python -m irgan.compare --dataset ml-100k --models pop,bpr,dns,ease,ials,itemknn,lightgcn,irgan \\\n" in out
+    options = out.split("\noptions:\n")[1].splitlines()
+    for k, line in enumerate(options):
+        if line.startswith("  -"):  # its help on the same line, or indented on the next
+            assert re.search(r"\S {2,}\S", line) or options[k + 1].startswith(" " * 20), line
+
+
+def stopped_before_fitting(monkeypatch, data) -> dict:
+    """What ``main`` passes to ``load_dataset`` and ``compare`` (stubs: nothing is read or fitted), and
+    the compare.json it wrote."""
+    seen = {}
+
+    def load(dataset, **kwargs):
+        seen["load"] = {"dataset": dataset, **kwargs}
+        return data
+
+    def stop(data, models, seeds, trials, metric, fraction, device, **kwargs):
+        seen["compare"] = {"models": models, "seeds": seeds, "trials": trials, "metric": metric, "fraction": fraction,
+                           "device": device, **kwargs}
+        seen["request"] = json.loads((kwargs["parts"].parent / "compare.json").read_text())
+        raise ValueError("stopped before fitting")
+    monkeypatch.setattr(irgan.compare, "load_dataset", load)
+    monkeypatch.setattr(irgan.compare, "compare", stop)
+    return seen
+
+
+def test_the_defaults_are_every_model_five_seeds_ten_trials_on_ml_100k(data, tmp_path, monkeypatch, capsys):
+    seen = stopped_before_fitting(monkeypatch, data)
+    assert main(["--out", str(tmp_path / "c")]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "error: stopped before fitting"
+    assert seen["load"] == {"dataset": "ml-100k", "data_dir": None, "split": None, "test": None}
+    assert seen["compare"] == {"models": list(CANDIDATES), "seeds": 5, "trials": 10, "metric": "P@5", "fraction": 0.1,
+                               "device": "auto", "parts": tmp_path / "c" / "parts", "show_progress": True,
+                               "splits": 1, "cutoffs": (), "max_epochs": None}
+    request = seen["request"]
+    assert (request["dataset"], request["trials"], request["metric"], request["splits"]) == ("ml-100k", 10, "P@5", 1)
+    assert request["validation_fraction"] == 0.1 and request["read"] == {} and "cutoffs" not in request
+    assert "max_epochs" not in request and not (tmp_path / "c").exists()  # nothing kept of a failed start
+
+
+def test_every_option_reaches_the_comparison_and_its_request(ratings, data, tmp_path, monkeypatch):
+    seen = stopped_before_fitting(monkeypatch, data)
+    assert main(["--dataset", str(ratings), "--split", "random", "--models", " pop, ease ,", "--seeds", "2",
+                 "--trials", "3,ease=1", "--metric", "NDCG@10", "--validation-fraction", "0.2", "--splits", "2",
+                 "--max-epochs", "4", "--cutoffs", "3,7", "--device", "cpu", "--min-rating", "none", "--sep", ",",
+                 "--data-dir", str(tmp_path), "--out", str(tmp_path / "c"), "--quiet"]) == 2
+    assert seen["load"] == {"dataset": str(ratings), "data_dir": str(tmp_path), "split": "random", "test": None,
+                            "min_rating": None, "sep": ","}
+    assert seen["compare"] == {"models": ["pop", "ease"], "seeds": 2, "trials": {"*": 3, "ease": 1}, "metric": "NDCG@10",
+                               "fraction": 0.2, "device": "cpu", "parts": tmp_path / "c" / "parts",
+                               "show_progress": False, "splits": 2, "cutoffs": (3, 7), "max_epochs": 4}
+    request = seen["request"]
+    assert {k: request[k] for k in ("dataset", "data_dir", "split", "read", "trials", "metric", "splits",
+                                    "validation_fraction", "device", "cutoffs", "max_epochs")} == {
+        "dataset": str(ratings), "data_dir": str(tmp_path), "split": "random", "read": {"sep": ",", "min_rating": None},
+        "trials": {"*": 3, "ease": 1}, "metric": "NDCG@10", "splits": 2, "validation_fraction": 0.2, "device": "cpu",
+        "cutoffs": [3, 7], "max_epochs": 4}
+    assert request["data_fingerprint"] == irgan.compare.split_fingerprint(data)
+
+
+def test_a_released_pair_of_files_is_read_and_recorded_by_absolute_path(ratings, data, tmp_path, monkeypatch):
+    seen = stopped_before_fitting(monkeypatch, data)
+    (tmp_path / "train.csv").write_text(ratings.read_text())
+    (tmp_path / "test.csv").write_text(ratings.read_text())
+    monkeypatch.chdir(tmp_path)
+    assert main(["--dataset", "train.csv", "--test", "test.csv", "--models", "pop", "--out", "c", "--quiet"]) == 2
+    files = {"dataset": str(tmp_path / "train.csv"), "test": str(tmp_path / "test.csv")}
+    assert seen["load"] == {**files, "data_dir": None, "split": None}
+    assert {k: seen["request"][k] for k in files} == files
