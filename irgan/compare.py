@@ -161,6 +161,8 @@ def _check_tuning(record: dict, candidate: Candidate) -> None:
     """ValueError unless ``record`` is what ``_tuning_record`` writes for ``candidate``: its params
     within the candidate's search space or defaults, by name, type and range."""
     _expect(record, {"params": dict, "validation": (Real, type(None)), "trials": list, "seconds": Real})
+    if record["validation"] is not None and not _number(record["validation"]):
+        raise ValueError(f"its validation is {record['validation']!r}, not a finite number")
     if not all(isinstance(trial, dict) for trial in record["trials"]):
         raise ValueError("its trials are not all JSON objects")
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
@@ -182,8 +184,9 @@ def _check_params(params: dict, references: list[dict], distributions: dict, whe
         found = [ref[key] for ref in references if isinstance(ref, dict) and key in ref]
         if not found:
             raise ValueError(f"{where} holds {key!r}, which is not a parameter of this model's search")
-        if isinstance(value, dict):
-            _check_params(value, [f for f in found if isinstance(f, dict)], distributions, f"{where}.{key}")
+        if isinstance(value, dict):  # nested parameters are drawn by flat names: pretrain.l2 as pretrain_l2
+            inner = {name[len(key) + 1:]: d for name, d in distributions.items() if name.startswith(f"{key}_")}
+            _check_params(value, [f for f in found if isinstance(f, dict)], inner, f"{where}.{key}")
             continue
         if not any(_same_kind(value, f) for f in found):
             raise ValueError(f"{where}.{key} is {value!r}, not of the type of {found[0]!r}")
@@ -360,7 +363,7 @@ def format_table(report: dict) -> str:
     """Mean ± std per metric over seeds and seconds per model, then the paired tests."""
     cutoffs = report.get("cutoffs")
     columns = list(dict.fromkeys((report["metric"], *(tested_metrics(cutoffs) if cutoffs else TABLE_METRICS))))
-    lines = [f"{'model':14s}" + "".join(f"{m:>17s}" for m in columns) + f"{'tuning s':>10s}{'refit s':>9s}"]
+    lines = [f"{'model':14s}" + "".join(f"{m:>18s}" for m in columns) + f"{'tuning s':>10s}{'refit s':>9s}"]
     for name, result in report["models"].items():
         cells = "".join(f"{result['test'][m]['mean']:9.4f} ± {result['test'][m]['std']:.4f}" for m in columns)
         seconds = result["seconds"]

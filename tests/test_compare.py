@@ -431,6 +431,9 @@ def test_the_table_shows_mean_and_std_of_each_metric_under_its_column(metric, cu
     for line, name, base in ((ease, "ease", 0.3), (pop, "pop", 0.1)):
         cells = [f"{base + 0.01 * index[m]:.4f} ± {0.001 * (index[m] + 1):.4f}" for m in columns]
         assert line.split() == [name, *" ".join(cells).split(), f"{base * 100:.1f}", "3.2"]  # refit: 1.25 + 2.0 s
+        for column in columns:  # each header ends where its figures do
+            end = header.index(column) + len(column)
+            assert line[end - 6:end] == f"{0.001 * (index[column] + 1):.4f}", column
 
 
 @pytest.mark.parametrize("trials, words", [
@@ -512,6 +515,22 @@ def test_a_tuning_record_is_checked_against_its_candidate():
     with pytest.raises(ValueError) as err:
         irgan.compare._check_tuning(tuning_record({"similarity": 1}), CANDIDATES["itemknn"])
     assert str(err.value).startswith("params.similarity is 1, not of the type of '")
+
+
+@pytest.mark.parametrize("validation", [True, float("nan"), float("inf")])
+def test_a_tuning_record_whose_validation_figure_is_no_number_is_refused(validation):
+    record = {**tuning_record({"l2": 250.0}), "validation": validation}
+    with pytest.raises(ValueError) as err:
+        irgan.compare._check_tuning(record, CANDIDATES["ease"])
+    assert str(err.value) == f"its validation is {validation!r}, not a finite number"
+
+
+def test_a_nested_parameter_is_checked_against_the_range_it_was_drawn_from():
+    """IRGAN's pretrain.l2 is drawn as pretrain_l2 in [0.01, 0.5]: a kept value outside it is refused."""
+    irgan.compare._check_tuning(tuning_record({"dim": 5, "pretrain": {"l2": 0.2}}), CANDIDATES["irgan"])
+    with pytest.raises(ValueError) as err:
+        irgan.compare._check_tuning(tuning_record({"dim": 5, "pretrain": {"l2": 1e9}}), CANDIDATES["irgan"])
+    assert str(err.value).startswith("params.pretrain.l2 is 1000000000.0, outside its search space")
 
 
 def seed_record(**changes) -> dict:
