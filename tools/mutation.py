@@ -114,11 +114,12 @@ def run_mutmut(config: dict, modules: list[str], minutes: float | None, children
         copy = WORK / module
         if fresh or not (copy / "mutants").is_dir():
             copy_tree(copy, at)
-            with open(copy / "setup.cfg", "a") as cfg:
-                cfg.write(mutmut_settings(module, tests, config.get("mutmut", {}), config["deselect"]["tests"]))
         else:  # continue the earlier run, with the tests as they are now
             for test in tests:
                 shutil.copy2(REPO / test, copy / "mutants" / test)
+        # written anew each time, so that a continued run tests with the files listed today
+        settings = mutmut_settings(module, tests, config.get("mutmut", {}), config["deselect"]["tests"])
+        (copy / "setup.cfg").write_text((REPO / "setup.cfg").read_text() + settings)
         print(f"== {module}: irgan/{module}.py against {', '.join(tests)}, at most {budget:g} min", flush=True)
         command = ["nice", "-n", "10", "timeout", "-s", "INT", f"{int(budget * 60)}", binary, "run",
                    "--max-children", str(children)]
