@@ -105,13 +105,15 @@ def mutmut_binary() -> str:
 
 
 def run_mutmut(config: dict, modules: list[str], minutes: float | None, children: int, fresh: bool,
-               at: str | None) -> int:
-    """``nice mutmut run`` per module in its own copy, each for at most ``minutes`` (default: its share in the config)."""
+               at: str | None, only: list[str] = ()) -> int:
+    """``nice mutmut run`` per module in its own copy, each for at most ``minutes`` (default: its share in the config).
+    With ``only`` (mutmut's name patterns, e.g. ``irgan.compare.x_plot*``), just those mutants, in a copy
+    of their own (``MODULE-only``), so that the module's whole run is kept."""
     binary = mutmut_binary()
     for module in modules:
         budget = minutes if minutes is not None else config["minutes"][module]
         tests = [t for t in config["modules"][module] if (REPO / t.split("::")[0]).is_file()]
-        copy = WORK / module
+        copy = WORK / (f"{module}-only" if only else module)
         if fresh or not (copy / "mutants").is_dir():
             copy_tree(copy, at)
         else:  # continue the earlier run, with the tests as they are now
@@ -122,10 +124,10 @@ def run_mutmut(config: dict, modules: list[str], minutes: float | None, children
         (copy / "setup.cfg").write_text((REPO / "setup.cfg").read_text() + settings)
         print(f"== {module}: irgan/{module}.py against {', '.join(tests)}, at most {budget:g} min", flush=True)
         command = ["nice", "-n", "10", "timeout", "-s", "INT", f"{int(budget * 60)}", binary, "run",
-                   "--max-children", str(children)]
+                   "--max-children", str(children), *only]
         with open(copy / "mutmut.log", "a") as log:
             subprocess.run(command, cwd=copy, env={**env_for(copy), "PYTHONPATH": ""}, stdout=log, stderr=subprocess.STDOUT)
-        report([module])
+        report([f"{module}-only" if only else module])
     return 0
 
 
@@ -166,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--minutes", type=float, help="wall-clock budget per module (default: its share in the config)")
     m.add_argument("--children", type=int, default=2, help="mutants tested at once (default 2: the machine's cores)")
     m.add_argument("--fresh", action="store_true", help="start again from a new copy, forgetting earlier results")
+    m.add_argument("--only", nargs="+", default=[], metavar="PATTERN",
+                   help="only the mutants these mutmut name patterns match (irgan.compare.x_plot*), in a copy MODULE-only")
     r = sub.add_parser("report", help="scores and survivors of the mutmut runs so far")
     r.add_argument("modules", nargs="*")
     args = parser.parse_args(argv)
@@ -173,11 +177,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "known":
         return known(config, args.keep, args.at)
     modules = args.modules or list(config["modules"])
-    unknown = [name for name in modules if name not in config["modules"]]
+    unknown = [name for name in modules if name.removesuffix("-only") not in config["modules"]]
     if unknown:
         parser.error(f"unknown module(s) {unknown}: tools/mutation.toml lists {', '.join(config['modules'])}")
     if args.command == "mutmut":
-        return run_mutmut(config, modules, args.minutes, args.children, args.fresh, args.at)
+        return run_mutmut(config, modules, args.minutes, args.children, args.fresh, args.at, args.only)
     return report(modules)
 
 
