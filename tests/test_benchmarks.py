@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks import (bench_baselines, bench_batching, bench_default_run, bench_eval, bench_read, bench_train,
+from benchmarks import (bench_baselines, bench_batching, bench_default_run, bench_eval, bench_processes, bench_read,
+                        bench_train,
                         irgan_vs_start, reproduce_cfgan, reproduce_paper, research_adversarial, research_full_catalog,
                         research_strong, results)
 from irgan.config import IRGANConfig
@@ -116,6 +117,24 @@ def test_bench_train_tiny(tmp_path):
     [cells] = [r for r in table_rows(written) if r[0] == "tiny"]
     assert cells[1:3] == ["200 x 300", f"{row['train']:,}"] and len(cells) == 14
     assert "tiny: DNS pretraining (2 epochs)" in written
+
+
+def test_bench_processes_tiny(tmp_path):
+    """Two gloo processes against one on the tiny catalog: the item tables are summed every step,
+    the user tables only in the set-up that sums every gradient (irgan before issue 22)."""
+    out = tmp_path / "R.md"
+    rows = bench_processes.main(["--size", "tiny", "--results", str(out)])
+    one, items, every = (rows[name] for name in bench_processes.SETUPS)
+    assert (one["processes"], items["processes"], every["processes"]) == (1, 2, 2)
+    assert one["d_bytes"] == one["g_bytes"] == 0
+    dim = IRGANConfig().dim
+    user_table = 200 * dim * 4  # float32 user embeddings of the 200 x 300 catalog
+    assert every["g_bytes"] - items["g_bytes"] == user_table
+    assert every["d_bytes"] - items["d_bytes"] == user_table
+    assert items["g_bytes"] >= 300 * (dim + 1) * 4  # the item table and biases, at least once
+    written = out.read_text()
+    assert "<!-- begin bench_processes -->" in written and "--size tiny --processes 2" in written
+    assert [row[0] for row in table_rows(written)[1:]] == list(bench_processes.SETUPS)
 
 
 def test_bench_baselines(fake_data, fake_split, monkeypatch, capsys):
