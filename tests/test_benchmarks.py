@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from benchmarks import (bench_baselines, bench_batching, bench_default_run, bench_eval, bench_processes, bench_read,
-                        bench_train,
+                        bench_train, profile_steps,
                         irgan_vs_start, reproduce_cfgan, reproduce_paper, research_adversarial, research_full_catalog,
                         research_strong, results)
 from irgan.config import IRGANConfig
@@ -135,6 +135,15 @@ def test_bench_processes_tiny(tmp_path):
     written = out.read_text()
     assert "<!-- begin bench_processes -->" in written and "--size tiny --processes 2" in written
     assert [row[0] for row in table_rows(written)[1:]] == list(bench_processes.SETUPS)
+
+
+def test_profile_steps_tiny(capsys):
+    found = profile_steps.main(["--size", "tiny", "--top", "60"])
+    assert list(found) == ["fake", "d_epoch", "g_epoch"]
+    printed = capsys.readouterr().out
+    for name, (seconds, text) in found.items():
+        assert seconds > 0 and "tottime" in text and f"== {name}: " in printed
+    assert "d_epoch" in found["d_epoch"][1] and "g_epoch" in found["g_epoch"][1]  # the step itself was profiled
 
 
 def test_bench_baselines(fake_data, fake_split, monkeypatch, capsys):
