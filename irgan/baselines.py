@@ -187,7 +187,7 @@ class SLIMRecommender(_OneScorer):
     non-negative ElasticNet regression per item on the other items (``irgan.training.slim``),
     score(u, j) = x_u . W[:, j].
 
-    Parameters: ``alpha`` (1e-3), ``l1_ratio`` (0.1) and ``k`` (200, weights kept per item), PLACEHOLDER
+    Parameters: ``alpha`` (1e-3), ``l1_ratio`` (0.1) and ``k`` (200, weights kept per item),
     ``max_iter`` (100) and ``tol`` (1e-4) as in Ferrari Dacrema et al.'s framework; ``n_jobs`` (1:
     processes fitting item blocks; on this project's shared 2-core machine 2 never paid), ``seed``
     (the coordinate order), ``device``, ``show_progress``, ``min_rating``. After fit: ``model_``

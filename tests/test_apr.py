@@ -100,8 +100,12 @@ def test_the_perturbation_is_eps_along_each_rows_summed_gradient():
     item_1 = (got[2][0], got[2][1], got[1][2])  # a negative twice, then a positive
     assert all(torch.equal(item_1[0], d) for d in item_1)
     # without an index each row is its own: the unit vector of a zero row is zero
-    g = torch.tensor([[3.0, 4.0], [0.0, 0.0]])
-    torch.testing.assert_close(row_perturbation(g, 2.0), torch.tensor([[1.2, 1.6], [0.0, 0.0]]))
+    g = torch.tensor([[3.0, 4.0], [0.0, 0.0], [0.0, -0.5]])
+    torch.testing.assert_close(row_perturbation(g, 2.0), torch.tensor([[1.2, 1.6], [0.0, 0.0], [0.0, -2.0]]))
+    # rows of one index share their sum's direction, in the gradient's own precision
+    shared = row_perturbation(g.double(), 2.0, torch.tensor([4, 1, 4]))
+    row = 2.0 * np.array([3.0, 3.5]) / np.hypot(3.0, 3.5)  # rows 0 and 2 summed: (3, 3.5)
+    torch.testing.assert_close(shared, torch.tensor(np.array([row, [0.0, 0.0], row])))
     # the fixture tells apart normalising each occurrence alone
     wrong, _, _, _ = reference(per_row=False)
     assert not np.allclose(wrong[2], expected[2], atol=1e-3)
@@ -212,7 +216,10 @@ def test_any_cut_off_selects(data):
     train, test = data
     model = APRRecommender(**{**FAST, "select_metric": "NDCG@20"}).fit(train, validation=test)
     rows = [r for r in model.history_ if r["phase"] == "apr"]
-    assert model.best_epoch_ == max(rows, key=lambda r: r["NDCG@20"])["epoch"]
+    best = max(rows, key=lambda r: r["NDCG@20"])
+    assert model.best_epoch_ == best["epoch"]
+    # the kept model's figures are its check's, the selection's cut-off among them
+    assert model.validation_metrics_ == pytest.approx({k: v for k, v in best.items() if k not in ("phase", "epoch")})
 
 
 # --- the estimator contract ---------------------------------------------------------------------
@@ -285,3 +292,89 @@ def test_the_fitted_model_plays_irgans_generator(fitted, data):
 def test_bad_parameters_raise_one_line(params, message):
     with pytest.raises(ValueError, match=message):
         APRRecommender(**params)
+
+
+# --- the defaults, the options the estimator passes on, odd inputs --------------------------------
+
+TINY = APRConfig(dim=4, batch_size=50, pretrain_epochs=2, epochs=2, eval_every=1)
+
+
+def test_fit_apr_defaults_to_seed_0_the_auto_device_and_no_bar(data, monkeypatch, capsys):
+    monkeypatch.setattr("irgan.progress.interactive", lambda: True)  # a bar, if asked for, would show
+    default = fit_apr(data[0], TINY)
+    assert capsys.readouterr().err == ""
+    explicit = fit_apr(data[0], TINY, seed=0, device="auto")
+    assert torch.equal(default.model.user_emb, explicit.model.user_emb)
+    fit_apr(data[0], TINY, device="cpu", show_progress=True)
+    err = capsys.readouterr().err
+    assert "BPR" in err and "APR" in err
+
+
+def test_the_estimator_passes_seed_progress_and_verbose_on(data, monkeypatch, capsys):
+    monkeypatch.setattr("irgan.progress.interactive", lambda: True)
+    params = dict(dim=4, batch_size=50, pretrain_epochs=2, epochs=2, eval_every=1)
+    model = APRRecommender(**params, seed=3, device="cpu", show_progress=True, verbose=True).fit(data[0],
+                                                                                                 validation=data[1])
+    err = capsys.readouterr().err
+    assert "BPR" in err and "irgan.adversarial.apr: apr: best P@5" in err
+    expected = fit_apr(data[0], TINY, validation=data[1], seed=3, device="cpu").model
+    assert torch.equal(model.model_.user_emb, expected.user_emb)
+
+
+def test_fit_apr_refuses_no_positives_and_a_misshapen_validation(data):
+    with pytest.raises(ValueError, match="^cannot train APR on a matrix with no positives$"):
+        fit_apr(sp.csr_matrix((3, 4)), TINY, device="cpu")
+    one = fit_apr(sp.csr_matrix(([1.0], ([0], [0])), shape=(3, 4)), TINY, device="cpu")  # one positive is enough
+    assert one.model.user_emb.shape == (3, 4)
+    with pytest.raises(ValueError, match=r"^validation has shape \(2, 3\), train has shape \(60, 40\)$"):
+        fit_apr(data[0], TINY, validation=sp.csr_matrix((2, 3)), device="cpu")
+
+
+def test_a_user_who_liked_every_item_is_left_out_of_the_triples(data):
+    """No negative exists for them: they get no triple, so their vector keeps its start."""
+    train = data[0].tolil()
+    train[0, :] = 1
+    fit = fit_apr(train.tocsr(), TINY, seed=2, device="cpu")
+    start = _initial_model(*train.shape, TINY, seed=2)
+    torch.testing.assert_close(fit.model.user_emb[0], start.user_emb[0], rtol=0, atol=0)
+    assert not torch.equal(fit.model.user_emb[1], start.user_emb[1])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_apr_trains_and_loads_on_the_device_asked_for(data, tmp_path):
+    fit = fit_apr(data[0], TINY, device="cuda")
+    assert fit.model.user_emb.device.type == fit.start.user_emb.device.type == "cuda"
+    params = dict(dim=4, batch_size=50, pretrain_epochs=2, epochs=2)
+    on_cpu = APRRecommender(**params, device="cpu").fit(data[0])  # not "auto", which is CUDA here
+    assert on_cpu.model_.user_emb.device.type == on_cpu.start_.user_emb.device.type == "cpu"
+    on_cpu.save(tmp_path / "apr.pt")
+    loaded = APRRecommender.load(tmp_path / "apr.pt", device="cuda")
+    assert loaded.model_.user_emb.device.type == loaded.start_.user_emb.device.type == "cuda"
+
+
+def test_the_loop_applies_l2_and_learns_the_bias_only_when_asked(data):
+    """l2 shrinks the embeddings it penalises; item_bias=True learns a bias that otherwise stays 0."""
+    plain = fit_apr(data[0], TINY, seed=1, device="cpu").model
+    shrunk = fit_apr(data[0], APRConfig(**{**TINY.__dict__, "l2": 50.0}), seed=1, device="cpu").model
+    assert shrunk.item_emb.norm() < 0.9 * plain.item_emb.norm()
+    assert not plain.item_bias.any()
+    biased = fit_apr(data[0], APRConfig(**{**TINY.__dict__, "item_bias": True}), seed=1, device="cpu").model
+    assert biased.item_bias.abs().min() > 0
+
+
+def test_the_start_is_normal_truncated_at_two_standard_deviations():
+    """The authors' start: N(0, init_std) cut at ±2 init_std, whose spread is 0.88 init_std."""
+    std = 0.03
+    model = _initial_model(300, 200, APRConfig(dim=64, init_std=std), seed=0)
+    for table in (model.user_emb.detach(), model.item_emb.detach()):
+        assert table.abs().max() <= 2 * std and table.max() > 1.95 * std and table.min() < -1.95 * std
+        assert table.std().item() == pytest.approx(0.8796 * std, rel=0.03)
+    assert not model.item_bias.any()
+
+
+def test_a_seeded_fit_leaves_torchs_global_generator_alone(data):
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    fit_apr(data[0], TINY, seed=0, device="cpu")
+    assert torch.equal(torch.rand(3), expected)

@@ -20,8 +20,8 @@ from irgan import (IRGAN, BPRConfig, BPRRecommender, EASERecommender, IALSRecomm
                    PopularityRecommender, PureSVDRecommender, RP3betaRecommender, SLIMRecommender)
 from irgan.adversarial.cfgan.scorer import CFGANScorer
 from irgan.data import DataError, Interactions
-from irgan.foldin import fold_in
-from irgan.models import ItemItemScorer, LightGCNScorer, MLPScorer
+from irgan.foldin import WeightedLeastSquares, fold_in
+from irgan.models import ItemItemScorer, LightGCNScorer, MLPScorer, Popularity
 
 HELD = np.array([0, 1, 20, 21, 40, 41])
 FAST_BPR = dict(negatives="uniform", epochs=8, lr=0.2, l2=0.01, init_scale=0.1, batch_size=16, device="cpu")
@@ -261,3 +261,65 @@ def test_bench_foldin_tiny_runs():
     rows = bench_foldin.main(["--tiny", "--users", "10", "--repeats", "2", "--models", "ease,ials,bpr"])
     assert [row["model"] for row in rows] == ["ease", "ials", "bpr"]
     assert all(row["model unchanged"] and 0 <= row["P@5 folded-in"] <= 1 for row in rows)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("weighted", [None, WeightedLeastSquares(regularization=1.0, alpha=5.0)])
+def test_mf_fold_in_runs_on_the_models_device(data, weighted):
+    """The solves' identity matrices are built where the factors live: a CUDA model folds in on CUDA."""
+    from helpers import make_model
+    model = make_model(n_items=data[0].shape[1])
+    histories = torch.as_tensor(data[0][HELD].toarray())
+    expected = fold_in(model, weighted)(histories)
+    got = fold_in(model.to("cuda"), weighted)(histories.to("cuda"))
+    assert got.device.type == "cuda"
+    torch.testing.assert_close(got.cpu(), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_fold_in_scores_one_row_per_user(data):
+    """(batch, n_items) for every batch size, popularity's too: each row the item counts."""
+    train, _ = data
+    scorer = Popularity(train)
+    for users in ([0], HELD):
+        scores = fold_in(scorer)(torch.as_tensor(train[users].toarray()))
+        assert scores.shape == (len(users), train.shape[1])
+        assert (scores == scorer.counts).all()
+
+
+def test_mf_fold_in_rescales_each_user_alone(fits, histories):
+    """Each folded-in vector is brought to the fitted users' mean length by its own norm, not the batch's."""
+    model = fits["bpr"][1].model_
+    rows = torch.zeros(len(HELD), model.n_items)
+    for row, items in enumerate(histories.values()):
+        rows[row, items[: 2 + 3 * row]] = 1  # histories of different sizes: different norms
+    together = fold_in(model)(rows)
+    alone = torch.cat([fold_in(model)(rows[i : i + 1]) for i in range(len(HELD))])
+    torch.testing.assert_close(together, alone)
+
+
+def test_lightgcn_fold_in_with_a_one_item_user_a_one_user_item_and_an_item_nobody_liked(data):
+    """The degrees as training has them: 1 stays 1 (for the user and the item), and an item without
+    edges at the end of the catalog still gets its (zero) column."""
+    train = data[0].tolil()
+    train[:, 5] = 0
+    train[HELD[0], 5] = 1  # item 5: one user
+    train[HELD[1], :] = 0
+    train[HELD[1], 7] = 1  # user HELD[1]: one item
+    train[:, train.shape[1] - 1] = 0  # the last item: nobody
+    train = train.tocsr()
+    gcn = LightGCNScorer(*train.shape, dim=4, layers=2, interactions=train, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        gcn.user_emb[HELD] = 0
+        expected = gcn.score_users(torch.as_tensor(HELD))
+    torch.testing.assert_close(fold_in(gcn)(torch.as_tensor(train[HELD].toarray())), expected)
+
+
+def test_fold_in_refusals_say_why_in_full(data):
+    train, _ = data
+    with pytest.raises(NotImplementedError, match=r"^fold-in is not defined for a MLPScorer: it has no closed form for "
+                                                  r"a new user's scores; refit with the new users' histories$"):
+        fold_in(MLPScorer(*train.shape))
+    with pytest.raises(NotImplementedError, match=r"^LightGCN with layers=0 scores with its users' trained layer-0 "
+                                                  r"vectors only, which a new user does not have: fold-in needs "
+                                                  r"layers >= 1$"):
+        fold_in(LightGCNScorer(*train.shape, dim=4, layers=0, interactions=train))

@@ -3,12 +3,16 @@ computation or an independent reference, the held-out checkerboard item, raw ids
 The contract every baseline passes (save/load, clone, validation) runs in test_baselines.py."""
 from __future__ import annotations
 
+import logging
+import re
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
-from joblib import parallel_config
+from joblib import Parallel, parallel_config
 from sklearn.linear_model import ElasticNet
 from sklearn.model_selection import GridSearchCV, KFold
 
@@ -19,7 +23,7 @@ from irgan.models import ItemKNNScorer, MatrixFactorization
 from irgan.protocol import CANDIDATES, refit_and_test, tune
 from irgan.training.rp3beta import fit_rp3beta
 from irgan.training.slim import fit_slim
-from irgan.training.svd import item_factors
+from irgan.training.svd import fit_puresvd, item_factors
 
 # Converged solves (the ElasticNet objective is strictly convex for l1_ratio < 1: one optimum).
 SLIM_EXACT = dict(alpha=0.01, l1_ratio=0.1, max_iter=10_000, tol=1e-12)
@@ -74,6 +78,85 @@ def test_rp3beta_keeps_k_per_row_then_k_per_column():
     np.testing.assert_allclose(normalized, (expected > 0).astype(float), rtol=1e-6)
 
 
+def rp3beta_dense(x: np.ndarray, alpha: float, beta: float, k: int, normalize: bool) -> np.ndarray:
+    """The reference: the module docstring's formula on dense arrays, one row and column at a time."""
+    def rows_normalized(m):
+        sums = m.sum(1, keepdims=True)
+        return np.divide(m, sums, out=np.zeros_like(m), where=sums > 0)
+
+    def top_k_rows(m):
+        out = np.zeros_like(m)
+        for i, row in enumerate(m):
+            keep = [j for j in np.argsort(-row, kind="stable")[:k] if row[j] > 0]
+            out[i, keep] = row[keep]
+        return out
+
+    binary = (x > 0).astype(np.float64)
+    popularity = binary.sum(0)
+    penalty = np.array([p ** -beta if p > 0 else 0.0 for p in popularity])
+    def power(m):  # of the stored entries: a zero stays zero, also for alpha = 0
+        return np.where(m > 0, m, 1.0) ** alpha * (m > 0)
+
+    w = power(rows_normalized(binary.T)) @ power(rows_normalized(x)) * penalty
+    np.fill_diagonal(w, 0)
+    w = top_k_rows(w)
+    if normalize:
+        w = rows_normalized(w)
+    return top_k_rows(w.T).T
+
+
+@pytest.fixture(scope="module")
+def weighted() -> np.ndarray:
+    """Ratings 1-5 (generic walk probabilities: no ties); item 0 has one positive, item 1 none."""
+    rng = np.random.default_rng(2)
+    x = (rng.random((30, 25)) < 0.3) * rng.integers(1, 6, (30, 25))
+    x[:, :2] = 0
+    x[4] = 0
+    x[4, [0, 5]] = 3, 1
+    return x
+
+
+@pytest.mark.parametrize("alpha, beta, k, normalize", [(1.0, 0.6, 100, True), (0.5, 0.3, 4, True),
+                                                       (1.3, 1.0, 3, False), (0.0, 0.0, 6, False)])
+def test_rp3beta_matches_the_dense_formula(weighted, alpha, beta, k, normalize):
+    """Integer ratings as they come (a count matrix), an item with one positive (its weight 1/1^beta
+    kept), an item with none (no division by zero: no warning)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = fit_rp3beta(sp.csr_matrix(weighted), alpha, beta, k, normalize)
+    assert got.dtype == np.float32
+    expected = rp3beta_dense(weighted.astype(np.float64), alpha, beta, k, normalize)
+    np.testing.assert_allclose(got.toarray(), expected, rtol=1e-5, atol=1e-7)
+    assert got[:, 1].nnz == got[1].nnz == 0
+    assert got[:, 0].nnz > 0 or k < weighted.shape[1]  # kept when every weight is: its penalty is 1/1^beta
+
+
+def test_rp3beta_blocks_of_rows_give_the_weights_of_one_block(weighted, monkeypatch):
+    whole = fit_rp3beta(sp.csr_matrix(weighted), 0.8, 0.4, k=5)
+    monkeypatch.setattr("irgan.training.rp3beta.BLOCK_ELEMENTS", 2 * weighted.shape[1])  # blocks of 2 rows
+    assert (fit_rp3beta(sp.csr_matrix(weighted), 0.8, 0.4, k=5) != whole).nnz == 0
+
+
+def test_rp3beta_defaults_are_the_frameworks():
+    """alpha 1.0, beta 0.6, k 100, normalised: 120 items, rows of ~119 walk weights, so k matters."""
+    x = sp.csr_matrix((np.random.default_rng(3).random((40, 120)) < 0.5).astype(np.float32))
+    assert (fit_rp3beta(x) != fit_rp3beta(x, 1.0, 0.6, 100, True)).nnz == 0
+    for other in ((0.9, 0.6, 100, True), (1.0, 0.7, 100, True), (1.0, 0.6, 101, True), (1.0, 0.6, 100, False)):
+        assert abs(fit_rp3beta(x, *other) - fit_rp3beta(x)).max() > 0
+
+
+@pytest.mark.parametrize("alpha, beta, k", [(-0.1, 0.6, 10), (1.0, -1.0, 10), (1.0, 0.6, 0), (float("nan"), 0.6, 10)])
+def test_rp3beta_rejects_bad_parameters_in_one_line(alpha, beta, k):
+    with pytest.raises(ValueError, match=rf"RP3beta needs alpha >= 0, beta >= 0 and k >= 1, got {alpha}, {beta}, {k}"):
+        fit_rp3beta(TOY, alpha, beta, k)
+
+
+def test_rp3beta_alpha_0_weighs_co_occurrence_counts():
+    """alpha = 0, beta = 0: every transition weighs 1, W[i, j] counts the users who liked both."""
+    expected = np.array([[0, 2, 1], [2, 0, 2], [1, 2, 0]])
+    np.testing.assert_array_equal(fit_rp3beta(TOY, 0.0, 0.0, 10, normalize_similarity=False).toarray(), expected)
+
+
 # --- PureSVD -------------------------------------------------------------------------------------
 
 def test_puresvd_reproduces_a_rank_two_matrix():
@@ -96,6 +179,38 @@ def test_puresvd_scores_are_the_projection_onto_the_top_singular_vectors(rng):
     np.testing.assert_allclose(model.model_.user_emb.detach().numpy() @ model.model_.item_emb.detach().numpy().T,
                                x @ v @ v.T, atol=1e-5)
     assert item_factors(sp.csr_matrix(x), 50).shape == (12, 12)  # more factors than the rank bound: all of them
+
+
+def test_puresvd_factors_are_float64_whatever_the_input(rng):
+    """A float32 matrix is factored in double precision: V is numpy's to 1e-10, not to float32's 1e-7."""
+    x = (rng.random((30, 12)) < 0.3).astype(np.float32)
+    v = item_factors(sp.csr_matrix(x), 4)
+    assert v.dtype == np.float64
+    _, _, vt = np.linalg.svd(x.astype(np.float64))
+    np.testing.assert_allclose(v @ v.T, vt[:4].T @ vt[:4], atol=1e-10)
+
+
+def test_puresvd_seed_picks_the_factors_of_a_degenerate_spectrum():
+    """X = I: every direction has singular value 1, so the randomized SVD's seed alone picks V.
+    The seed reaches it, the default is seed 0 (the estimator's), and the default factors are 50."""
+    x = sp.eye(12, format="csr")
+    v0, v1 = item_factors(x, 3, seed=0), item_factors(x, 3, seed=1)
+    assert np.abs(v0 @ v0.T - v1 @ v1.T).max() > 0.1
+    np.testing.assert_array_equal(item_factors(x, 3), v0)
+    np.testing.assert_array_equal(fit_puresvd(x, 3).item_emb.detach().numpy(), v0.astype(np.float32))
+    np.testing.assert_array_equal(fit_puresvd(x, 3, seed=1).item_emb.detach().numpy(), v1.astype(np.float32))
+    assert item_factors(sp.eye(60, format="csr")).shape == (60, 50)
+    assert fit_puresvd(sp.eye(60, format="csr")).dim == 50
+
+
+def test_puresvd_reports_only_the_factors_it_cannot_keep(caplog):
+    with caplog.at_level(logging.INFO, logger="irgan.training.svd"):
+        item_factors(sp.eye(12, format="csr"), 12)
+        assert not caplog.records
+        item_factors(sp.eye(12, format="csr"), 20)
+    assert len(caplog.records) == 1 and "20 factors asked, 12 kept" in caplog.records[0].getMessage()
+    with pytest.raises(ValueError, match="factors must be >= 1, got 0"):
+        item_factors(sp.eye(12, format="csr"), 0)
 
 
 # --- SLIM ----------------------------------------------------------------------------------------
@@ -145,6 +260,79 @@ def test_slim_weights_do_not_depend_on_the_item_blocks(small):
         two = fit_slim(x, alpha=0.01, l1_ratio=0.1, max_iter=5, seed=3, n_jobs=2)
     assert (one != two).nnz == 0
     assert abs(one - fit_slim(x, alpha=0.01, l1_ratio=0.1, max_iter=5, seed=4)).max() > 0.01
+
+
+def test_slim_defaults_are_the_frameworks_in_one_process(monkeypatch, capsys):
+    """alpha 1e-3, l1_ratio 0.1, k 100, max_iter 100, tol 1e-4, seed 0, in this process, no bar
+    (k is the one default these data cannot tell: no column holds 100 positive weights)."""
+    x = sp.csr_matrix((np.random.default_rng(4).random((30, 110)) < 0.3).astype(np.float64))
+    monkeypatch.setattr("irgan.progress.interactive", lambda: True)  # a bar, if asked for, would show
+    monkeypatch.setattr("irgan.training.slim.Parallel", None)  # no worker processes unless asked for
+    default = fit_slim(x)
+    assert capsys.readouterr().err == ""
+    explicit = dict(alpha=1e-3, l1_ratio=0.1, k=100, max_iter=100, tol=1e-4, seed=0)
+    assert (default != fit_slim(x, **explicit)).nnz == 0
+    for name, other in (("alpha", 2e-3), ("l1_ratio", 0.2), ("max_iter", 101), ("tol", 1e-3), ("seed", 1)):
+        assert (fit_slim(x, **{**explicit, name: other}) != default).nnz > 0, name
+    assert default.dtype == np.float32
+    fit_slim(x[:, :5], show_progress=True)
+    assert re.search(r"\rSLIM: 100%\|.*\| 5/5 ", capsys.readouterr().err)  # one bar over the items
+
+
+def test_slim_counts_the_regressions_stopped_at_max_iter(small, caplog):
+    with caplog.at_level(logging.INFO, logger="irgan.training.slim"):
+        fit_slim(sp.csr_matrix(small), **SLIM_EXACT)
+        assert not caplog.records  # all converged: nothing to say
+        fit_slim(sp.csr_matrix(small), max_iter=1)  # 8 items in 4 blocks: every block's count is summed
+    assert [r.getMessage() for r in caplog.records] == ["SLIM: 8 of 8 regressions stopped at max_iter=1 before tol=0.0001"]
+
+
+def test_slim_hands_n_jobs_to_joblib(small, monkeypatch):
+    asked = []
+
+    class Recorded(Parallel):
+        def __init__(self, **kwargs):
+            asked.append(kwargs)
+            super().__init__(**kwargs)
+
+    monkeypatch.setattr("irgan.training.slim.Parallel", Recorded)
+    with parallel_config(backend="threading"):
+        fit_slim(sp.csr_matrix(small), max_iter=5, n_jobs=3)
+    assert [kwargs["n_jobs"] for kwargs in asked] == [3]
+
+
+def test_slim_items_nobody_liked_get_no_weights_and_stop_nothing(small):
+    """The first item (in the first block, before others) and the last (W stays n_items square)."""
+    x = np.hstack([np.zeros((len(small), 1)), small, np.zeros((len(small), 1))])
+    weights = fit_slim(sp.csr_matrix(x), k=100, **SLIM_EXACT)
+    assert weights.shape == (10, 10)
+    np.testing.assert_allclose(weights.toarray(), sklearn_slim(x, **SLIM_EXACT), atol=1e-6)
+    assert weights[[0, 9]].nnz == weights[:, [0, 9]].nnz == 0 and weights[:, 1:9].nnz > 8
+
+
+def test_slim_fits_integer_and_float32_matrices_as_float64(small):
+    expected = fit_slim(sp.csr_matrix(small), max_iter=20)
+    for dtype in (np.int64, np.float32):
+        assert (fit_slim(sp.csr_matrix(small.astype(dtype)), max_iter=20) != expected).nnz == 0
+
+
+@pytest.mark.parametrize("params", [dict(alpha=0.0), dict(alpha=-1.0), dict(l1_ratio=-0.1), dict(l1_ratio=1.5),
+                                    dict(l1_ratio=float("nan"))])
+def test_slim_rejects_bad_penalties_in_one_line(small, params):
+    with pytest.raises(ValueError, match=r"SLIM needs alpha > 0 and 0 <= l1_ratio <= 1, got alpha=\S+, l1_ratio=\S+$"):
+        fit_slim(sp.csr_matrix(small), **params)
+
+
+@pytest.mark.parametrize("params", [dict(k=0), dict(max_iter=0), dict(n_jobs=0), dict(tol=0.0), dict(tol=-1e-4)])
+def test_slim_rejects_bad_counts_in_one_line(small, params):
+    with pytest.raises(ValueError, match=r"k, max_iter and n_jobs must be >= 1 and tol > 0, got \S+, \S+, \S+, \S+$"):
+        fit_slim(sp.csr_matrix(small), **params)
+
+
+@pytest.mark.parametrize("l1_ratio", [0.0, 1.0])
+def test_slim_takes_the_pure_ridge_and_pure_lasso_ends(small, l1_ratio):
+    weights = fit_slim(sp.csr_matrix(small), alpha=0.01, l1_ratio=l1_ratio, max_iter=50)
+    assert weights.nnz > 0 and (weights.data > 0).all() and not weights.diagonal().any()
 
 
 # --- every one of the three ---------------------------------------------------------------------
