@@ -22,7 +22,7 @@ from irgan.config import MAX_COUNT, preset
 from irgan.compare import compare, format_table, main, significance
 from irgan.data import load_dataset, validation_split
 from irgan.metrics import evaluate
-from irgan.models import ItemItemScorer
+from irgan.models import ItemItemScorer, Popularity
 from irgan.protocol import CANDIDATES, Candidate, Fitted, refit_and_test, tune
 from irgan.significance import holm
 
@@ -404,6 +404,186 @@ def test_a_failed_comparison_keeps_its_finished_parts_and_continues(ratings, tmp
 def test_the_comparison_metric_is_tested_too(data):
     report = compare(data, ["pop", "ease"], seeds=1, trials=0, metric="Recall@10", device="cpu")
     assert {r["metric"] for r in report["tests"]} == {"Recall@10", "P@5", "NDCG@5", "NDCG@10"}
+
+
+class Player(torch.nn.Module):
+    """A scorer wrapped as IRGAN's players wrap theirs: the model file keeps ``.scorer``."""
+
+    def __init__(self, scorer):
+        super().__init__()
+        self.scorer = scorer
+
+
+def stubbed_compare(monkeypatch, data, models=("bpr", "ease"), **kwargs) -> tuple[dict, dict]:
+    """``compare`` with ``tune``, ``refit_and_test`` and the progress bar stubbed (nothing is fitted):
+    the report, and what each stub was called with. Tuning (1.5 s) keeps the defaults; a refit (2.5 s) with
+    seed s of the model at position m gives user k of USERS the value (m + 1) * (1 / 10 + k / 1000) + s / 100
+    on every metric (mean (m + 1) * 0.11 + s / 100), and each scorer tested beside it 0.8 times that."""
+    calls = {"tune": [], "refit": [], "bar": [], "updates": 0}
+
+    def tune(candidate, train, trials, metric="P@5", fraction=0.1, seed=0, device="cpu", splits=1):  # tune's defaults
+        calls["tune"].append({"name": candidate.name, "train": train, "trials": trials, "metric": metric,
+                              "fraction": fraction, "seed": seed, "device": device, "splits": splits,
+                              "epochs": candidate.epochs})
+        return irgan.protocol.Tuned(dict(candidate.defaults), 0.5, [], 1.5)
+
+    def refit_and_test(candidate, params, train, test, seed, device="cpu", metric="P@5", fraction=0.1, cutoffs=()):
+        calls["refit"].append({"name": candidate.name, "params": params, "train": train, "test": test, "seed": seed,
+                               "device": device, "metric": metric, "fraction": fraction, "cutoffs": cutoffs})
+        values = (list(models).index(candidate.name) + 1) * (0.1 + np.arange(len(USERS)) / 1000) + seed / 100
+        names = ("P@5", "NDCG@5", *irgan.compare._tested_names(metric, cutoffs))
+        def figures(values):
+            return dict.fromkeys(names, float(values.mean())), pd.DataFrame(dict.fromkeys(names, values), index=USERS)
+        return irgan.protocol.Tested(*figures(values), 2.5, {also: figures(0.8 * values) for also in candidate.also},
+                                     Player(Popularity(train.matrix)))
+
+    class Bar:
+        def update(self, n=1):
+            calls["updates"] += n
+
+        def close(self):
+            pass
+
+    def bar(show, **kw):
+        calls["bar"].append({"show": show, **kw})
+        return Bar()
+    monkeypatch.setattr(irgan.compare, "tune", tune)
+    monkeypatch.setattr(irgan.compare, "refit_and_test", refit_and_test)
+    monkeypatch.setattr(irgan.compare, "bar", bar)
+    return compare(data, list(models), **kwargs), calls
+
+
+def test_compare_defaults_to_five_seeds_ten_trials_one_split_the_auto_device_and_no_bar(data, monkeypatch):
+    report, calls = stubbed_compare(monkeypatch, data)
+    auto = irgan.compare.resolve_device("auto")
+    assert calls["tune"] == [{"name": name, "train": data.train, "trials": 10, "metric": "P@5", "fraction": 0.1,
+                              "seed": 0, "device": auto, "splits": 1, "epochs": CANDIDATES[name].epochs}
+                             for name in ("bpr", "ease")]
+    assert [(c["name"], c["seed"]) for c in calls["refit"]] == [("bpr", s) for s in range(5)] + [("ease", 0)]
+    assert all(c["device"] == auto and c["cutoffs"] == () for c in calls["refit"])
+    assert [b["show"] for b in calls["bar"]] == [False]
+    assert (report["seeds"], report["trials"], report["splits"], report["metric"]) == (5, 10, 1, "P@5")
+    assert all(len(r["test"]["P@5"]["per_seed"]) == 5 for r in report["models"].values())
+
+
+def test_compare_passes_its_settings_to_every_tuning_and_refit(data, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # as on a GPU machine: device="cpu" stays the CPU
+    report, calls = stubbed_compare(monkeypatch, data, seeds=3, trials={"*": 4, "ease": 2}, metric="NDCG@10",
+                                    validation_fraction=0.2, device="cpu", splits=3, cutoffs=(3,), max_epochs=7)
+    assert calls["tune"] == [{"name": "bpr", "train": data.train, "trials": 4, "metric": "NDCG@10", "fraction": 0.2,
+                              "seed": 0, "device": torch.device("cpu"), "splits": 3, "epochs": 7},
+                             {"name": "ease", "train": data.train, "trials": 2, "metric": "NDCG@10", "fraction": 0.2,
+                              "seed": 0, "device": torch.device("cpu"), "splits": 3, "epochs": None}]
+    expected = [("bpr", s) for s in range(3)] + [("ease", 0)]
+    assert [(c["name"], c["seed"]) for c in calls["refit"]] == expected
+    for c in calls["refit"]:
+        assert c["params"] == CANDIDATES[c["name"]].defaults and c["train"] is data.train and c["test"] is data.test
+        assert (c["device"], c["metric"], c["fraction"], c["cutoffs"]) == (torch.device("cpu"), "NDCG@10", 0.2, (3,))
+    assert report["cutoffs"] == [3] and report["splits"] == 3 and report["validation_fraction"] == 0.2
+    assert {r["metric"] for r in report["tests"]} == {"NDCG@10", "P@3", "NDCG@3"}  # the cut-offs' metrics are tested
+
+
+def test_a_model_without_randomness_reuses_its_one_fit_for_every_seed(data, monkeypatch):
+    report, calls = stubbed_compare(monkeypatch, data, seeds=3, trials=0)
+    assert [(c["name"], c["seed"]) for c in calls["refit"]] == [("bpr", 0), ("bpr", 1), ("bpr", 2), ("ease", 0)]
+    ease, bpr = report["models"]["ease"], report["models"]["bpr"]
+    assert ease["fitted_once"] is True and bpr["fitted_once"] is False
+    assert ease["test"]["P@5"]["per_seed"] == pytest.approx([0.22] * 3)  # seed 0's figure, three times
+    assert bpr["test"]["P@5"]["per_seed"] == pytest.approx([0.11, 0.12, 0.13])
+    per_user = report["per_user"]
+    assert sorted(set(zip(per_user["model"], per_user["seed"]))) == [(m, s) for m in ("bpr", "ease") for s in range(3)]
+    assert per_user[per_user["model"] == "ease"].groupby("seed")["P@5"].mean().tolist() == pytest.approx([0.22] * 3)
+    assert ease["seconds"] == {"tuning": 1.5, "refit_and_test": [2.5, 0.0, 0.0], "total": 4.0}  # fitted once
+    assert bpr["seconds"] == {"tuning": 1.5, "refit_and_test": [2.5, 2.5, 2.5], "total": 9.0}
+
+
+def test_a_scorer_tested_beside_its_model_has_its_own_figures_rows_and_paired_test(data, monkeypatch):
+    report, calls = stubbed_compare(monkeypatch, data, models=("bpr", "irgan"), seeds=2, trials=0)
+    assert [c["name"] for c in calls["refit"]] == ["bpr", "bpr", "irgan", "irgan"]  # the start comes with each refit
+    assert list(report["models"]) == ["bpr", "irgan", "irgan-start"]
+    irgan_, start = report["models"]["irgan"], report["models"]["irgan-start"]
+    assert irgan_["description"] == CANDIDATES["irgan"].description and "against" not in irgan_
+    assert start["against"] == "irgan" and start["description"] == f"{CANDIDATES['irgan'].also['start']}, beside irgan"
+    assert start["test"]["P@5"]["per_seed"] == pytest.approx([0.8 * 0.22, 0.8 * 0.23])
+    assert start["seconds"] == {"tuning": 0.0, "refit_and_test": [0.0, 0.0], "total": 0.0}  # counted in irgan's
+    assert start["config"] == irgan_["config"] == CANDIDATES["irgan"].defaults
+    per_user = report["per_user"].set_index(["model", "seed", "user"])["P@5"]
+    for seed in range(2):
+        assert per_user["irgan-start", seed].tolist() == pytest.approx((0.8 * per_user["irgan", seed]).tolist())
+    pairs = [(r["a"], r["b"]) for r in report["tests"] if r["metric"] == "P@5"]
+    assert pairs == [("irgan", "bpr"), ("irgan", "irgan-start")]
+
+
+def test_compare_keeps_each_finished_step_in_parts_with_the_refit_and_reads_them_back(data, monkeypatch, tmp_path):
+    parts = tmp_path / "run" / "parts"
+    first, _ = stubbed_compare(monkeypatch, data, seeds=2, trials=0, parts=parts)
+    assert sorted(p.name for p in parts.iterdir()) == [
+        "bpr.seed0.json", "bpr.seed0.pt", "bpr.seed1.json", "bpr.seed1.pt", "bpr.tuning.json",
+        "ease.seed0.json", "ease.seed0.pt", "ease.tuning.json"]  # ease: fitted once
+    saved = load_model(parts / "bpr.seed1.pt")
+    assert saved.estimator == "bpr" and list(saved.scorers) == ["model"]
+    assert isinstance(saved.scorers["model"], Popularity)  # the player's scorer, not the player
+    assert (saved.user_ids == data.train.user_ids).all() and (saved.item_ids == data.train.item_ids).all()
+    assert (saved.user_items != data.train.matrix).nnz == 0
+    assert saved.params == CANDIDATES["bpr"].defaults and saved.fitted == {"seed": 1}
+    again, calls = stubbed_compare(monkeypatch, data, seeds=2, trials=0, parts=parts)
+    assert calls["tune"] == calls["refit"] == []  # everything read back
+    assert again["models"] == first["models"]
+    (parts / "bpr.seed1.pt").unlink()  # a refit whose model file is gone is fitted again
+    _, calls = stubbed_compare(monkeypatch, data, seeds=2, trials=0, parts=parts)
+    assert [(c["name"], c["seed"]) for c in calls["refit"]] == [("bpr", 1)] and (parts / "bpr.seed1.pt").is_file()
+    for name, record, words in (("bpr.tuning.json", {"params": {"dim": "big"}}, "it has no validation"),
+                                ("bpr.seed0.json", {"test": {}}, "it has no per_user")):
+        (parts / name).write_text(json.dumps(record))
+        with pytest.raises(ValueError) as err:
+            stubbed_compare(monkeypatch, data, seeds=2, trials=0, parts=parts)
+        assert str(err.value) == (f"{parts / name} is not a result this comparison wrote: {words}; delete it to "
+                                  "compute it again")
+        (parts / name).unlink()
+
+
+def test_the_progress_bar_counts_a_tuning_and_each_seed_of_every_model(data, monkeypatch):
+    _, calls = stubbed_compare(monkeypatch, data, seeds=3, trials=0, show_progress=True)
+    assert calls["bar"] == [{"show": True, "total": 2 * (3 + 1), "desc": "compare"}]
+    assert calls["updates"] == 2 * (3 + 1)
+
+
+def test_compare_accepts_the_largest_counts_and_a_cut_off_as_long_as_the_catalog(data, monkeypatch):
+    n_items = data.train.n_items
+    report, calls = stubbed_compare(monkeypatch, data, seeds=1, trials=MAX_COUNT, splits=MAX_COUNT,
+                                    max_epochs=MAX_COUNT, cutoffs=(n_items,), metric="MRR")
+    assert [(c["trials"], c["splits"]) for c in calls["tune"]] == [(MAX_COUNT, MAX_COUNT)] * 2
+    assert {r["metric"] for r in report["tests"]} == {"MRR", f"P@{n_items}", f"NDCG@{n_items}"}
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"models": ["ease", "nope"]}, f"unknown model(s) ['nope']: choose from {', '.join(CANDIDATES)}"),
+    ({"models": []}, "no model to compare: give --models, e.g. --models pop,ease"),
+    ({"seeds": 0}, "seeds must be from 1 to 10,000, got 0"),
+    ({"seeds": MAX_COUNT + 1}, "seeds must be from 1 to 10,000, got 10001"),
+    ({"trials": -1}, "trials must be from 0 to 10,000, got -1"),
+    ({"trials": {"*": 2, "ease": MAX_COUNT + 1}}, "trials must be from 0 to 10,000, got 10001"),
+    ({"splits": 0}, "splits must be from 1 to 10,000, got 0"),
+    ({"splits": MAX_COUNT + 1}, "splits must be from 1 to 10,000, got 10001"),
+    ({"max_epochs": 0}, "max_epochs must be from 1 to 10,000, got 0"),
+    ({"max_epochs": MAX_COUNT + 1}, "max_epochs must be from 1 to 10,000, got 10001"),
+    ({"metric": "AUC"}, f"metric must be one of {irgan.compare.SELECT_METRICS}, got 'AUC'"),
+    ({"metric": "P@41"}, "a cut-off of 41 needs more than the catalog's 40 items"),
+    ({"cutoffs": (5, 41)}, "a cut-off of 41 needs more than the catalog's 40 items"),
+])
+def test_compare_refuses_settings_it_cannot_run_in_one_line(data, kwargs, message):
+    assert data.train.n_items == 40
+    arguments = {"models": ["pop", "ease"], "seeds": 1, "trials": 0, "device": "cpu", **kwargs}
+    with pytest.raises(ValueError) as err:
+        compare(data, **arguments)
+    assert str(err.value) == message
+
+
+def test_compare_refuses_data_without_a_test_set(ratings):
+    with pytest.raises(ValueError) as err:
+        compare(load_dataset(str(ratings), split="none"), ["pop"], seeds=1, trials=0, device="cpu")
+    assert str(err.value) == ("a comparison needs a test set: --split none (no test set) is for a production fit with "
+                              "irgan train")
 
 
 # --- the table ----------------------------------------------------------------------------------------
