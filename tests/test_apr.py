@@ -378,3 +378,25 @@ def test_a_seeded_fit_leaves_torchs_global_generator_alone(data):
     torch.manual_seed(123)
     fit_apr(data[0], TINY, seed=0, device="cpu")
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_apr_config_checks_its_counts_in_one_line_and_takes_numpy_integers():
+    """Each count's bound, the line naming it; patience 1 is a patience, a grid's numpy integer becomes an int."""
+    import numpy as np
+
+    from irgan.adversarial.apr import APRConfig
+    from irgan.config import MAX_COUNT
+
+    assert APRConfig(patience=1).patience == 1
+    drawn = APRConfig(patience=np.int64(3)).patience
+    assert type(drawn) is int and drawn == 3
+    assert APRConfig(pretrain_epochs=0, epochs=0).pretrain_epochs == 0  # no BPR phase: a count may be 0
+    for field, bad, bound in (("batch_size", 0, 1), ("eval_every", 0, 1), ("dim", 0, 1), ("pretrain_epochs", -1, 0),
+                              ("epochs", -1, 0)):
+        with pytest.raises(ValueError) as err:
+            APRConfig(**{field: bad})
+        assert str(err.value) == f"{field} must be >= {bound}, got {bad}"
+    for field in ("pretrain_epochs", "epochs"):  # epoch counts are bounded, as every count a file or flag can set
+        with pytest.raises(ValueError) as err:
+            APRConfig(**{field: MAX_COUNT + 1})
+        assert str(err.value) == f"{field} must be at most {MAX_COUNT:,}, got {MAX_COUNT + 1}"
