@@ -75,6 +75,18 @@ def _check_fields(config: typing.Any, at_least_one: tuple[str, ...] = (), counts
             raise ValueError(f"{name} must be at most {MAX_COUNT:,}, got {value}")
 
 
+def _check_optional_counts(config: typing.Any, names: tuple[str, ...]) -> None:
+    """ValueError in one line unless each of ``names`` is None or an integer >= 1 (``_check_fields``
+    knows plain types only); a numpy integer from a grid becomes an int."""
+    for name in names:
+        value = getattr(config, name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1 or None, got {value!r}")
+        object.__setattr__(config, name, int(value))
+
+
 def _positive(config: typing.Any, names: tuple[str, ...], note: str = "") -> None:
     for name in names:
         if not getattr(config, name) > 0:
@@ -167,12 +179,7 @@ class IRGANConfig:
                 object.__setattr__(self, "pretrain", BPRConfig(**self.pretrain))
             except ValueError as err:
                 raise ValueError(f"pretrain.{err}") from None
-        for name in ("patience", "eval_users"):  # checked here: _check_fields knows plain types only
-            value = getattr(self, name)
-            if value is not None:
-                if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                    raise ValueError(f"{name} must be an integer >= 1 or None, got {value!r}")
-                object.__setattr__(self, name, int(value))  # a numpy integer from a grid
+        _check_optional_counts(self, ("patience", "eval_users"))
         _check_fields(self, at_least_one=("dim", "hidden", "epochs", "d_batch_size", "d_sample_every",
                                           "g_sample_factor", "g_batch_users", "eval_every"),
                       counts=("epochs", "d_epochs", "g_epochs"))

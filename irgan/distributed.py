@@ -37,8 +37,7 @@ class Shard:
 
     def rows(self, matrix: sp.csr_matrix) -> sp.csr_matrix:
         """``matrix`` with the rows of other processes' users emptied (shape kept)."""
-        keep = np.arange(matrix.shape[0]) % self.world == self.rank
-        return sp.csr_matrix(sp.diags(keep.astype(matrix.dtype)) @ matrix)
+        return keep_rows(matrix, np.arange(matrix.shape[0]) % self.world == self.rank)
 
     def sum(self, tensor: torch.Tensor) -> torch.Tensor:
         """Sum ``tensor`` over the processes, in place; unchanged when alone."""
@@ -68,6 +67,16 @@ class Shard:
         t = torch.tensor([value], dtype=torch.long, device=_collective_device())
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return int(t.item())
+
+
+def keep_rows(matrix: sp.csr_matrix, keep: np.ndarray) -> sp.csr_matrix:
+    """``matrix`` (csr) with the rows where ``keep`` (bool, one per row) is False emptied, shape and
+    dtype kept, the kept rows' entries as they were."""
+    matrix = sp.csr_matrix(matrix)
+    counts = np.diff(matrix.indptr)
+    entries = np.repeat(keep, counts)
+    indptr = np.concatenate([[0], np.cumsum(np.where(keep, counts, 0))])
+    return sp.csr_matrix((matrix.data[entries], matrix.indices[entries], indptr), shape=matrix.shape)
 
 
 def current() -> Shard:

@@ -142,10 +142,11 @@ def history_figures(
     chosen = _kept_mark(selected, g_epochs, min(x))
     warned = {side: [(xi, w) for xi, r in zip(x, rows) for w in r.get("warnings") or () if _warning_side(w) == side]
               for side in ("D", "G")}
-    heading = title or ""
+    heading_lines = [title] if title else []
     if isinstance(stopped, Mapping) and isinstance(stopped.get("epoch"), int):
-        heading += f"{chr(10) if heading else ''}stopped early after outer epoch {stopped['epoch'] + 1}"
-        heading += f" ({stopped['reason']})" if isinstance(stopped.get("reason"), str) else ""
+        reason = f" ({stopped['reason']})" if isinstance(stopped.get("reason"), str) else ""
+        heading_lines.append(f"stopped early after outer epoch {stopped['epoch'] + 1}{reason}")
+    heading = "\n".join(heading_lines)
     figures: dict[str, Any] = {}
 
     def figure(name: str, caption: str, panels: list[_Panel], side: str) -> None:
@@ -156,7 +157,7 @@ def history_figures(
         if not panels:
             log.info("no values for %s: skipped", name)
             return
-        fig = Figure(figsize=(7, 2.4 + 2.3 * len(panels) + 0.3 * heading.count(chr(10))), layout="constrained")
+        fig = Figure(figsize=(7, 2.4 + 2.3 * len(panels) + 0.3 * max(0, len(heading_lines) - 1)), layout="constrained")
         FigureCanvasAgg(fig)
         axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
         for ax, panel in zip(axes, panels):

@@ -84,11 +84,15 @@ def released(tmp_path) -> tuple[Path, Path]:
     return tmp_path / "R.train", tmp_path / "R.test"
 
 
+def short_run(released, out, epochs: int = 1) -> list[str]:
+    """``irgan train``'s arguments for a short IRGAN run on the released pair, into ``out``."""
+    return ["--dataset", str(released[0]), "--test", str(released[1]), "--min-rating", "none", "--epochs", str(epochs),
+            "--d-epochs", "1", "--g-epochs", "1", "--pretrain-epochs", "1", "--quiet", "--out", str(out)]
+
+
 def test_the_train_cli_reads_a_released_pair(released, tmp_path):
     out = tmp_path / "run"
-    args = ["--dataset", str(released[0]), "--test", str(released[1]), "--min-rating", "none", "--epochs", "1",
-            "--d-epochs", "1", "--g-epochs", "1", "--pretrain-epochs", "1", "--quiet", "--out", str(out)]
-    assert train_cli.main(args) == 0
+    assert train_cli.main(short_run(released, out)) == 0
     report = json.loads((out / "metrics.json").read_text())
     assert (report["data"]["n_users"], report["data"]["n_items"]) == (40, 30)
     assert report["data"]["test"] == 160  # every rating a positive
@@ -161,9 +165,7 @@ def test_compare_refuses_a_cutoff_longer_than_the_catalog(released, tmp_path, ca
 
 def test_run_json_records_the_split_used_and_a_released_run_resumes(released, tmp_path):
     out = tmp_path / "run"
-    args = ["--dataset", str(released[0]), "--test", str(released[1]), "--min-rating", "none", "--epochs", "2",
-            "--d-epochs", "1", "--g-epochs", "1", "--pretrain-epochs", "1", "--quiet", "--out", str(out)]
-    assert train_cli.main(args) == 0
+    assert train_cli.main(short_run(released, out, epochs=2)) == 0
     finished = json.loads((out / "metrics.json").read_text())
     assert json.loads((out / "run.json").read_text())["split"] == "released" == finished["split"]
     (out / "metrics.json").unlink()  # as if it had stopped after its last training state

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import numbers
 import time
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -28,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from irgan.checkpoint import ModelFile
-from irgan.config import SELECT_METRICS, _check_fields, _f, _not_negative, _positive
+from irgan.config import SELECT_METRICS, _check_fields, _check_optional_counts, _f, _not_negative, _positive
 from irgan.data import Interactions
 from irgan.device import resolve_device
 from irgan.estimator import _OneScorer
@@ -60,10 +59,7 @@ class APRConfig:
     patience: int | None = _f(10, "validation checks without a gain before a phase stops (None: never)")
 
     def __post_init__(self) -> None:
-        if self.patience is not None:
-            if isinstance(self.patience, bool) or not isinstance(self.patience, numbers.Integral) or self.patience < 1:
-                raise ValueError(f"patience must be an integer >= 1 or None, got {self.patience!r}")
-            object.__setattr__(self, "patience", int(self.patience))  # a numpy integer from a grid
+        _check_optional_counts(self, ("patience",))
         _check_fields(self, at_least_one=("dim", "batch_size", "eval_every"), counts=("pretrain_epochs", "epochs"))
         if self.select_metric not in SELECT_METRICS:
             raise ValueError(f"select_metric must be one of {SELECT_METRICS}, got {self.select_metric!r}")

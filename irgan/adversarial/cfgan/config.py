@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from irgan.adversarial.cfgan.nets import ACTIVATIONS
-from irgan.config import SELECT_METRICS, _check_fields, _f, _not_negative, _positive
+from irgan.config import SELECT_METRICS, _check_fields, _check_optional_counts, _f, _not_negative, _positive
 
 MODES = ("item", "user")
 SCHEMES = ("ZP", "ZR", "PM")
@@ -46,9 +46,7 @@ class CFGANConfig:
     patience: int | None = _f(5, "validation checks without a gain before training stops (the ECIR 2022 study: 5; None: never)")
 
     def __post_init__(self) -> None:
-        if self.patience is not None and (isinstance(self.patience, bool) or not isinstance(self.patience, int)
-                                          or self.patience < 1):
-            raise ValueError(f"patience must be an integer >= 1 or None, got {self.patience!r}")
+        _check_optional_counts(self, ("patience",))
         _check_fields(self, at_least_one=("g_hidden", "g_layers", "d_hidden", "d_layers", "g_batch_size",
                                           "d_batch_size", "eval_every"), counts=("epochs", "g_steps", "d_steps"))
         choices = {"mode": MODES, "scheme": SCHEMES, "activation": tuple(ACTIVATIONS), "select_metric": SELECT_METRICS}

@@ -25,7 +25,7 @@ from irgan.checkpoint import data_fingerprint, load_train_state, save_train_stat
 from irgan.config import IRGANConfig
 from irgan.device import resolve_device
 from irgan.adversarial.irgan.diagnostics import diagnose
-from irgan.distributed import Shard, current
+from irgan.distributed import Shard, current, keep_rows
 from irgan.memory import check_fits
 from irgan.metrics import KeepBest, NonFiniteScores, eval_ks, evaluate_sharded
 from irgan.adversarial.irgan.players import Discriminator, Generator
@@ -322,10 +322,7 @@ def sampled_users(selection: sp.csr_matrix, n: int, seed: int) -> sp.csr_matrix:
         return selection
     kept = np.zeros(selection.shape[0], dtype=bool)
     kept[np.random.default_rng(seed).choice(users, n, replace=False)] = True
-    counts = np.where(kept, np.diff(selection.indptr), 0)
-    entries = np.repeat(kept, np.diff(selection.indptr))
-    return sp.csr_matrix((selection.data[entries], selection.indices[entries], np.concatenate([[0], np.cumsum(counts)])),
-                         shape=selection.shape)
+    return keep_rows(selection, kept)
 
 
 def n_steps(n: int, batch_size: int, shard: Shard = Shard()) -> int:
