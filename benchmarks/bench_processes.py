@@ -71,6 +71,7 @@ def _measure(size: str, every_gradient: bool, traffic: dict) -> dict:
     if every_gradient:  # irgan before issue 22: the user tables summed with the rest
         game.g_step.optimizer.local = set()
         game.d_step.optimizer.local = set()
+        game.d_step.kernel = False  # D's compiled step keeps its user rows local
     fake = sample_fake(game.G, game.positives, game.active, config.d_temperature, config.d_exclude_positives, game.rng)
     row = {}
     for name, step in (("d", lambda: d_epoch(game.d_step, game.real_users, game.real_items, fake, config, game.rng)),

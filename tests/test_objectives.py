@@ -10,6 +10,7 @@ import torch
 from helpers import DIM, N_ITEMS, make_model, planted, repeated_batch, seeded
 from torch import nn
 
+from irgan import kernels
 from irgan.config import IRGANConfig
 from irgan.training.fast_mf import bpr_loss, pointwise_loss, policy_gradient_loss
 from irgan.models import Discriminator, Generator, MatrixFactorization
@@ -149,12 +150,15 @@ def test_fast_path_and_autograd_give_the_same_parameters_after_epochs_of_each_pl
     before, fast, fast_fake = play(config, fast_path=True)
     _, slow, slow_fake = play(config, fast_path=False)
     _, off, _ = play(config, fast_path=True, lr_scale=1.01)  # what a 1% larger step does
-    assert torch.equal(fast_fake, slow_fake)
+    with kernels.use(False):  # the fast path's torch reference for the compiled kernels
+        _, reference, reference_fake = play(config, fast_path=True)
+    assert torch.equal(fast_fake, slow_fake) and torch.equal(fast_fake, reference_fake)
     for name, value in fast.items():
         tol = REL_TOL * value.abs().max().item()
         assert torch.isfinite(value).all(), name
         assert (value - before[name]).abs().max() > 100 * tol, name  # it moved, far beyond the tolerance
         assert (value - slow[name]).abs().max() <= tol, (name, (value - slow[name]).abs().max().item(), tol)
+        assert (value - reference[name]).abs().max() <= tol, name
         assert (value - off[name]).abs().max() > 10 * tol, name  # the comparison would catch a 1% error
 
 

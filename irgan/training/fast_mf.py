@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from irgan.distributed import Shard
 from irgan.models.mf import MatrixFactorization
 from irgan.training.objectives import l2_per_occurrence
+from irgan.training.policy import Policy
 
 # One update: (parameter, rows or None for the whole tensor, gradient of those rows).
 Update = tuple[torch.Tensor, "torch.Tensor | None", torch.Tensor]
@@ -181,27 +182,25 @@ def pointwise_loss(
 @torch.no_grad()
 def policy_gradient_loss(
     model: MatrixFactorization, users, rows, items, weights, temperature: float = 1.0, p: torch.Tensor | None = None,
-    expected: torch.Tensor | None = None,
+    policy: Policy | None = None,
 ) -> tuple[float, list[Update]]:
     """REINFORCE surrogate -sum_k weights[k] log p(items[k] | users[rows[k]]), p = softmax(s / T).
 
     ``users`` (B,) is a batch of distinct users, ``rows``/``items``/``weights`` (N,) one entry per
-    sample; ``p`` (B, n_items) and ``expected_items(model, p)`` may be passed when the caller has
-    computed them. The gradient with
-    respect to row r's logits is c_r p_r - (its samples' weights scattered on their items), with
-    c_r the sum of row r's weights; it is never formed: its dense part reaches the parameters
-    through two products with p, its sparse part through two sparse products.
+    sample; G's softmax for the batch may be passed, as probabilities ``p`` (B, n_items) or as a
+    ``Policy``, when the caller has it. The gradient with respect to row r's logits is
+    c_r p_r - (its samples' weights scattered on their items), with c_r the sum of row r's
+    weights; it is never formed: its dense part reaches the parameters through the expected item
+    and one product with p, its sparse part through two sparse products.
     """
-    if p is None:
-        p = torch.softmax(model.score_users(users) / temperature, 1)
-    loss = -(weights * p.view(-1).index_select(0, rows * p.shape[1] + items).log()).sum()
-    c = torch.zeros(len(users), dtype=p.dtype, device=p.device).index_add_(0, rows, weights)
     users_ext, items_ext = packed_users(model, users), packed_items(model)
-    sparse_user, sparse_item = pair_products(rows, items, weights, p.shape, users_ext, items_ext)
-    if expected is None:
-        expected = expected_items(model, p)
-    user_grad = (c[:, None] * expected - sparse_user)[:, :-1]
-    item_grad = ((users_ext * c[:, None]).T @ p).T - sparse_item
+    if policy is None:
+        policy = Policy.of_probs(p) if p is not None else Policy.of_mf(users_ext, items_ext, temperature)
+    loss = -(weights * policy.at(rows, items).log()).sum()
+    c = torch.zeros(len(users), dtype=weights.dtype, device=weights.device).index_add_(0, rows, weights)
+    sparse_user, sparse_item = pair_products(rows, items, weights, policy.e.shape, users_ext, items_ext)
+    user_grad = (c[:, None] * policy.expected(items_ext) - sparse_user)[:, :-1]
+    item_grad = policy.item_sum(users_ext * c[:, None]) - sparse_item
     if temperature != 1:
         user_grad /= temperature
         item_grad /= temperature
@@ -210,13 +209,6 @@ def policy_gradient_loss(
         (model.item_emb, None, item_grad[:, :-1]),
         (model.item_bias, None, item_grad[:, -1]),
     ]
-
-
-def expected_items(model: MatrixFactorization, p: torch.Tensor) -> torch.Tensor:
-    """E_p[(q_i, b_i)] for each row of p (B, n_items): the expected item vector and bias (B, dim + 1)."""
-    items_ext = packed_items(model)
-    # (V^T P^T)^T rather than P V: MKL is several times faster with the long dimension last.
-    return (items_ext.T @ p.T).T
 
 
 def pair_products(

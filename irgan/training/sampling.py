@@ -158,16 +158,17 @@ def sample_fake(
 
 @torch.no_grad()
 def sample_mixture(
-    p: torch.Tensor, positives: PositiveSet, users: torch.Tensor, counts: torch.Tensor, mix: float,
+    policy, positives: PositiveSet, users: torch.Tensor, counts: torch.Tensor, mix: float,
     rng: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``counts[r]`` draws for ``users[r]`` from (1 - mix) p[r] + mix uniform(positives of users[r]).
+    """``counts[r]`` draws for ``users[r]`` from (1 - mix) p[r] + mix uniform(positives of users[r]),
+    p G's softmax for the batch (a ``policy.Policy``).
 
     Each draw picks its component by a coin flip, so the dense mixture is never built. Returns
     (rows, items), both (counts.sum(),), grouped by row in order.
     """
     rows = torch.repeat_interleave(torch.arange(len(users), device=users.device), counts)
-    items = sample_rows(p, counts, rng)
+    items = policy.sample(counts, rng)
     if mix > 0:  # drawing both components for every draw is cheaper than splitting the draws
         from_positives = torch.rand(rows.shape, generator=rng, device=rows.device) < mix
         items = torch.where(from_positives, positives.random_positives(users.index_select(0, rows), rng), items)

@@ -10,7 +10,9 @@ import torch
 from torch import nn
 
 from irgan.distributed import Shard
-from irgan.training.fast_mf import RowOptimizer, expected_items, pointwise_loss, policy_gradient_loss
+from irgan import kernels
+from irgan.training.fast_mf import RowOptimizer, packed_items, packed_users, pointwise_loss, policy_gradient_loss
+from irgan.training.policy import Policy
 from irgan.models.mf import MatrixFactorization
 from irgan.training.objectives import (exact_policy_gradient_objective, l2_term, pointwise_objective,
                               policy_gradient_objective)
@@ -71,29 +73,57 @@ class DUpdate(_Update):
 
 
 class FastDUpdate(DUpdate):
-    """D's step on the MF fast path."""
+    """D's step on the MF fast path; with plain SGD on the CPU, one compiled pass (``kernel``)."""
+
+    kernel = True
 
     def _optimizer(self, name: str, lr: float):
         return RowOptimizer(name, list(self.scorer.parameters()), lr, self.shard, local=[self.scorer.user_emb])
 
     @torch.no_grad()
     def __call__(self, users: torch.Tensor, items: torch.Tensor, labels: torch.Tensor, l2: float) -> float:
+        if self.kernel and self.sgd_lr is not None and kernels.enabled(self.scorer.item_emb):
+            return self._kernel_step(users, items, labels, l2)
         loss, grads = pointwise_loss(self.scorer, users, items, labels, l2, self.sgd_lr, self.shard)
         self.optimizer.step(grads)
+        return loss
+
+    def _kernel_step(self, users: torch.Tensor, items: torch.Tensor, labels: torch.Tensor, l2: float) -> float:
+        """``pointwise_loss`` and an SGD step in one compiled pass over the pairs; the items' gradients
+        and counts summed over processes, each item shrunk as its count of SGD steps would."""
+        D, lr = self.scorer, self.sgd_lr
+        if not hasattr(self, "_scratch"):
+            self._scratch = {}
+        loss, item_grad = kernels.pointwise_sgd(D, users, items, labels, lr, l2, self._scratch)
+        counts = torch.bincount(items, minlength=D.n_items).to(item_grad.dtype)
+        if self.shard.active:
+            self.shard.sum(item_grad)
+            self.shard.sum(counts)
+        shrink = (1 - lr * l2) ** counts
+        D.item_emb.mul_(shrink[:, None]).sub_(item_grad[:, :-1], alpha=lr)
+        D.item_bias.mul_(shrink).sub_(item_grad[:, -1], alpha=lr)
         return loss
 
 
 class GUpdate(_Update):
     """G's policy-gradient step by autograd, for sampled ``items`` of batch rows ``rows`` with
-    ``weights``; ``logits`` (B, n_items, over the temperature) and ``p`` are G's before the step.
+    ``weights``; ``policy`` is G's softmax for the batch before the step.
     Returns the entropy of each row's softmax before the step (B,)."""
 
     def __call__(self, users: torch.Tensor, temperature: float, l2: float, rows: torch.Tensor, items: torch.Tensor,
-                 weights: torch.Tensor, logits: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+                 weights: torch.Tensor, policy: Policy) -> torch.Tensor:
         log_p = torch.log_softmax(self.scorer.score_users(users) / temperature, 1)
         loss = policy_gradient_objective(log_p, rows, items, weights)
         self._backward_step(loss + l2_term(self.scorer, l2, users, users[:0]))
-        return _entropy(p, log_p)
+        return _entropy(policy.p, log_p)
+
+    def policy(self, users: torch.Tensor, temperature: float) -> Policy:
+        """G's softmax for a batch of users, before the step."""
+        with torch.no_grad():
+            logits = self.scorer.score_users(users)
+            if temperature != 1:
+                logits /= temperature
+            return Policy.of_logits(logits)
 
     def exact(self, users: torch.Tensor, temperature: float, l2: float,
               reward: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -112,14 +142,19 @@ class FastGUpdate(GUpdate):
         return RowOptimizer(name, list(self.scorer.parameters()), lr, self.shard, local=[self.scorer.user_emb])
 
     @torch.no_grad()
+    def policy(self, users: torch.Tensor, temperature: float) -> Policy:
+        return Policy.of_mf(packed_users(self.scorer, users), packed_items(self.scorer), temperature)
+
+    @torch.no_grad()
     def __call__(self, users: torch.Tensor, temperature: float, l2: float, rows: torch.Tensor, items: torch.Tensor,
-                 weights: torch.Tensor, logits: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+                 weights: torch.Tensor, policy: Policy) -> torch.Tensor:
         G = self.scorer
-        expected = expected_items(G, p)
-        _, grads = policy_gradient_loss(G, users, rows, items, weights, temperature, p, expected)
+        _, grads = policy_gradient_loss(G, users, rows, items, weights, temperature, policy=policy)
         if l2 > 0:
             grads.append((G.user_emb, users, l2 * G.user_emb[users].detach()))
-        entropy = _fast_entropy(G, users, logits, p, expected, temperature)
+        expected = policy.expected(packed_items(G))
+        entropy = policy.entropy(((G.user_emb.index_select(0, users) * expected[:, :-1]).sum(1) + expected[:, -1])
+                                 / temperature)
         self.optimizer.step(grads)
         return entropy
 
@@ -130,15 +165,6 @@ class FastGUpdate(GUpdate):
 
 def _entropy(p: torch.Tensor, log_p: torch.Tensor) -> torch.Tensor:
     return -(p * log_p.detach()).sum(1)
-
-
-def _fast_entropy(G: MatrixFactorization, users: torch.Tensor, logits: torch.Tensor, p: torch.Tensor,
-                  expected: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Entropy of each row of p = softmax(logits): log-sum-exp minus the expected logit, which is
-    the user's vector dotted with the expected item vector; the log-sum-exp is read off the most
-    probable item (p >= 1/n there, so its log is safe)."""
-    log_sum_exp = logits.amax(1) - p.amax(1).log()
-    return log_sum_exp - ((G.user_emb.index_select(0, users) * expected[:, :-1]).sum(1) + expected[:, -1]) / temperature
 
 
 def d_update(scorer: nn.Module, optimizer: str, lr: float, fast_path: bool, shard: Shard = Shard()) -> DUpdate:

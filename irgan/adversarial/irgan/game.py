@@ -306,8 +306,8 @@ def d_epoch(
         return {"d_loss": _mean(loss, 2 * n, shard)}
     total = 0.0
     for batch in torch.randperm(n, generator=rng, device=users.device).tensor_split(n_steps(n, config.d_batch_size, shard)):
-        u = users[batch].repeat(2)
-        items = torch.cat([real[batch], fake[batch]])
+        u = users.index_select(0, batch).repeat(2)
+        items = torch.cat([real.index_select(0, batch), fake.index_select(0, batch)])
         labels = torch.cat([torch.ones(len(batch), device=u.device), torch.zeros(len(batch), device=u.device)])
         total += step(u, items, labels, config.d_l2)
     return {"d_loss": _mean(total, 2 * n, shard)}
@@ -367,8 +367,8 @@ def g_epoch(
             row_entropy, expected_reward = step.exact(batch, config.g_temperature, config.g_l2, reward)
             rewards.append(expected_reward)
         else:
-            logits, p, rows, items, reward, weights = _g_draws(G, D, batch, positives, config, rng)
-            row_entropy = step(batch, config.g_temperature, config.g_l2, rows, items, weights, logits, p)
+            policy, rows, items, reward, weights = _g_draws(step, D, batch, positives, config, rng)
+            row_entropy = step(batch, config.g_temperature, config.g_l2, rows, items, weights, policy)
             rewards.append(reward)
             sampled[items] = True
         entropy += row_entropy.sum().item()
@@ -382,25 +382,21 @@ def g_epoch(
 
 
 @torch.no_grad()
-def _g_draws(G: Generator, D: Discriminator, batch: torch.Tensor, positives: PositiveSet, config: IRGANConfig,
-             rng: torch.Generator) -> tuple[torch.Tensor, ...]:
-    """G's logits and softmax for ``batch``, its importance-sampled draws (rows, items), D's
+def _g_draws(step: GUpdate, D: Discriminator, batch: torch.Tensor, positives: PositiveSet, config: IRGANConfig,
+             rng: torch.Generator) -> tuple:
+    """G's softmax for ``batch`` (a ``Policy``), its importance-sampled draws (rows, items), D's
     rewards for them and their policy-gradient weights."""
-    n_items = positives.n_items
-    logits = G.score_users(batch)
-    if config.g_temperature != 1:
-        logits /= config.g_temperature
-    p = torch.softmax(logits, 1)
+    policy = step.policy(batch, config.g_temperature)
     n_pos = positives.counts.index_select(0, batch)
     counts = config.g_sample_factor * n_pos
-    rows, items = sample_mixture(p, positives, batch, counts, config.g_mix, rng)
-    at = rows * n_items + items  # the draws' positions in the flattened batch
-    p_items = p.view(-1).index_select(0, at)
-    is_pos = positives.mask(batch).view(-1).index_select(0, at)
+    rows, items = sample_mixture(policy, positives, batch, counts, config.g_mix, rng)
+    drawn_users = batch.index_select(0, rows)
+    p_items = policy.at(rows, items)
+    is_pos = positives.contains(drawn_users, items)
     proposal = (1 - config.g_mix) * p_items + config.g_mix * is_pos / n_pos.index_select(0, rows)
-    reward = D.reward(batch.index_select(0, rows), items, config.reward)
+    reward = D.reward(drawn_users, items, config.reward)
     weights = sample_weights(config.g_estimator, reward, p_items, proposal, rows, counts)
-    return logits, p, rows, items, reward, weights
+    return policy, rows, items, reward, weights
 
 
 def _state(game: _Game, config: IRGANConfig, epoch: int, seconds: float, fingerprint: str) -> dict:

@@ -12,6 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from irgan.models.build import check_scorer
+from irgan.models.mf import MatrixFactorization
+from irgan.training.fast_mf import packed_items, packed_users
+from irgan.training.policy import Policy
 from irgan.training.sampling import sample_rows
 
 REWARDS = ("code", "paper")
@@ -60,6 +63,9 @@ class Generator(Player):
 
         Returns a LongTensor of shape (counts.sum(),), the items of users[0] first.
         """
+        if exclude is None and type(self.scorer) is MatrixFactorization:  # the MF fast path's softmax
+            policy = Policy.of_mf(packed_users(self.scorer, users), packed_items(self.scorer), temperature)
+            return policy.sample(counts, generator)
         return sample_rows(self.log_probs(users, temperature, exclude).exp(), counts, generator)
 
 

@@ -1,0 +1,289 @@
+"""Compiled CPU kernels (numba) for the MF fast path's hot loops: D's SGD step over pairs, and
+G's passes over a batch's softmax (row sums and expected item, draws by inverse CDF, and the
+dense part of the item gradient).
+
+Each kernel does in one read what the torch path (``irgan.training.fast_mf``, the reference
+the tests compare against) does in several full passes over the batch, or in per-pair scatters:
+RESULTS.md ("Compiled kernels") has the measurement that chose numba. ``enabled(tensor)`` says
+whether a tensor takes them: numba is installed with irgan, the tensor is on the CPU, and
+``use(False)`` has not switched them off. Kernels are serial (one thread) and deterministic.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import numpy as np
+import torch
+
+try:
+    import numba
+except ImportError:  # pragma: no cover - numba is in install_requires; the torch path still works without it
+    numba = None
+
+_ON = numba is not None
+
+
+def enabled(tensor: torch.Tensor) -> bool:
+    """Whether work on ``tensor`` goes through the compiled kernels."""
+    return _ON and tensor.device.type == "cpu" and tensor.dtype in (torch.float32, torch.float64, torch.int64)
+
+
+@contextlib.contextmanager
+def use(on: bool) -> Iterator[None]:
+    """Switch the kernels on or off inside a ``with`` block (off: the torch reference path)."""
+    global _ON
+    before, _ON = _ON, on and numba is not None
+    try:
+        yield
+    finally:
+        _ON = before
+
+
+def _jit(function):
+    return numba.njit(cache=True, fastmath=True, nogil=True)(function) if numba is not None else function
+
+
+@_jit
+def _pointwise_sgd(users, items, labels, user_emb, item_emb, item_bias, lr, l2, user_grad, user_n, item_grad):
+    """D's summed BCE gradient over the pairs from the parameters before the step: the users'
+    rows stepped in place (each shrunk as n SGD steps of its L2 would), the items' gradients
+    added to ``item_grad`` (n_items, dim + 1). ``user_grad``/``user_n`` are zero scratch, left zero."""
+    dim = user_emb.shape[1]
+    loss = 0.0
+    penalty = 0.0
+    for k in range(users.shape[0]):
+        u, i = users[k], items[k]
+        x = item_bias[i]
+        for d in range(dim):
+            x += user_emb[u, d] * item_emb[i, d]
+        label = labels[k]
+        t = np.exp(-abs(x))  # BCE with logits, stable: max(x, 0) - label x + log(1 + exp(-|x|))
+        loss += max(x, 0) - label * x + np.log1p(t)
+        g = (1 if x >= 0 else t) / (1 + t) - label  # sigmoid(x) - label
+        square = item_bias[i] * item_bias[i]
+        for d in range(dim):
+            square += user_emb[u, d] * user_emb[u, d] + item_emb[i, d] * item_emb[i, d]
+            user_grad[u, d] += g * item_emb[i, d]
+            item_grad[i, d] += g * user_emb[u, d]
+        item_grad[i, dim] += g
+        penalty += square
+        user_n[u] += 1
+    keep = 1.0 - lr * l2
+    for k in range(users.shape[0]):
+        u = users[k]
+        n = user_n[u]
+        if n == 0:
+            continue
+        shrink = keep ** n
+        for d in range(dim):
+            user_emb[u, d] = shrink * user_emb[u, d] - lr * user_grad[u, d]
+            user_grad[u, d] = 0.0
+        user_n[u] = 0
+    return loss + l2 * penalty / 2
+
+
+def pointwise_sgd(model, users: torch.Tensor, items: torch.Tensor, labels: torch.Tensor, lr: float, l2: float,
+                  scratch: dict) -> tuple[float, torch.Tensor]:
+    """One SGD step of D's pointwise loss (``fast_mf.pointwise_loss``): user rows stepped in place,
+    the items' summed gradient [item_emb | item_bias] (n_items, dim + 1) returned for the caller to
+    sum over processes and apply. ``scratch`` keeps the zeroed user buffers between calls."""
+    user_emb = model.user_emb.detach()
+    if scratch.get("shape") != tuple(user_emb.shape):
+        scratch.update(shape=tuple(user_emb.shape), grad=np.zeros(tuple(user_emb.shape), user_emb.numpy().dtype),
+                       n=np.zeros(user_emb.shape[0], np.int64))
+    item_grad = torch.zeros(model.n_items, model.dim + 1, dtype=user_emb.dtype)
+    loss = _pointwise_sgd(users.numpy(), items.numpy(), labels.to(user_emb.dtype).numpy(), user_emb.numpy(),
+                          model.item_emb.detach().numpy(), model.item_bias.detach().numpy(), lr, l2,
+                          scratch["grad"], scratch["n"], item_grad.numpy())
+    return float(loss), item_grad
+
+
+# Cephes' single-precision exp: exp(x) = 2^k exp(r), |r| <= ln 2 / 2, exp(r) by a degree-7
+# polynomial, 2^k written into a float's exponent bits. Written out so that the loop vectorizes
+# (numba's math.exp is one libm call per element, 10x slower here); within 2 ulp of torch.exp.
+_LOG2E, _LN2_HI, _LN2_LO = 1.44269504088896341, 0.693359375, -2.12194440e-4
+_EXP_LOW = -87.3  # below this exp(x) is under float32's smallest normal: the result is then 0
+
+
+LANES = 16  # independent running maxima: numba's max() over a loop does not vectorize, 16 lanes do
+BLOCK = 16  # columns per block sum: draws walk the block sums, then one block's columns
+
+
+@_jit
+def _row_max(row, lanes):
+    """max(row), through LANES running maxima (five times faster here than one)."""
+    n = row.shape[0]
+    lanes[:] = row[0]
+    for b in range(0, n - LANES + 1, LANES):
+        for j in range(LANES):
+            v = row[b + j]
+            lanes[j] = v if v > lanes[j] else lanes[j]
+    top = lanes[0]
+    for j in range(LANES):
+        top = lanes[j] if lanes[j] > top else top
+    for i in range(n - n % LANES, n):
+        top = row[i] if row[i] > top else top
+    return top
+
+
+@_jit
+def _exp_shifted(x, shift, bits, blocks):
+    """x[i] = exp(x[i] - shift) (float32, x <= shift); blocks[b] the sum of x's b-th BLOCK of
+    columns after it; returns their total. ``bits`` an int32 scratch as long as x."""
+    scale = bits.view(np.float32)
+    for i in range(x.shape[0]):
+        v = max(x[i] - shift, np.float32(_EXP_LOW))
+        k = np.floor(v * np.float32(_LOG2E) + np.float32(0.5))
+        t = v - k * np.float32(_LN2_HI) - k * np.float32(_LN2_LO)
+        y = ((((np.float32(1.9875691500e-4) * t + np.float32(1.3981999507e-3)) * t + np.float32(8.3334519073e-3)) * t
+              + np.float32(4.1665795894e-2)) * t + np.float32(1.6666665459e-1)) * t + np.float32(5.0000001201e-1)
+        x[i] = (y * t * t + t + np.float32(1)) * (x[i] - shift >= np.float32(_EXP_LOW))
+        bits[i] = (np.int32(k) + np.int32(127)) << np.int32(23)
+    for i in range(x.shape[0]):
+        x[i] *= scale[i]
+    return _block_sums_row(x, blocks)
+
+
+@_jit
+def _block_sums_row(x, blocks):
+    """blocks[b] = sum of x's b-th BLOCK of columns; returns their total."""
+    total = np.float32(0)
+    full = x.shape[0] // BLOCK
+    for b in range(full):
+        block = np.float32(0)
+        for j in range(BLOCK):  # a constant trip count: unrolled into vector adds
+            block += x[b * BLOCK + j]
+        blocks[b] = block
+        total += block
+    if full < blocks.shape[0]:
+        block = np.float32(0)
+        for i in range(full * BLOCK, x.shape[0]):
+            block += x[i]
+        blocks[full] = block
+        total += block
+    return total
+
+
+@_jit
+def _draw_row(row, blocks, total, u, out):
+    """out[k] = the first column of ``row`` whose running sum exceeds u[k] total (u in [0, 1)): the
+    block sums walked once with the thresholds in ascending order, then the columns of only the
+    blocks a threshold falls in; a threshold left at the total by rounding takes the last column
+    with weight."""
+    k = u.shape[0]
+    if k == 0:
+        return
+    n = row.shape[0]
+    order = np.argsort(u)
+    j = 0
+    running = 0.0
+    for b in range(blocks.shape[0]):
+        if running + blocks[b] > u[order[j]] * total:
+            within = running
+            for i in range(b * BLOCK, min((b + 1) * BLOCK, n)):
+                within += row[i]
+                while j < k and u[order[j]] * total < within:
+                    out[order[j]] = i
+                    j += 1
+            if j == k:
+                return
+        running += blocks[b]
+    last = n - 1
+    while last > 0 and row[last] <= 0:
+        last -= 1
+    while j < k:
+        out[order[j]] = last
+        j += 1
+
+
+@_jit
+def _mf_softmax(users_ext, items_t, inv_t, e, m, z, expected, starts, counts, u, draws):
+    """Per row r: e[r] = exp(l - max l) for l = users_ext[r] . items_t / T, its max m[r], its sum
+    z[r], expected[r] = sum_i e[r, i] items_t[:, i] / z[r], and counts[r] draws from it (``_draw_row``
+    with u[starts[r]:][:counts[r]]): all while the row stays in cache."""
+    d1, n = items_t.shape
+    bits = np.empty(n, np.int32)
+    lanes = np.empty(LANES, np.float32)
+    blocks = np.empty(-(-n // BLOCK), np.float32)
+    for r in range(users_ext.shape[0]):
+        row = e[r]
+        w = users_ext[r, 0] * inv_t
+        for i in range(n):
+            row[i] = w * items_t[0, i]
+        for d in range(1, d1):
+            w = users_ext[r, d] * inv_t
+            column = items_t[d]
+            for i in range(n):
+                row[i] += w * column[i]
+        top = _row_max(row, lanes)
+        total = _exp_shifted(row, top, bits, blocks)
+        m[r], z[r] = top, total
+        for d in range(d1):
+            column = items_t[d]
+            acc = np.float32(0)
+            for i in range(n):
+                acc += row[i] * column[i]
+            expected[r, d] = acc / total
+        s = starts[r]
+        _draw_row(row, blocks, float(total), u[s:s + counts[r]], draws[s:s + counts[r]])
+
+
+def mf_softmax(users_ext: torch.Tensor, items_ext: torch.Tensor, temperature: float,
+               counts: torch.Tensor | None = None, generator: torch.Generator | None = None):
+    """softmax(users_ext @ items_ext.T / temperature) kept as (e, m, z) with p = e / z, the expected
+    item row under it, and, with ``counts``, counts[r] draws from row r (``sampling.sample_rows``'s
+    rule and uniforms): (B, n) (B,) (B,) (B, dim + 1) (counts.sum(),); float32 (the model's tables)."""
+    B, n = users_ext.shape[0], items_ext.shape[0]
+    e = torch.empty(B, n, dtype=torch.float32)
+    m, z = torch.empty(B, dtype=torch.float32), torch.empty(B, dtype=torch.float32)
+    expected = torch.empty(B, items_ext.shape[1], dtype=torch.float32)
+    if counts is None:
+        counts = torch.zeros(B, dtype=torch.long)
+    u = torch.rand(int(counts.sum()), dtype=torch.float32, generator=generator)
+    draws = torch.empty(len(u), dtype=torch.long)
+    _mf_softmax(users_ext.float().contiguous().numpy(), items_ext.float().T.contiguous().numpy(),
+                np.float32(1 / temperature), e.numpy(), m.numpy(), z.numpy(), expected.numpy(),
+                (counts.cumsum(0) - counts).numpy(), counts.numpy(), u.to(torch.float64).numpy(), draws.numpy())
+    return e, m, z, expected, draws
+
+
+@_jit
+def _draw(e, starts, counts, z, u, out):
+    blocks = np.empty(-(-e.shape[1] // BLOCK), np.float32)
+    for r in range(e.shape[0]):
+        if counts[r]:
+            _block_sums_row(e[r], blocks)
+            s = starts[r]
+            _draw_row(e[r], blocks, z[r], u[s:s + counts[r]], out[s:s + counts[r]])
+
+
+def draw(e: torch.Tensor, z: torch.Tensor, counts: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``sampling.sample_rows(e, counts)`` on the kernels, given the rows' sums z: the same uniforms
+    from ``generator``, the same rule (the first column whose cumulative sum exceeds u z)."""
+    u = torch.rand(int(counts.sum()), dtype=e.dtype, generator=generator)
+    out = torch.empty(len(u), dtype=torch.long)
+    _draw(e.numpy(), (counts.cumsum(0) - counts).numpy(), counts.numpy(), z.to(torch.float64).numpy(),
+          u.to(torch.float64).numpy(), out.numpy())
+    return out
+
+
+@_jit
+def _ranks(scores, rows, best, best_item, out):
+    for j in range(rows.shape[0]):
+        row = scores[rows[j]]
+        score, item = best[j], best_item[j]
+        above = 0
+        for i in range(row.shape[0]):
+            value = row[i]
+            above += (value > score) | ((value == score) & (i < item))
+        out[j] = 1 + above
+
+
+def ranks(scores: torch.Tensor, rows: torch.Tensor, best: torch.Tensor, best_item: torch.Tensor) -> torch.Tensor:
+    """Full-ranking position (1-based) of item best_item[j], scored best[j], in row rows[j] of
+    ``scores``: 1 + the items scoring higher + those scoring the same with a lower index; one read
+    of each row (the torch path compares, then sums, twice)."""
+    out = torch.empty(len(rows), dtype=torch.long)
+    _ranks(scores.numpy(), rows.numpy(), best.to(scores.dtype).numpy(), best_item.numpy(), out.numpy())
+    return out

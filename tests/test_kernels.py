@@ -1,0 +1,192 @@
+"""The compiled kernels (irgan.kernels) against the torch path they replace, which stays the reference."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from irgan import kernels
+from irgan.config import IRGANConfig
+from irgan.metrics import evaluate
+from irgan.models import MatrixFactorization
+from irgan.training.fast_mf import packed_items, packed_users
+from irgan.training.policy import Policy
+from irgan.training.sampling import sample_rows
+from irgan.training.updates import d_update
+
+pytestmark = pytest.mark.skipif(kernels.numba is None, reason="numba is not installed")
+
+
+def seeded(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def tables(n_users: int = 40, n_items: int = 300, dim: int = 5, scale: float = 1.0, seed: int = 0):
+    g = seeded(seed)
+    users_ext = torch.cat([torch.randn(n_users, dim, generator=g) * scale, torch.ones(n_users, 1)], 1)
+    return users_ext, torch.randn(n_items, dim + 1, generator=g) * scale
+
+
+def test_use_switches_the_kernels_off_and_back():
+    x = torch.zeros(3)
+    assert kernels.enabled(x)
+    with kernels.use(False):
+        assert not kernels.enabled(x)
+        assert type(Policy.of_mf(*tables(), 1.0)) is Policy
+    assert kernels.enabled(x)
+    assert not kernels.enabled(x.to(torch.float16))
+
+
+@pytest.mark.parametrize("x", [0.0, -1e-6, -0.5, -1.0, -10.0, -40.0, -87.0, -87.2])
+def test_exp_is_within_two_ulp_of_torch(x):
+    values = torch.linspace(x - 0.7, x, 1001, dtype=torch.float32).clamp(max=0)
+    out = values.clone()
+    kernels._exp_shifted(out.numpy(), np.float32(0), np.empty(len(out), np.int32), np.empty(-(-len(out) // kernels.BLOCK), np.float32))
+    exact = torch.exp(values.double())
+    flushed = values < kernels._EXP_LOW  # there the kernel gives 0, torch values below exp(-87.3) ~ 1.2e-38
+    error = (out.double() - exact).abs()
+    assert (error <= 2.5 * torch.finfo(torch.float32).eps * exact + np.exp(kernels._EXP_LOW) * flushed).all()
+    assert (out[values < kernels._EXP_LOW] == 0).all()
+
+
+def test_exp_is_zero_far_below_and_one_at_the_max():
+    values = torch.tensor([0.0, -87.4, -100.0, -float("inf"), -3.0], dtype=torch.float32)
+    out, blocks = values.clone(), np.empty(1, np.float32)
+    total = kernels._exp_shifted(out.numpy(), np.float32(0), np.empty(5, np.int32), blocks)
+    assert out[:4].tolist() == [1.0, 0.0, 0.0, 0.0]
+    assert out[4].item() == pytest.approx(np.exp(-3.0), rel=3e-7)
+    assert total == pytest.approx(1 + np.exp(-3.0), rel=1e-6) and blocks[0] == total
+
+
+@pytest.mark.parametrize("temperature, scale", [(1.0, 1.0), (0.2, 1.0), (1.0, 30.0), (3.0, 0.01)])
+def test_mf_softmax_is_torchs_softmax_with_its_max_sum_and_expected_item(temperature, scale):
+    users_ext, items_ext = tables(scale=scale)
+    e, m, z, expected, draws = kernels.mf_softmax(users_ext, items_ext, temperature)
+    logits = users_ext @ items_ext.T / temperature
+    p = torch.softmax(logits.double(), 1)
+    assert draws.numel() == 0
+    torch.testing.assert_close(m, logits.amax(1), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close((e / z[:, None]).double(), p, rtol=2e-5, atol=1e-12)
+    torch.testing.assert_close(expected.double(), p @ items_ext.double(), rtol=1e-4, atol=1e-5)
+    reference = Policy.of_logits(logits.clone())
+    torch.testing.assert_close(reference.p, (e / z[:, None]), rtol=2e-5, atol=1e-12)
+
+
+def test_policy_on_the_kernel_matches_the_torch_policy():
+    users_ext, items_ext = tables(n_items=257)  # not a multiple of the block
+    fast = Policy.of_mf(users_ext, items_ext, 0.7)
+    with kernels.use(False):
+        slow = Policy.of_mf(users_ext, items_ext, 0.7)
+    assert type(fast) is not Policy and type(slow) is Policy
+    rows, items = torch.tensor([0, 0, 5, 39]), torch.tensor([0, 256, 17, 100])
+    torch.testing.assert_close(fast.at(rows, items), slow.at(rows, items), rtol=2e-5, atol=0)
+    torch.testing.assert_close(fast.expected(items_ext), slow.expected(items_ext), rtol=1e-4, atol=1e-5)
+    expected_logit = (users_ext * slow.expected(items_ext)).sum(1) / 0.7
+    torch.testing.assert_close(fast.entropy(expected_logit), slow.entropy(expected_logit), rtol=1e-5, atol=1e-5)
+    w = torch.randn(40, 6, generator=seeded(3))
+    torch.testing.assert_close(fast.item_sum(w), slow.item_sum(w), rtol=1e-4, atol=1e-5)
+
+
+def integer_weights(n_rows: int = 30, n_cols: int = 200, seed: int = 0) -> torch.Tensor:
+    """Rows of small whole numbers with zeros among them: their sums are exact in any order."""
+    g = seeded(seed)
+    w = torch.randint(0, 5, (n_rows, n_cols), generator=g).float()
+    w[:, :3] = 0  # leading zeros: never drawn
+    w[:, -2:] = 0  # nor trailing ones
+    return w
+
+
+def test_draws_are_sample_rows_draws_for_the_same_uniforms():
+    w = integer_weights()
+    counts = torch.randint(0, 60, (30,), generator=seeded(1))
+    counts[4] = 0
+    fast = kernels.draw(w, w.sum(1), counts, seeded(7))
+    assert torch.equal(fast, sample_rows(w, counts, seeded(7)))
+    assert not (w.view(-1)[torch.repeat_interleave(torch.arange(30), counts) * 200 + fast] == 0).any()
+
+
+def test_draws_made_with_the_softmax_are_the_draws_made_from_it_after():
+    users_ext, items_ext = tables(n_items=1000)
+    counts = torch.randint(0, 50, (40,), generator=seeded(2))
+    e, _, z, _, fused = kernels.mf_softmax(users_ext, items_ext, 0.5, counts, seeded(9))
+    assert torch.equal(fused, kernels.draw(e, z, counts, seeded(9)))
+    lazy = Policy.of_mf(users_ext, items_ext, 0.5)
+    assert torch.equal(lazy.sample(counts, seeded(9)), fused)  # drawn first: in the softmax's pass
+    read_first = Policy.of_mf(users_ext, items_ext, 0.5)
+    read_first.e
+    assert torch.equal(read_first.sample(counts, seeded(9)), fused)  # read first: drawn after
+
+
+def test_draw_frequencies_follow_the_softmax():
+    users_ext, items_ext = tables(n_users=2, n_items=50, scale=0.5)
+    counts = torch.tensor([200_000, 0])
+    e, _, z, _, draws = kernels.mf_softmax(users_ext, items_ext, 1.0, counts, seeded(4))
+    freq = torch.bincount(draws, minlength=50).double() / 200_000
+    p = (e[0] / z[0]).double()
+    assert (freq - p).abs().max() < 5 * (p * (1 - p) / 200_000).sqrt().max()
+
+
+def test_a_threshold_left_at_the_total_takes_the_last_column_with_weight():
+    row = np.array([0, 1, 2, 0, 0], np.float32)
+    blocks = np.array([3], np.float32)
+    out = np.empty(2, np.int64)
+    kernels._draw_row(row, blocks, 3.5, np.array([0.999999, 0.1]), out)  # a total overstated by rounding
+    assert out.tolist() == [2, 1]
+
+
+@pytest.mark.parametrize("d_batch_size, l2, lr", [(65536, 0.2, 0.05), (37, 0.2, 0.05), (37, 0.0, 0.5), (65536, 0.5, 1.5)])
+def test_d_kernel_step_is_the_torch_fast_step(d_batch_size, l2, lr):
+    from irgan.adversarial.irgan.game import d_epoch
+
+    g = seeded(0)
+    users = torch.sort(torch.randint(0, 30, (400,), generator=g)).values
+    real, fake = torch.randint(0, 50, (400,), generator=g), torch.randint(0, 50, (400,), generator=g)
+    config = IRGANConfig(d_batch_size=d_batch_size)
+    out = {}
+    for on in (True, False):
+        D = MatrixFactorization(30, 50, 5, 0.5, generator=seeded(1))
+        with kernels.use(on):
+            step = d_update(D, "sgd", lr, True)
+            losses = [d_epoch(step, users, real, fake, config, seeded(2))["d_loss"] for _ in range(3)]
+        out[on] = (losses, {n: p.detach().clone() for n, p in D.named_parameters()})
+    start = MatrixFactorization(30, 50, 5, 0.5, generator=seeded(1))
+    assert out[True][0] == pytest.approx(out[False][0], rel=1e-5)
+    for name, value in out[True][1].items():
+        reference = out[False][1][name]
+        moved = (reference - dict(start.named_parameters())[name].detach()).abs().max()
+        assert moved > 1e-2
+        assert (value - reference).abs().max() <= 1e-5 * max(1.0, reference.abs().max().item()), name
+
+
+def test_ranks_with_ties_match_the_torch_path():
+    import scipy.sparse as sp
+
+    g = seeded(5)
+    scores = torch.randint(0, 6, (60, 80), generator=g).float()  # many ties
+    train = sp.random(60, 80, density=0.1, format="csr", random_state=1)
+    test = sp.random(60, 80, density=0.05, format="csr", random_state=2)
+    test = test - test.multiply(train.astype(bool))
+    test.eliminate_zeros()
+
+    class Fixed(torch.nn.Module):
+        def score_users(self, users):
+            return scores[users].clone()
+
+    fast = evaluate(Fixed(), train, test, (1, 3), per_user=True)[1]
+    with kernels.use(False):
+        slow = evaluate(Fixed(), train, test, (1, 3), per_user=True)[1]
+    assert fast.equals(slow)
+    assert (fast["MRR"] < 1).any()  # rows ranked outside the top k went through the ranks
+
+
+def test_ranks_count_the_higher_and_the_tied_lower_indexed():
+    scores = torch.tensor([[3.0, 5.0, 3.0, 1.0, 3.0]])
+    got = kernels.ranks(scores, torch.tensor([0, 0]), torch.tensor([3.0, 1.0]), torch.tensor([2, 3]))
+    assert got.tolist() == [3, 5]  # above 3.0 at item 2: item 1, then item 0 tied before it
+
+
+def test_packed_rows_give_the_models_softmax():
+    model = MatrixFactorization(7, 20, 4, 0.3, generator=seeded(0))
+    users = torch.tensor([0, 3, 6])
+    policy = Policy.of_mf(packed_users(model, users), packed_items(model), 1.0)
+    torch.testing.assert_close(policy.p, torch.softmax(model.score_users(users).detach(), 1), rtol=2e-5, atol=1e-9)
