@@ -287,3 +287,25 @@ def ranks(scores: torch.Tensor, rows: torch.Tensor, best: torch.Tensor, best_ite
     out = torch.empty(len(rows), dtype=torch.long)
     _ranks(scores.numpy(), rows.numpy(), best.to(scores.dtype).numpy(), best_item.numpy(), out.numpy())
     return out
+
+
+@_jit
+def _sorted_batches(perm, bounds, out):
+    batch_of = np.empty(perm.shape[0], np.int64)
+    for b in range(bounds.shape[0] - 1):
+        for j in range(bounds[b], bounds[b + 1]):
+            batch_of[perm[j]] = b
+    fill = bounds[:-1].copy()
+    for k in range(perm.shape[0]):
+        b = batch_of[k]
+        out[fill[b]] = k
+        fill[b] += 1
+
+
+def sorted_batches(perm: torch.Tensor, n_batches: int) -> list[torch.Tensor]:
+    """``perm.tensor_split(n_batches)`` with each batch's indices in ascending order, in O(n): a batch
+    summed in one step is the same batch in any order, and in order its rows are read in sequence."""
+    bounds = torch.tensor([0] + [len(part) for part in perm.tensor_split(n_batches)]).cumsum(0)
+    out = torch.empty_like(perm)
+    _sorted_batches(perm.numpy(), bounds.numpy(), out.numpy())
+    return list(out.tensor_split(bounds[1:-1]))

@@ -190,3 +190,11 @@ def test_packed_rows_give_the_models_softmax():
     users = torch.tensor([0, 3, 6])
     policy = Policy.of_mf(packed_users(model, users), packed_items(model), 1.0)
     torch.testing.assert_close(policy.p, torch.softmax(model.score_users(users).detach(), 1), rtol=2e-5, atol=1e-9)
+
+
+@pytest.mark.parametrize("n, batches", [(1000, 7), (5, 5), (3, 5), (0, 1)])
+def test_sorted_batches_are_the_permutations_batches_each_in_order(n, batches):
+    perm = torch.randperm(n, generator=seeded(n))
+    got = kernels.sorted_batches(perm, batches)
+    want = [part.sort().values for part in perm.tensor_split(batches)]
+    assert len(got) == len(want) and all(torch.equal(a, b) for a, b in zip(got, want))

@@ -21,6 +21,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from irgan import kernels
 from irgan.checkpoint import data_fingerprint, load_train_state, save_train_state
 from irgan.config import IRGANConfig
 from irgan.device import resolve_device
@@ -305,7 +306,9 @@ def d_epoch(
         loss = step(users.repeat_interleave(2), torch.stack([real, fake], 1).view(-1), labels, config.d_l2)
         return {"d_loss": _mean(loss, 2 * n, shard)}
     total = 0.0
-    for batch in torch.randperm(n, generator=rng, device=users.device).tensor_split(n_steps(n, config.d_batch_size, shard)):
+    perm, steps = torch.randperm(n, generator=rng, device=users.device), n_steps(n, config.d_batch_size, shard)
+    batches = kernels.sorted_batches(perm, steps) if kernels.enabled(perm) else perm.tensor_split(steps)
+    for batch in batches:
         u = users.index_select(0, batch).repeat(2)
         items = torch.cat([real.index_select(0, batch), fake.index_select(0, batch)])
         labels = torch.cat([torch.ones(len(batch), device=u.device), torch.zeros(len(batch), device=u.device)])
