@@ -82,7 +82,8 @@ class FastDUpdate(DUpdate):
 
     @torch.no_grad()
     def __call__(self, users: torch.Tensor, items: torch.Tensor, labels: torch.Tensor, l2: float) -> float:
-        if self.kernel and self.sgd_lr is not None and kernels.enabled(self.scorer.item_emb):
+        if (self.kernel and self.sgd_lr is not None and kernels.enabled(self.scorer.item_emb)
+                and self.scorer.item_emb.dtype == torch.float32):
             return self._kernel_step(users, items, labels, l2)
         loss, grads = pointwise_loss(self.scorer, users, items, labels, l2, self.sgd_lr, self.shard)
         self.optimizer.step(grads)
