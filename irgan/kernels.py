@@ -44,6 +44,22 @@ def _jit(function):
     return numba.njit(cache=True, fastmath=True, nogil=True)(function) if numba is not None else function
 
 
+def _jit_rows(function):
+    """A kernel whose rows are independent: split over threads (``numba.prange``), each row's
+    result the same for any number of threads."""
+    return numba.njit(cache=True, fastmath=True, nogil=True, parallel=True)(function) if numba is not None else function
+
+
+def _threads() -> None:
+    """Row-parallel kernels use as many threads as torch does (one, under ``torch.set_num_threads(1)``)."""
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+
+
+def _parts(n: int, parts: int) -> np.ndarray:
+    """Bounds splitting range(n) into ``parts`` near-equal runs (n + 1 when fewer rows)."""
+    return np.linspace(0, n, min(n, parts) + 1).astype(np.int64)
+
+
 # Cephes' single-precision exp: exp(x) = 2^k exp(r), |r| <= ln 2 / 2, exp(r) by a degree-7
 # polynomial, 2^k written into a float's exponent bits. Written out so that the loop vectorizes
 # (numba's math.exp is one libm call per element, 10x slower here); within 2 ulp of torch.exp.
@@ -233,36 +249,43 @@ def _draw_row(row, blocks, total, u, out):
         j += 1
 
 
-@_jit
-def _mf_softmax(users_ext, items_t, inv_t, e, m, z, expected, starts, counts, u, draws):
+@_jit_rows
+def _mf_softmax(users_ext, items_t, inv_t, e, m, z, expected, starts, counts, u, draws, parts):
     """Per row r: e[r] = exp(l - max l) for l = users_ext[r] . items_t / T, its max m[r], its sum
     z[r], expected[r] = sum_i e[r, i] items_t[:, i] / z[r], and counts[r] draws from it (``_draw_row``
-    with u[starts[r]:][:counts[r]]): all while the row stays in cache."""
+    with u[starts[r]:][:counts[r]]): all while the row stays in cache. Rows in runs (``parts``) over threads."""
     d1, n = items_t.shape
-    bits = np.empty(n, np.int32)
-    lanes = np.empty(LANES, np.float32)
-    blocks = np.empty(-(-n // BLOCK), np.float32)
-    for r in range(users_ext.shape[0]):
-        row = e[r]
-        w = users_ext[r, 0] * inv_t
+    for part in numba.prange(parts.shape[0] - 1):
+        bits = np.empty(n, np.int32)
+        lanes = np.empty(LANES, np.float32)
+        blocks = np.empty(-(-n // BLOCK), np.float32)
+        for r in range(parts[part], parts[part + 1]):
+            _softmax_row(users_ext[r], items_t, inv_t, e[r], m, z, expected[r], r, bits, lanes, blocks)
+            s = starts[r]
+            _draw_row(e[r], blocks, float(z[r]), u[s:s + counts[r]], draws[s:s + counts[r]])
+
+
+@_jit
+def _softmax_row(user, items_t, inv_t, row, m, z, expected, r, bits, lanes, blocks):
+    """Row r of ``_mf_softmax``: the logits written into ``row``, then exp(l - max) in place."""
+    d1, n = items_t.shape
+    w = user[0] * inv_t
+    for i in range(n):
+        row[i] = w * items_t[0, i]
+    for d in range(1, d1):
+        w = user[d] * inv_t
+        column = items_t[d]
         for i in range(n):
-            row[i] = w * items_t[0, i]
-        for d in range(1, d1):
-            w = users_ext[r, d] * inv_t
-            column = items_t[d]
-            for i in range(n):
-                row[i] += w * column[i]
-        top = _row_max(row, lanes)
-        total = _exp_shifted(row, top, bits, blocks)
-        m[r], z[r] = top, total
-        for d in range(d1):
-            column = items_t[d]
-            acc = np.float32(0)
-            for i in range(n):
-                acc += row[i] * column[i]
-            expected[r, d] = acc / total
-        s = starts[r]
-        _draw_row(row, blocks, float(total), u[s:s + counts[r]], draws[s:s + counts[r]])
+            row[i] += w * column[i]
+    top = _row_max(row, lanes)
+    total = _exp_shifted(row, top, bits, blocks)
+    m[r], z[r] = top, total
+    for d in range(d1):
+        column = items_t[d]
+        acc = np.float32(0)
+        for i in range(n):
+            acc += row[i] * column[i]
+        expected[d] = acc / total
 
 
 def mf_softmax(users_ext: torch.Tensor, items_ext: torch.Tensor, temperature: float,
@@ -278,9 +301,11 @@ def mf_softmax(users_ext: torch.Tensor, items_ext: torch.Tensor, temperature: fl
         counts = torch.zeros(B, dtype=torch.long)
     u = torch.rand(int(counts.sum()), dtype=torch.float32, generator=generator)
     draws = torch.empty(len(u), dtype=torch.long)
+    _threads()
     _mf_softmax(users_ext.float().contiguous().numpy(), items_ext.float().T.contiguous().numpy(),
                 np.float32(1 / temperature), e.numpy(), m.numpy(), z.numpy(), expected.numpy(),
-                (counts.cumsum(0) - counts).numpy(), counts.numpy(), u.to(torch.float64).numpy(), draws.numpy())
+                (counts.cumsum(0) - counts).numpy(), counts.numpy(), u.to(torch.float64).numpy(), draws.numpy(),
+                _parts(B, 4 * numba.get_num_threads()))
     return e, m, z, expected, draws
 
 
@@ -304,9 +329,9 @@ def draw(e: torch.Tensor, z: torch.Tensor, counts: torch.Tensor, generator: torc
     return out
 
 
-@_jit
+@_jit_rows
 def _ranks(scores, rows, best, best_item, out):
-    for j in range(rows.shape[0]):
+    for j in numba.prange(rows.shape[0]):
         row = scores[rows[j]]
         score, item = best[j], best_item[j]
         above = 0
@@ -321,6 +346,7 @@ def ranks(scores: torch.Tensor, rows: torch.Tensor, best: torch.Tensor, best_ite
     ``scores``: 1 + the items scoring higher + those scoring the same with a lower index; one read
     of each row (the torch path compares, then sums, twice)."""
     out = torch.empty(len(rows), dtype=torch.long)
+    _threads()
     _ranks(scores.numpy(), rows.numpy(), best.to(scores.dtype).numpy(), best_item.numpy(), out.numpy())
     return out
 

@@ -198,3 +198,19 @@ def test_sorted_batches_are_the_permutations_batches_each_in_order(n, batches):
     got = kernels.sorted_batches(perm, batches)
     want = [part.sort().values for part in perm.tensor_split(batches)]
     assert len(got) == len(want) and all(torch.equal(a, b) for a, b in zip(got, want))
+
+
+def test_row_kernels_give_the_same_rows_on_one_thread_and_on_two():
+    users_ext, items_ext = tables(n_users=50, n_items=700)
+    counts = torch.randint(0, 40, (50,), generator=seeded(3))
+    before = torch.get_num_threads()
+    out = {}
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            out[threads] = kernels.mf_softmax(users_ext, items_ext, 0.8, counts, seeded(4))
+            out[threads] += (kernels.ranks(out[threads][0], torch.arange(50), out[threads][0][:, 3],
+                                           torch.full((50,), 3)),)
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(a, b) for a, b in zip(out[1], out[2]))
