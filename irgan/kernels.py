@@ -289,12 +289,14 @@ def _softmax_row(user, items_t, inv_t, row, m, z, expected, r, bits, lanes, bloc
 
 
 def mf_softmax(users_ext: torch.Tensor, items_ext: torch.Tensor, temperature: float,
-               counts: torch.Tensor | None = None, generator: torch.Generator | None = None):
+               counts: torch.Tensor | None = None, generator: torch.Generator | None = None,
+               out: torch.Tensor | None = None):
     """softmax(users_ext @ items_ext.T / temperature) kept as (e, m, z) with p = e / z, the expected
     item row under it, and, with ``counts``, counts[r] draws from row r (``sampling.sample_rows``'s
-    rule and uniforms): (B, n) (B,) (B,) (B, dim + 1) (counts.sum(),); float32 (the model's tables)."""
+    rule and uniforms): (B, n) (B,) (B,) (B, dim + 1) (counts.sum(),); float32 (the model's tables).
+    ``out``, a float32 buffer of at least B x n elements, holds e when given."""
     B, n = users_ext.shape[0], items_ext.shape[0]
-    e = torch.empty(B, n, dtype=torch.float32)
+    e = torch.empty(B, n, dtype=torch.float32) if out is None else out.view(-1)[:B * n].view(B, n)
     m, z = torch.empty(B, dtype=torch.float32), torch.empty(B, dtype=torch.float32)
     expected = torch.empty(B, items_ext.shape[1], dtype=torch.float32)
     if counts is None:

@@ -33,10 +33,13 @@ class Policy:
         return cls(p, torch.ones(p.shape[0], dtype=p.dtype, device=p.device))
 
     @classmethod
-    def of_mf(cls, users_ext: torch.Tensor, items_ext: torch.Tensor, temperature: float) -> "Policy":
-        """softmax(users_ext @ items_ext.T / temperature) for packed MF rows (``fast_mf.packed_users``/``packed_items``)."""
+    def of_mf(cls, users_ext: torch.Tensor, items_ext: torch.Tensor, temperature: float,
+              out: torch.Tensor | None = None) -> "Policy":
+        """softmax(users_ext @ items_ext.T / temperature) for packed MF rows (``fast_mf.packed_users``/``packed_items``).
+        On the kernels, ``out`` (float32, at least B x n_items elements) may hold e: the policy is then
+        valid until the buffer's next use."""
         if kernels.enabled(items_ext) and items_ext.dtype == torch.float32:
-            return _KernelPolicy(users_ext, items_ext, temperature)
+            return _KernelPolicy(users_ext, items_ext, temperature, out)
         logits = users_ext @ items_ext.T
         if temperature != 1:
             logits /= temperature
@@ -91,12 +94,13 @@ class _KernelPolicy(Policy):
     those come first, so that each row is drawn from while it is in cache; its expected item
     is made in the same pass (for the tables it was built from)."""
 
-    def __init__(self, users_ext: torch.Tensor, items_ext: torch.Tensor, temperature: float) -> None:
+    def __init__(self, users_ext: torch.Tensor, items_ext: torch.Tensor, temperature: float,
+                 out: torch.Tensor | None = None) -> None:
         super().__init__(None, None)
-        self._args = (users_ext, items_ext, temperature)
+        self._args, self._out = (users_ext, items_ext, temperature), out
 
     def _make(self, counts: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-        self._e, self._m, self._z, self._expected, draws = kernels.mf_softmax(*self._args, counts, generator)
+        self._e, self._m, self._z, self._expected, draws = kernels.mf_softmax(*self._args, counts, generator, self._out)
         return draws
 
     @property

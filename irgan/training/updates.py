@@ -144,7 +144,13 @@ class FastGUpdate(GUpdate):
 
     @torch.no_grad()
     def policy(self, users: torch.Tensor, temperature: float) -> Policy:
-        return Policy.of_mf(packed_users(self.scorer, users), packed_items(self.scorer), temperature)
+        """G's softmax for the batch, valid until the next call: its rows are written into one buffer
+        kept for every batch (a fresh users x items tensor per batch costs page faults, and under
+        ``keep_freed_memory`` heap that batches of other sizes cannot reuse)."""
+        size = len(users) * self.scorer.n_items
+        if getattr(self, "_rows", None) is None or self._rows.numel() < size:
+            self._rows = torch.empty(size, dtype=torch.float32)
+        return Policy.of_mf(packed_users(self.scorer, users), packed_items(self.scorer), temperature, self._rows)
 
     @torch.no_grad()
     def __call__(self, users: torch.Tensor, temperature: float, l2: float, rows: torch.Tensor, items: torch.Tensor,
