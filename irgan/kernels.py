@@ -22,6 +22,10 @@ except ImportError:  # pragma: no cover - numba is in install_requires; the torc
     numba = None
 
 _ON = numba is not None
+if numba is not None and numba.config.THREADING_LAYER == "default":
+    # numba's own thread pool: its OpenMP layer would share libgomp with torch and reset the
+    # thread count torch.set_num_threads gave it (one thread became two, measured)
+    numba.config.THREADING_LAYER = "workqueue"
 
 
 def enabled(tensor: torch.Tensor) -> bool:

@@ -214,3 +214,17 @@ def test_row_kernels_give_the_same_rows_on_one_thread_and_on_two():
     finally:
         torch.set_num_threads(before)
     assert all(torch.equal(a, b) for a, b in zip(out[1], out[2]))
+
+
+def test_the_kernels_leave_torchs_thread_count_as_set():
+    import subprocess
+    import sys
+
+    code = ("import torch; torch.set_num_threads(1)\n"
+            "from irgan import kernels\n"
+            "kernels.mf_softmax(torch.randn(10, 6), torch.randn(50, 6), 1.0, torch.ones(10, dtype=torch.long))\n"
+            "kernels.ranks(torch.randn(4, 9), torch.arange(4), torch.zeros(4), torch.zeros(4, dtype=torch.long))\n"
+            "print(torch.get_num_threads())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1"]
