@@ -30,7 +30,7 @@ if numba is not None and numba.config.THREADING_LAYER == "default":
 
 def enabled(tensor: torch.Tensor) -> bool:
     """Whether work on ``tensor`` goes through the compiled kernels."""
-    return _ON and tensor.device.type == "cpu" and tensor.dtype in (torch.float32, torch.float64, torch.int64)
+    return _ON and tensor.device.type == "cpu" and tensor.dtype in (torch.float32, torch.float64, torch.int32, torch.int64)
 
 
 @contextlib.contextmanager
@@ -359,7 +359,7 @@ def ranks(scores: torch.Tensor, rows: torch.Tensor, best: torch.Tensor, best_ite
 
 @_jit
 def _sorted_batches(perm, bounds, out):
-    batch_of = np.empty(perm.shape[0], np.int64)
+    batch_of = np.empty(perm.shape[0], np.int32)
     for b in range(bounds.shape[0] - 1):
         for j in range(bounds[b], bounds[b + 1]):
             batch_of[perm[j]] = b

@@ -194,8 +194,9 @@ def test_packed_rows_give_the_models_softmax():
 
 @pytest.mark.parametrize("n, batches", [(1000, 7), (5, 5), (3, 5), (0, 1)])
 def test_sorted_batches_are_the_permutations_batches_each_in_order(n, batches):
-    perm = torch.randperm(n, generator=seeded(n))
+    perm = torch.randperm(n, generator=seeded(n), dtype=torch.int32)
     got = kernels.sorted_batches(perm, batches)
+    assert all(part.dtype == torch.int32 for part in got)
     want = [part.sort().values for part in perm.tensor_split(batches)]
     assert len(got) == len(want) and all(torch.equal(a, b) for a, b in zip(got, want))
 
