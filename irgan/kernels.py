@@ -222,8 +222,9 @@ def pointwise_sgd(model, users: torch.Tensor, items: torch.Tensor, labels: torch
 
 
 @_jit
-def _draw_row(row, blocks, total, u, out):
-    """out[k] = the first column of ``row`` whose running sum exceeds u[k] total (u in [0, 1)): the
+def _draw_row(row, blocks, total, u, out, picked):
+    """out[k] = the first column of ``row`` whose running sum exceeds u[k] total (u in [0, 1)), and
+    picked[k] its value in ``row``: the
     block sums walked once with the thresholds in ascending order, then the columns of only the
     blocks a threshold falls in; a threshold left at the total by rounding takes the last column
     with weight."""
@@ -241,6 +242,7 @@ def _draw_row(row, blocks, total, u, out):
                 within += row[i]
                 while j < k and u[order[j]] * total < within:
                     out[order[j]] = i
+                    picked[order[j]] = row[i]
                     j += 1
             if j == k:
                 return
@@ -250,11 +252,12 @@ def _draw_row(row, blocks, total, u, out):
         last -= 1
     while j < k:
         out[order[j]] = last
+        picked[order[j]] = row[last]
         j += 1
 
 
 @_jit_rows
-def _mf_softmax(users_ext, items_t, inv_t, e, m, z, expected, starts, counts, u, draws, parts):
+def _mf_softmax(users_ext, items_t, inv_t, e, m, z, expected, starts, counts, u, draws, picked, parts):
     """Per row r: e[r] = exp(l - max l) for l = users_ext[r] . items_t / T, its max m[r], its sum
     z[r], expected[r] = sum_i e[r, i] items_t[:, i] / z[r], and counts[r] draws from it (``_draw_row``
     with u[starts[r]:][:counts[r]]): all while the row stays in cache. Rows in runs (``parts``) over threads."""
@@ -266,30 +269,45 @@ def _mf_softmax(users_ext, items_t, inv_t, e, m, z, expected, starts, counts, u,
         for r in range(parts[part], parts[part + 1]):
             _softmax_row(users_ext[r], items_t, inv_t, e[r], m, z, expected[r], r, bits, lanes, blocks)
             s = starts[r]
-            _draw_row(e[r], blocks, float(z[r]), u[s:s + counts[r]], draws[s:s + counts[r]])
+            _draw_row(e[r], blocks, float(z[r]), u[s:s + counts[r]], draws[s:s + counts[r]], picked[s:s + counts[r]])
+
+
+WIDTH = 8  # the item table's columns are read 8 at a time: one pass writes a row's logits, one reads its expected item
 
 
 @_jit
 def _softmax_row(user, items_t, inv_t, row, m, z, expected, r, bits, lanes, blocks):
-    """Row r of ``_mf_softmax``: the logits written into ``row``, then exp(l - max) in place."""
-    d1, n = items_t.shape
-    w = user[0] * inv_t
-    for i in range(n):
-        row[i] = w * items_t[0, i]
-    for d in range(1, d1):
-        w = user[d] * inv_t
-        column = items_t[d]
+    """Row r of ``_mf_softmax``: the logits written into ``row``, then exp(l - max) in place, its
+    sum and the expected item. ``items_t`` has a multiple of WIDTH rows (zeros past the table's)."""
+    n = items_t.shape[1]
+    for g in range(0, items_t.shape[0], WIDTH):
+        c0, c1, c2, c3 = items_t[g], items_t[g + 1], items_t[g + 2], items_t[g + 3]
+        c4, c5, c6, c7 = items_t[g + 4], items_t[g + 5], items_t[g + 6], items_t[g + 7]
+        w0, w1, w2, w3 = user[g] * inv_t, user[g + 1] * inv_t, user[g + 2] * inv_t, user[g + 3] * inv_t
+        w4, w5, w6, w7 = user[g + 4] * inv_t, user[g + 5] * inv_t, user[g + 6] * inv_t, user[g + 7] * inv_t
+        first = g == 0
         for i in range(n):
-            row[i] += w * column[i]
+            v = (w0 * c0[i] + w1 * c1[i] + w2 * c2[i] + w3 * c3[i]) + (w4 * c4[i] + w5 * c5[i] + w6 * c6[i] + w7 * c7[i])
+            row[i] = v if first else row[i] + v
     top = _row_max(row, lanes)
     total = _exp_shifted(row, top, bits, blocks)
     m[r], z[r] = top, total
-    for d in range(d1):
-        column = items_t[d]
-        acc = np.float32(0)
+    for g in range(0, items_t.shape[0], WIDTH):
+        c0, c1, c2, c3 = items_t[g], items_t[g + 1], items_t[g + 2], items_t[g + 3]
+        c4, c5, c6, c7 = items_t[g + 4], items_t[g + 5], items_t[g + 6], items_t[g + 7]
+        a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.float32(0)
         for i in range(n):
-            acc += row[i] * column[i]
-        expected[d] = acc / total
+            v = row[i]
+            a0 += v * c0[i]
+            a1 += v * c1[i]
+            a2 += v * c2[i]
+            a3 += v * c3[i]
+            a4 += v * c4[i]
+            a5 += v * c5[i]
+            a6 += v * c6[i]
+            a7 += v * c7[i]
+        expected[g], expected[g + 1], expected[g + 2], expected[g + 3] = a0 / total, a1 / total, a2 / total, a3 / total
+        expected[g + 4], expected[g + 5], expected[g + 6], expected[g + 7] = a4 / total, a5 / total, a6 / total, a7 / total
 
 
 def mf_softmax(users_ext: torch.Tensor, items_ext: torch.Tensor, temperature: float,
@@ -297,32 +315,37 @@ def mf_softmax(users_ext: torch.Tensor, items_ext: torch.Tensor, temperature: fl
                out: torch.Tensor | None = None):
     """softmax(users_ext @ items_ext.T / temperature) kept as (e, m, z) with p = e / z, the expected
     item row under it, and, with ``counts``, counts[r] draws from row r (``sampling.sample_rows``'s
-    rule and uniforms): (B, n) (B,) (B,) (B, dim + 1) (counts.sum(),); float32 (the model's tables).
+    rule and uniforms) with e at each: (B, n) (B,) (B,) (B, dim + 1) (counts.sum(),) (counts.sum(),);
+    float32 (the model's tables).
     ``out``, a float32 buffer of at least B x n elements, holds e when given."""
-    B, n = users_ext.shape[0], items_ext.shape[0]
+    B, n, k = users_ext.shape[0], items_ext.shape[0], items_ext.shape[1]
     e = torch.empty(B, n, dtype=torch.float32) if out is None else out.view(-1)[:B * n].view(B, n)
     m, z = torch.empty(B, dtype=torch.float32), torch.empty(B, dtype=torch.float32)
-    expected = torch.empty(B, items_ext.shape[1], dtype=torch.float32)
+    width = -(-k // WIDTH) * WIDTH
+    users_wide, items_t = torch.zeros(B, width), torch.zeros(width, n)
+    users_wide[:, :k], items_t[:k] = users_ext, items_ext.T
+    expected = torch.empty(B, width, dtype=torch.float32)
     if counts is None:
         counts = torch.zeros(B, dtype=torch.long)
     u = torch.rand(int(counts.sum()), dtype=torch.float32, generator=generator)
-    draws = torch.empty(len(u), dtype=torch.long)
+    draws, picked = torch.empty(len(u), dtype=torch.long), torch.empty(len(u), dtype=torch.float32)
     _threads()
-    _mf_softmax(users_ext.float().contiguous().numpy(), items_ext.float().T.contiguous().numpy(),
-                np.float32(1 / temperature), e.numpy(), m.numpy(), z.numpy(), expected.numpy(),
+    _mf_softmax(users_wide.numpy(), items_t.numpy(), np.float32(1 / temperature), e.numpy(), m.numpy(), z.numpy(),
+                expected.numpy(),
                 (counts.cumsum(0) - counts).numpy(), counts.numpy(), u.to(torch.float64).numpy(), draws.numpy(),
-                _parts(B, 4 * numba.get_num_threads()))
-    return e, m, z, expected, draws
+                picked.numpy(), _parts(B, 4 * numba.get_num_threads()))
+    return e, m, z, expected[:, :k], draws, picked
 
 
 @_jit
 def _draw(e, starts, counts, z, u, out):
     blocks = np.empty(-(-e.shape[1] // BLOCK), np.float32)
+    picked = np.empty(u.shape[0], e.dtype)
     for r in range(e.shape[0]):
         if counts[r]:
             _block_sums_row(e[r], blocks)
             s = starts[r]
-            _draw_row(e[r], blocks, z[r], u[s:s + counts[r]], out[s:s + counts[r]])
+            _draw_row(e[r], blocks, z[r], u[s:s + counts[r]], out[s:s + counts[r]], picked[s:s + counts[r]])
 
 
 def draw(e: torch.Tensor, z: torch.Tensor, counts: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -377,3 +400,27 @@ def sorted_batches(perm: torch.Tensor, n_batches: int) -> list[torch.Tensor]:
     out = torch.empty_like(perm)
     _sorted_batches(perm.numpy(), bounds.numpy(), out.numpy())
     return list(out.tensor_split(bounds[1:-1]))
+
+
+@_jit
+def _contains(starts, counts, sorted_items, users, items, out):
+    for q in range(users.shape[0]):
+        low = starts[users[q]]
+        end = low + counts[users[q]]
+        high, x = end, items[q]
+        while low < high:
+            middle = (low + high) >> 1
+            if sorted_items[middle] < x:
+                low = middle + 1
+            else:
+                high = middle
+        out[q] = low < end and sorted_items[low] == x
+
+
+def contains(starts: torch.Tensor, counts: torch.Tensor, sorted_items: torch.Tensor, users: torch.Tensor,
+             items: torch.Tensor) -> torch.Tensor:
+    """Is items[q] among users[q]'s positives, sorted_items[starts[u]:][:counts[u]] (ascending)? A
+    binary search per query (``sampling.PositiveSet.contains``'s torch path runs them in lockstep)."""
+    out = torch.empty(users.shape, dtype=torch.bool)
+    _contains(starts.numpy(), counts.numpy(), sorted_items.numpy(), users.numpy(), items.numpy(), out.numpy())
+    return out

@@ -58,13 +58,14 @@ def test_exp_is_zero_far_below_and_one_at_the_max():
     assert total == pytest.approx(1 + np.exp(-3.0), rel=1e-6) and blocks[0] == total
 
 
-@pytest.mark.parametrize("temperature, scale", [(1.0, 1.0), (0.2, 1.0), (1.0, 30.0), (3.0, 0.01)])
-def test_mf_softmax_is_torchs_softmax_with_its_max_sum_and_expected_item(temperature, scale):
-    users_ext, items_ext = tables(scale=scale)
-    e, m, z, expected, draws = kernels.mf_softmax(users_ext, items_ext, temperature)
+@pytest.mark.parametrize("temperature, scale, dim", [(1.0, 1.0, 5), (0.2, 1.0, 5), (1.0, 30.0, 5), (3.0, 0.01, 5),
+                                                     (1.0, 0.5, 7), (0.5, 0.5, 11), (1.0, 0.5, 1)])
+def test_mf_softmax_is_torchs_softmax_with_its_max_sum_and_expected_item(temperature, scale, dim):
+    users_ext, items_ext = tables(scale=scale, dim=dim)
+    e, m, z, expected, draws, picked = kernels.mf_softmax(users_ext, items_ext, temperature)
     logits = users_ext @ items_ext.T / temperature
     p = torch.softmax(logits.double(), 1)
-    assert draws.numel() == 0
+    assert draws.numel() == picked.numel() == 0
     torch.testing.assert_close(m, logits.amax(1), rtol=1e-6, atol=1e-6)
     torch.testing.assert_close((e / z[:, None]).double(), p, rtol=2e-5, atol=1e-12)
     torch.testing.assert_close(expected.double(), p @ items_ext.double(), rtol=1e-4, atol=1e-5)
@@ -108,8 +109,10 @@ def test_draws_are_sample_rows_draws_for_the_same_uniforms():
 def test_draws_made_with_the_softmax_are_the_draws_made_from_it_after():
     users_ext, items_ext = tables(n_items=1000)
     counts = torch.randint(0, 50, (40,), generator=seeded(2))
-    e, _, z, _, fused = kernels.mf_softmax(users_ext, items_ext, 0.5, counts, seeded(9))
+    e, _, z, _, fused, picked = kernels.mf_softmax(users_ext, items_ext, 0.5, counts, seeded(9))
     assert torch.equal(fused, kernels.draw(e, z, counts, seeded(9)))
+    rows = torch.repeat_interleave(torch.arange(40), counts)
+    assert torch.equal(picked, e[rows, fused])
     lazy = Policy.of_mf(users_ext, items_ext, 0.5)
     assert torch.equal(lazy.sample(counts, seeded(9)), fused)  # drawn first: in the softmax's pass
     read_first = Policy.of_mf(users_ext, items_ext, 0.5)
@@ -120,7 +123,7 @@ def test_draws_made_with_the_softmax_are_the_draws_made_from_it_after():
 def test_draw_frequencies_follow_the_softmax():
     users_ext, items_ext = tables(n_users=2, n_items=50, scale=0.5)
     counts = torch.tensor([200_000, 0])
-    e, _, z, _, draws = kernels.mf_softmax(users_ext, items_ext, 1.0, counts, seeded(4))
+    e, _, z, _, draws, _ = kernels.mf_softmax(users_ext, items_ext, 1.0, counts, seeded(4))
     freq = torch.bincount(draws, minlength=50).double() / 200_000
     p = (e[0] / z[0]).double()
     assert (freq - p).abs().max() < 5 * (p * (1 - p) / 200_000).sqrt().max()
@@ -129,9 +132,9 @@ def test_draw_frequencies_follow_the_softmax():
 def test_a_threshold_left_at_the_total_takes_the_last_column_with_weight():
     row = np.array([0, 1, 2, 0, 0], np.float32)
     blocks = np.array([3], np.float32)
-    out = np.empty(2, np.int64)
-    kernels._draw_row(row, blocks, 3.5, np.array([0.999999, 0.1]), out)  # a total overstated by rounding
-    assert out.tolist() == [2, 1]
+    out, picked = np.empty(2, np.int64), np.empty(2, np.float32)
+    kernels._draw_row(row, blocks, 3.5, np.array([0.999999, 0.1]), out, picked)  # a total overstated by rounding
+    assert out.tolist() == [2, 1] and picked.tolist() == [2, 1]
 
 
 @pytest.mark.parametrize("d_batch_size, l2, lr", [(65536, 0.2, 0.05), (37, 0.2, 0.05), (37, 0.0, 0.5), (65536, 0.5, 1.5)])
@@ -229,3 +232,46 @@ def test_the_kernels_leave_torchs_thread_count_as_set():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["1"]
+
+
+def test_p_at_the_draws_and_at_other_items_is_the_softmax_there():
+    from irgan.training.sampling import PositiveSet, sample_mixture
+    import scipy.sparse as sp
+
+    users_ext, items_ext = tables(n_users=30, n_items=400)
+    positives = PositiveSet(sp.random(30, 400, density=0.05, format="csr", random_state=0))
+    counts = 2 * positives.counts
+    for on in (True, False):
+        with kernels.use(on):
+            policy = Policy.of_mf(users_ext, items_ext, 0.9)
+            rows, items = sample_mixture(policy, positives, torch.arange(30), counts, 0.5, seeded(1))
+            p = torch.softmax(users_ext @ items_ext.T / 0.9, 1)
+            got = policy.at(rows, items)
+            torch.testing.assert_close(got, p[rows, items], rtol=2e-5, atol=0)
+            assert policy.at(rows, items) is got  # the step's second read
+            torch.testing.assert_close(policy.at(rows[:5], items[:5]), p[rows[:5], items[:5]], rtol=2e-5, atol=0)
+
+
+def test_contains_is_the_lockstep_search():
+    import scipy.sparse as sp
+    from irgan.training import sampling
+
+    keep = np.ones(50)
+    keep[7] = 0  # a user without positives
+    matrix = sp.csr_matrix(sp.diags(keep) @ sp.random(50, 3000, density=0.02, format="csr", random_state=3))
+    matrix.eliminate_zeros()
+    before, sampling.DENSE_BYTES = sampling.DENSE_BYTES, 0  # the sparse search, not the dense table
+    try:
+        positives = sampling.PositiveSet(matrix)
+    finally:
+        sampling.DENSE_BYTES = before
+    users = torch.randint(0, 50, (20000,), generator=seeded(2))
+    items = torch.randint(0, 3000, (20000,), generator=seeded(3))
+    rows, columns = matrix.nonzero()
+    users[:100], items[:100] = torch.tensor(rows[:100]), torch.tensor(columns[:100])
+    fast = positives.contains(users, items)
+    with kernels.use(False):
+        slow = positives.contains(users, items)
+    pairs = set(zip(rows.tolist(), columns.tolist()))
+    truth = [(u, i) in pairs for u, i in zip(users.tolist(), items.tolist())]
+    assert torch.equal(fast, slow) and fast[:100].all() and torch.equal(fast, torch.tensor(truth))

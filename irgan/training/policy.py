@@ -19,6 +19,8 @@ class Policy:
 
     def __init__(self, e: torch.Tensor, z: torch.Tensor, m: torch.Tensor | None = None) -> None:
         self._e, self._z, self._m, self._expected = e, z, m, None
+        self._drawn = None  # (counts, items, e at them) of the last draws, when known
+        self._last_at = None  # ((rows, items), p at them): the step reads the same draws twice
 
     @classmethod
     def of_logits(cls, logits: torch.Tensor) -> "Policy":
@@ -62,8 +64,23 @@ class Policy:
         return self.e / self.z[:, None]
 
     def at(self, rows: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """p[rows[k], items[k]] (N,)."""
-        return self.e.view(-1).index_select(0, rows * self.e.shape[1] + items) / self.z.index_select(0, rows)
+        """p[rows[k], items[k]] (N,). Entries that are this policy's own last draws (rows grouped by
+        row as ``sample`` returns them) are read from what the draws kept: each is a random read of e."""
+        if self._last_at is not None and self._last_at[0][0] is rows and self._last_at[0][1] is items:
+            return self._last_at[1]
+        z = self.z.index_select(0, rows)
+        if self._drawn is not None and self._drawn[1].shape == items.shape and bool(
+                torch.equal(rows, torch.repeat_interleave(torch.arange(len(self._drawn[0])), self._drawn[0]))):
+            e_at = self._drawn[2].clone()
+            other = (items != self._drawn[1]).nonzero().squeeze(1)
+            e_at[other] = self._e_at(rows[other], items[other])
+        else:
+            e_at = self._e_at(rows, items)
+        self._last_at = ((rows, items), e_at / z)
+        return self._last_at[1]
+
+    def _e_at(self, rows: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return self.e.view(-1).index_select(0, rows * self.e.shape[1] + items)
 
     def sample(self, counts: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """counts[r] draws from row r, as ``sampling.sample_rows`` (row 0's first)."""
@@ -100,7 +117,10 @@ class _KernelPolicy(Policy):
         self._args, self._out = (users_ext, items_ext, temperature), out
 
     def _make(self, counts: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-        self._e, self._m, self._z, self._expected, draws = kernels.mf_softmax(*self._args, counts, generator, self._out)
+        self._e, self._m, self._z, self._expected, draws, picked = kernels.mf_softmax(
+            *self._args, counts, generator, self._out)
+        if counts is not None:
+            self._drawn = (counts, draws, picked)
         return draws
 
     @property

@@ -7,6 +7,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from irgan import kernels
+
 
 def positive_pairs(matrix: sp.csr_matrix, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """The (user, item) index pairs of a CSR matrix, row-major, as two LongTensors (nnz,)."""
@@ -45,6 +47,8 @@ class PositiveSet:
             return self.dense.view(-1).index_select(0, users * self.n_items + items)
         if self.keys.numel() == 0:
             return torch.zeros_like(users, dtype=torch.bool)
+        if kernels.enabled(self.items) and users.dtype == items.dtype == torch.long:
+            return kernels.contains(self.starts, self.counts, self.items, users, items)
         base = self.starts.index_select(0, users)
         size = self.counts.index_select(0, users)
         last = self.items.numel() - 1  # users without positives start one past the end

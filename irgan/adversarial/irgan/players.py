@@ -64,7 +64,10 @@ class Generator(Player):
         Returns a LongTensor of shape (counts.sum(),), the items of users[0] first.
         """
         if exclude is None and type(self.scorer) is MatrixFactorization:  # the MF fast path's softmax
-            policy = Policy.of_mf(packed_users(self.scorer, users), packed_items(self.scorer), temperature)
+            size = len(users) * self.scorer.n_items  # its rows written into one buffer kept between batches
+            if getattr(self, "_rows", None) is None or self._rows.numel() < size:
+                self._rows = torch.empty(size, dtype=torch.float32)
+            policy = Policy.of_mf(packed_users(self.scorer, users), packed_items(self.scorer), temperature, self._rows)
             return policy.sample(counts, generator)
         return sample_rows(self.log_probs(users, temperature, exclude).exp(), counts, generator)
 
