@@ -44,14 +44,25 @@ def use(on: bool) -> Iterator[None]:
         _ON = before
 
 
-def _jit(function):
-    return numba.njit(cache=True, fastmath=True, nogil=True)(function) if numba is not None else function
+# Kernels over a model's parameters may assume them finite (all fast-math flags: a NaN there is
+# caught by the game's divergence check at the end of the outer epoch); kernels over scores a user's
+# model gave keep NaN and infinity as they are (-inf marks excluded items, NaN must be noticed).
+FINITE, NOT_FINITE = True, {"reassoc", "contract", "arcp", "nsz", "afn"}
 
 
-def _jit_rows(function):
+def _jit(function=None, *, fastmath=FINITE):
+    if function is None:
+        return lambda f: _jit(f, fastmath=fastmath)
+    return numba.njit(cache=True, fastmath=fastmath, nogil=True)(function) if numba is not None else function
+
+
+def _jit_rows(function=None, *, fastmath=FINITE):
     """A kernel whose rows are independent: split over threads (``numba.prange``), each row's
     result the same for any number of threads."""
-    return numba.njit(cache=True, fastmath=True, nogil=True, parallel=True)(function) if numba is not None else function
+    if function is None:
+        return lambda f: _jit_rows(f, fastmath=fastmath)
+    return (numba.njit(cache=True, fastmath=fastmath, nogil=True, parallel=True)(function)
+            if numba is not None else function)
 
 
 def _threads() -> None:
@@ -358,7 +369,7 @@ def draw(e: torch.Tensor, z: torch.Tensor, counts: torch.Tensor, generator: torc
     return out
 
 
-@_jit_rows
+@_jit_rows(fastmath=NOT_FINITE)
 def _ranks(scores, rows, best, best_item, out):
     for j in numba.prange(rows.shape[0]):
         row = scores[rows[j]]
@@ -424,3 +435,93 @@ def contains(starts: torch.Tensor, counts: torch.Tensor, sorted_items: torch.Ten
     out = torch.empty(users.shape, dtype=torch.bool)
     _contains(starts.numpy(), counts.numpy(), sorted_items.numpy(), users.numpy(), items.numpy(), out.numpy())
     return out
+
+
+@_jit(fastmath=NOT_FINITE)
+def _insert(values, columns, count, value, column):
+    """Put (value, column) into the best-first lists of ``count`` entries (ties: the lower column
+    first; ``column`` is above every column already in), keeping at most len(values); returns the count."""
+    j = count if count < values.shape[0] else values.shape[0] - 1
+    while j > 0 and values[j - 1] < value:
+        if j < values.shape[0]:
+            values[j], columns[j] = values[j - 1], columns[j - 1]
+        j -= 1
+    values[j], columns[j] = value, column
+    return min(count + 1, values.shape[0])
+
+
+@_jit_rows(fastmath=NOT_FINITE)
+def _rank_rows(scores, train_ptr, train_items, test_ptr, test_items, k, top, rank, bad):
+    n = scores.shape[1]
+    n_blocks = -(-n // BLOCK)
+    for r in numba.prange(scores.shape[0]):
+        row = scores[r]
+        maxima = np.empty(n_blocks, scores.dtype)
+        invalid = 0
+        for b in range(n // BLOCK):  # a constant trip count: unrolled into vector compares
+            best = row[b * BLOCK]
+            for j in range(BLOCK):
+                v = row[b * BLOCK + j]
+                invalid += (v != v) | (v == -np.inf)
+                best = v if v > best else best
+            maxima[b] = best
+        if n % BLOCK:
+            best = row[n - n % BLOCK]
+            for i in range(n - n % BLOCK, n):
+                v = row[i]
+                invalid += (v != v) | (v == -np.inf)
+                best = v if v > best else best
+            maxima[n_blocks - 1] = best
+        bad[r] = invalid
+        values = np.empty(k, scores.dtype)
+        columns = np.empty(k, np.int64)
+        count = 0
+        t, t_end = train_ptr[r], train_ptr[r + 1]
+        for b in range(n_blocks):
+            if count == k and not maxima[b] > values[k - 1]:
+                continue
+            for i in range(b * BLOCK, min((b + 1) * BLOCK, n)):
+                while t < t_end and train_items[t] < i:
+                    t += 1
+                v = -np.inf if t < t_end and train_items[t] == i else row[i]
+                if count < k or v > values[k - 1]:
+                    count = _insert(values, columns, count, v, i)
+        for j in range(count, k):
+            columns[j] = n
+        top[r] = columns
+        rank[r] = 0
+        for j in range(count):  # the first hit in the exact top k
+            for q in range(test_ptr[r], test_ptr[r + 1]):
+                if test_items[q] == columns[j]:
+                    rank[r] = j + 1
+                    break
+            if rank[r]:
+                break
+        if rank[r] or test_ptr[r] == test_ptr[r + 1]:
+            continue
+        score, item = -np.inf, n
+        for q in range(test_ptr[r], test_ptr[r + 1]):  # the best test item, the lowest-indexed among equals
+            if row[test_items[q]] > score or item == n:
+                score, item = row[test_items[q]], test_items[q]
+        above = 0
+        for i in range(n):
+            v = row[i]
+            above += (v > score) | ((v == score) & (i < item))
+        for q in range(train_ptr[r], train_ptr[r + 1]):  # train items rank last: take back any counted
+            i = train_items[q]
+            above -= (row[i] > score) | ((row[i] == score) & (i < item))
+        rank[r] = 1 + above
+
+
+def rank_rows(scores: torch.Tensor, train, test, k: int) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """Each row's top k columns (best first, ties to the lower column; ``train``'s columns ranked
+    last, as at -inf) and the full-ranking position of its first ``test`` column (1-based; 0 for
+    a row without test columns), in one read of the row: (B, k) (B,), and whether any score was
+    NaN or -inf. ``train``/``test`` are the batch's CSR rows (sorted columns)."""
+    B = scores.shape[0]
+    top, rank = torch.empty(B, k, dtype=torch.long), torch.empty(B, dtype=torch.long)
+    bad = np.empty(B, np.int64)
+    _threads()
+    _rank_rows(scores.contiguous().numpy(), train.indptr.astype(np.int64), train.indices.astype(np.int64),
+               test.indptr.astype(np.int64), test.indices.astype(np.int64), k, top.numpy(), rank.numpy(), bad)
+    return top, rank, bool(bad.any())

@@ -275,3 +275,33 @@ def test_contains_is_the_lockstep_search():
     pairs = set(zip(rows.tolist(), columns.tolist()))
     truth = [(u, i) in pairs for u, i in zip(users.tolist(), items.tolist())]
     assert torch.equal(fast, slow) and fast[:100].all() and torch.equal(fast, torch.tensor(truth))
+
+
+@pytest.mark.parametrize("values, density", [(6, 0.1), (1000, 0.3), (2, 0.0)])
+def test_evaluation_on_the_kernel_ranks_as_the_torch_path(values, density):
+    import scipy.sparse as sp
+
+    scores = torch.randint(0, values, (70, 90), generator=seeded(values)).float()  # ties, many or few
+    train = sp.random(70, 90, density=density, format="csr", random_state=1) if density else sp.csr_matrix((70, 90))
+    test = sp.random(70, 90, density=0.06, format="csr", random_state=2)
+    test = sp.csr_matrix(test - test.multiply(train.astype(bool)))
+    test.eliminate_zeros()
+    for k in ((1, 3), (5, 10, 90)):
+        fast = evaluate(scores, train, test, k, per_user=True)[1]
+        with kernels.use(False):
+            slow = evaluate(scores, train, test, k, per_user=True)[1]
+        assert fast.equals(slow), k
+
+
+def test_rank_rows_puts_train_items_last_and_ties_by_lower_column():
+    import scipy.sparse as sp
+
+    scores = torch.tensor([[1.0, 5.0, 3.0, 5.0, 0.0], [2.0, 2.0, 2.0, 2.0, 2.0]])
+    train = sp.csr_matrix(np.array([[0, 1, 0, 0, 0], [0, 0, 0, 0, 0]]))
+    test = sp.csr_matrix(np.array([[1, 0, 0, 0, 0], [0, 0, 0, 1, 0]]))
+    top, rank, bad = kernels.rank_rows(scores, train, test, 4)
+    assert top.tolist() == [[3, 2, 0, 4], [0, 1, 2, 3]] and rank.tolist() == [3, 4] and not bad
+    top, rank, _ = kernels.rank_rows(scores, train, test, 2)
+    assert top.tolist() == [[3, 2], [0, 1]] and rank.tolist() == [3, 4]  # ranked past the top k
+    assert kernels.rank_rows(scores.index_fill(1, torch.tensor([2]), float("nan")), train, test, 2)[2]
+    assert kernels.rank_rows(scores.index_fill(1, torch.tensor([4]), -float("inf")), train, test, 2)[2]
