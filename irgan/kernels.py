@@ -11,6 +11,8 @@ whether a tensor takes them: numba is installed with irgan, the tensor is on the
 from __future__ import annotations
 
 import contextlib
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
 
 import numpy as np
@@ -22,10 +24,6 @@ except ImportError:  # pragma: no cover - numba is in install_requires; the torc
     numba = None
 
 _ON = numba is not None
-if numba is not None and numba.config.THREADING_LAYER == "default":
-    # numba's own thread pool: its OpenMP layer would share libgomp with torch and reset the
-    # thread count torch.set_num_threads gave it (one thread became two, measured)
-    numba.config.THREADING_LAYER = "workqueue"
 
 
 def enabled(tensor: torch.Tensor) -> bool:
@@ -56,18 +54,23 @@ def _jit(function=None, *, fastmath=FINITE):
     return numba.njit(cache=True, fastmath=fastmath, nogil=True)(function) if numba is not None else function
 
 
-def _jit_rows(function=None, *, fastmath=FINITE):
-    """A kernel whose rows are independent: split over threads (``numba.prange``), each row's
-    result the same for any number of threads."""
-    if function is None:
-        return lambda f: _jit_rows(f, fastmath=fastmath)
-    return (numba.njit(cache=True, fastmath=fastmath, nogil=True, parallel=True)(function)
-            if numba is not None else function)
+_POOL: list[ThreadPoolExecutor] = []
 
 
-def _threads() -> None:
-    """Row-parallel kernels use as many threads as torch does (one, under ``torch.set_num_threads(1)``)."""
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+def _over_rows(kernel, n_rows: int, *args) -> None:
+    """``kernel(*args, start, stop)`` on runs of rows split over as many threads as torch uses
+    (``torch.set_num_threads``): the kernels release the GIL, and each row's result is the same for
+    any count. Python threads rather than numba's own: its parallel kernels took seconds more to
+    compile each, and its OpenMP layer reset torch's thread count (one thread became two)."""
+    threads = max(1, min(torch.get_num_threads(), os.cpu_count() or 1, n_rows))
+    if threads == 1:
+        kernel(*args, 0, n_rows)
+        return
+    if not _POOL:
+        _POOL.append(ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="irgan-kernels"))
+    bounds = _parts(n_rows, 4 * threads)
+    for _ in _POOL[0].map(lambda i: kernel(*args, bounds[i], bounds[i + 1]), range(len(bounds) - 1)):
+        pass
 
 
 def _parts(n: int, parts: int) -> np.ndarray:
@@ -267,20 +270,19 @@ def _draw_row(row, blocks, total, u, out, picked):
         j += 1
 
 
-@_jit_rows
-def _mf_softmax(users_ext, items_t, inv_t, e, m, z, expected, starts, counts, u, draws, picked, parts):
+@_jit
+def _mf_softmax(users_ext, items_t, inv_t, e, m, z, expected, starts, counts, u, draws, picked, first, stop):
     """Per row r: e[r] = exp(l - max l) for l = users_ext[r] . items_t / T, its max m[r], its sum
     z[r], expected[r] = sum_i e[r, i] items_t[:, i] / z[r], and counts[r] draws from it (``_draw_row``
-    with u[starts[r]:][:counts[r]]): all while the row stays in cache. Rows in runs (``parts``) over threads."""
+    with u[starts[r]:][:counts[r]]): all while the row stays in cache; rows first..stop-1."""
     d1, n = items_t.shape
-    for part in numba.prange(parts.shape[0] - 1):
-        bits = np.empty(n, np.int32)
-        lanes = np.empty(LANES, np.float32)
-        blocks = np.empty(-(-n // BLOCK), np.float32)
-        for r in range(parts[part], parts[part + 1]):
-            _softmax_row(users_ext[r], items_t, inv_t, e[r], m, z, expected[r], r, bits, lanes, blocks)
-            s = starts[r]
-            _draw_row(e[r], blocks, float(z[r]), u[s:s + counts[r]], draws[s:s + counts[r]], picked[s:s + counts[r]])
+    bits = np.empty(n, np.int32)
+    lanes = np.empty(LANES, np.float32)
+    blocks = np.empty(-(-n // BLOCK), np.float32)
+    for r in range(first, stop):
+        _softmax_row(users_ext[r], items_t, inv_t, e[r], m, z, expected[r], r, bits, lanes, blocks)
+        s = starts[r]
+        _draw_row(e[r], blocks, float(z[r]), u[s:s + counts[r]], draws[s:s + counts[r]], picked[s:s + counts[r]])
 
 
 WIDTH = 8  # the item table's columns are read 8 at a time: one pass writes a row's logits, one reads its expected item
@@ -340,11 +342,10 @@ def mf_softmax(users_ext: torch.Tensor, items_ext: torch.Tensor, temperature: fl
         counts = torch.zeros(B, dtype=torch.long)
     u = torch.rand(int(counts.sum()), dtype=torch.float32, generator=generator)
     draws, picked = torch.empty(len(u), dtype=torch.long), torch.empty(len(u), dtype=torch.float32)
-    _threads()
-    _mf_softmax(users_wide.numpy(), items_t.numpy(), np.float32(1 / temperature), e.numpy(), m.numpy(), z.numpy(),
-                expected.numpy(),
+    _over_rows(_mf_softmax, B, users_wide.numpy(), items_t.numpy(), np.float32(1 / temperature), e.numpy(), m.numpy(),
+               z.numpy(), expected.numpy(),
                 (counts.cumsum(0) - counts).numpy(), counts.numpy(), u.to(torch.float64).numpy(), draws.numpy(),
-                picked.numpy(), _parts(B, 4 * numba.get_num_threads()))
+               picked.numpy())
     return e, m, z, expected[:, :k], draws, picked
 
 
@@ -369,9 +370,9 @@ def draw(e: torch.Tensor, z: torch.Tensor, counts: torch.Tensor, generator: torc
     return out
 
 
-@_jit_rows(fastmath=NOT_FINITE)
-def _ranks(scores, rows, best, best_item, out):
-    for j in numba.prange(rows.shape[0]):
+@_jit(fastmath=NOT_FINITE)
+def _ranks(scores, rows, best, best_item, out, first, stop):
+    for j in range(first, stop):
         row = scores[rows[j]]
         score, item = best[j], best_item[j]
         above = 0
@@ -386,8 +387,7 @@ def ranks(scores: torch.Tensor, rows: torch.Tensor, best: torch.Tensor, best_ite
     ``scores``: 1 + the items scoring higher + those scoring the same with a lower index; one read
     of each row (the torch path compares, then sums, twice)."""
     out = torch.empty(len(rows), dtype=torch.long)
-    _threads()
-    _ranks(scores.numpy(), rows.numpy(), best.to(scores.dtype).numpy(), best_item.numpy(), out.numpy())
+    _over_rows(_ranks, len(rows), scores.numpy(), rows.numpy(), best.to(scores.dtype).numpy(), best_item.numpy(), out.numpy())
     return out
 
 
@@ -450,11 +450,11 @@ def _insert(values, columns, count, value, column):
     return min(count + 1, values.shape[0])
 
 
-@_jit_rows(fastmath=NOT_FINITE)
-def _rank_rows(scores, train_ptr, train_items, test_ptr, test_items, k, top, rank, bad):
+@_jit(fastmath=NOT_FINITE)
+def _rank_rows(scores, train_ptr, train_items, test_ptr, test_items, k, top, rank, bad, first, stop):
     n = scores.shape[1]
     n_blocks = -(-n // BLOCK)
-    for r in numba.prange(scores.shape[0]):
+    for r in range(first, stop):
         row = scores[r]
         maxima = np.empty(n_blocks, scores.dtype)
         invalid = 0
@@ -521,7 +521,6 @@ def rank_rows(scores: torch.Tensor, train, test, k: int) -> tuple[torch.Tensor, 
     B = scores.shape[0]
     top, rank = torch.empty(B, k, dtype=torch.long), torch.empty(B, dtype=torch.long)
     bad = np.empty(B, np.int64)
-    _threads()
-    _rank_rows(scores.contiguous().numpy(), train.indptr.astype(np.int64), train.indices.astype(np.int64),
+    _over_rows(_rank_rows, B, scores.contiguous().numpy(), train.indptr.astype(np.int64), train.indices.astype(np.int64),
                test.indptr.astype(np.int64), test.indices.astype(np.int64), k, top.numpy(), rank.numpy(), bad)
     return top, rank, bool(bad.any())
