@@ -1,12 +1,14 @@
-"""Compiled CPU kernels (numba) for the MF fast path's hot loops: D's SGD step over pairs, and
-G's passes over a batch's softmax (row sums and expected item, draws by inverse CDF, and the
-dense part of the item gradient).
+"""Compiled CPU kernels (numba) for the hot loops: G's softmax for a batch of users (logits,
+exp, sums, expected item and the draws, row by row in cache), D's SGD step over pairs, the
+evaluation's top k and first-hit ranks, membership in a user's positives, and D's minibatches in
+index order.
 
-Each kernel does in one read what the torch path (``irgan.training.fast_mf``, the reference
-the tests compare against) does in several full passes over the batch, or in per-pair scatters:
-RESULTS.md ("Compiled kernels") has the measurement that chose numba. ``enabled(tensor)`` says
-whether a tensor takes them: numba is installed with irgan, the tensor is on the CPU, and
-``use(False)`` has not switched them off. Kernels are serial (one thread) and deterministic.
+Each kernel does in one read what the torch path (``irgan.training.fast_mf``, ``policy``,
+``sampling`` and ``metrics``: the reference the tests compare against) does in several full passes
+or in per-pair scatters: RESULTS.md ("Compiled kernels") has the measurements. ``enabled(tensor)``
+says whether a tensor takes them: numba is installed with irgan, the tensor is on the CPU, and
+``use(False)`` has not switched them off. They are deterministic; kernels over independent rows
+split them over torch's thread count with the same result for any count.
 """
 from __future__ import annotations
 
