@@ -168,7 +168,7 @@ CHUNK = 256  # D's pairs per chunk: gathered, then their exp/log in one vector l
 def _pointwise_sgd(users, items, labels, user_emb, item_emb, item_bias, lr, l2, user_grad, user_n, item_grad):
     """D's summed BCE gradient over the pairs from the parameters before the step: the users'
     rows stepped in place (each shrunk as n SGD steps of its L2 would), the items' gradients
-    added to ``item_grad`` (n_items, dim + 1). ``user_grad``/``user_n`` are zero scratch, left zero.
+    and counts added to ``item_grad`` (n_items, dim + 2). ``user_grad``/``user_n`` are zero scratch, left zero.
     Returns the loss, BCE plus l2/2 of the squared rows per pair (float64)."""
     dim = user_emb.shape[1]
     xs = np.empty(CHUNK, np.float32)
@@ -200,6 +200,7 @@ def _pointwise_sgd(users, items, labels, user_emb, item_emb, item_bias, lr, l2, 
                 user_grad[u, d] += g * item_emb[i, d]
                 item_grad[i, d] += g * user_emb[u, d]
             item_grad[i, dim] += g
+            item_grad[i, dim + 1] += 1
             user_n[u] += 1
     most = 0
     for k in range(users.shape[0]):
@@ -224,13 +225,14 @@ def _pointwise_sgd(users, items, labels, user_emb, item_emb, item_bias, lr, l2, 
 def pointwise_sgd(model, users: torch.Tensor, items: torch.Tensor, labels: torch.Tensor, lr: float, l2: float,
                   scratch: dict) -> tuple[float, torch.Tensor]:
     """One SGD step of D's pointwise loss (``fast_mf.pointwise_loss``): user rows stepped in place,
-    the items' summed gradient [item_emb | item_bias] (n_items, dim + 1) returned for the caller to
-    sum over processes and apply. ``scratch`` keeps the zeroed user buffers between calls."""
+    the items' summed gradient and their counts in the batch, [item_emb | item_bias | count]
+    (n_items, dim + 2), returned for the caller to sum over processes (in one call) and apply.
+    ``scratch`` keeps the zeroed user buffers between calls."""
     user_emb = model.user_emb.detach()
     if scratch.get("shape") != tuple(user_emb.shape):
         scratch.update(shape=tuple(user_emb.shape), grad=np.zeros(tuple(user_emb.shape), user_emb.numpy().dtype),
                        n=np.zeros(user_emb.shape[0], np.int64))
-    item_grad = torch.zeros(model.n_items, model.dim + 1, dtype=user_emb.dtype)
+    item_grad = torch.zeros(model.n_items, model.dim + 2, dtype=user_emb.dtype)
     loss = _pointwise_sgd(users.numpy(), items.numpy(), labels.to(user_emb.dtype).numpy(), user_emb.numpy(),
                           model.item_emb.detach().numpy(), model.item_bias.detach().numpy(), lr, l2,
                           scratch["grad"], scratch["n"], item_grad.numpy())

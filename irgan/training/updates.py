@@ -95,14 +95,12 @@ class FastDUpdate(DUpdate):
         D, lr = self.scorer, self.sgd_lr
         if not hasattr(self, "_scratch"):
             self._scratch = {}
-        loss, item_grad = kernels.pointwise_sgd(D, users, items, labels, lr, l2, self._scratch)
-        counts = torch.bincount(items, minlength=D.n_items).to(item_grad.dtype)
+        loss, item_sums = kernels.pointwise_sgd(D, users, items, labels, lr, l2, self._scratch)
         if self.shard.active:
-            self.shard.sum(item_grad)
-            self.shard.sum(counts)
-        shrink = (1 - lr * l2) ** counts
-        D.item_emb.mul_(shrink[:, None]).sub_(item_grad[:, :-1], alpha=lr)
-        D.item_bias.mul_(shrink).sub_(item_grad[:, -1], alpha=lr)
+            self.shard.sum(item_sums)  # gradients and counts in one all-reduce
+        shrink = (1 - lr * l2) ** item_sums[:, -1]
+        D.item_emb.mul_(shrink[:, None]).sub_(item_sums[:, :-2], alpha=lr)
+        D.item_bias.mul_(shrink).sub_(item_sums[:, -2], alpha=lr)
         return loss
 
 
