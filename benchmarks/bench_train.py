@@ -160,6 +160,8 @@ def measure(size: str, data_dir: str | None, device: torch.device, sample: int) 
     out["g_epoch_s"] = timed(sync(lambda: g_epoch(G, D, g_step, positives, active, config, rng)), repeats)
     out["eval_s"] = timed(lambda: evaluate(G, train, test, (3, 5, 10), device=device), repeats)
     out["eval_users"] = int((np.diff(test.indptr) > 0).sum())
+    # the training steps' own peak, before the per-user timings and the device probes below
+    out["peak_rss_steps_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     if size in PRETRAIN_EPOCHS:  # the default CLI run also pretrains G: time that too
         out["pretrain_epochs"] = PRETRAIN_EPOCHS[size]
         pretrain = BPRConfig(epochs=PRETRAIN_EPOCHS[size])
@@ -217,6 +219,8 @@ def report(rows: list[dict], command: str) -> str:
     lines.append("Speed-up over the per-user implementation (same run): " + "; ".join(
         f"{r['size']}: D {r['per_user_d_epoch_s'] / r['d_epoch_s']:.0f}x, G {r['per_user_g_epoch_s'] / r['g_epoch_s']:.0f}x, "
         f"eval {r['per_user_eval_s'] / r['eval_s']:.0f}x" for r in rows) + ".")
+    lines.append("Peak RSS after the steps, before the per-user timings and the device probes: " + "; ".join(
+        f"{r['size']} {r['peak_rss_steps_gib']:.2f} GiB" for r in rows if "peak_rss_steps_gib" in r) + ".")
     r = rows[0]
     lines.append(f"Device peaks measured: {r['peak_gflops']:.0f} GFLOP/s (float32 matmul), {r['peak_gbps']:.1f} GB/s (copy).")
     for r in rows:
