@@ -528,3 +528,30 @@ def rank_rows(scores: torch.Tensor, train, test, k: int) -> tuple[torch.Tensor, 
     _over_rows(_rank_rows, B, scores.contiguous().numpy(), train.indptr.astype(np.int64), train.indices.astype(np.int64),
                test.indptr.astype(np.int64), test.indices.astype(np.int64), k, top.numpy(), rank.numpy(), bad)
     return top, rank, bool(bad.any())
+
+
+def warm() -> None:
+    """Compile every kernel for the types training and evaluation use (float32 tables, float32 and
+    float64 scores), so that later processes load them from numba's cache instead of compiling."""
+    import scipy.sparse as sp
+
+    from irgan.models.mf import MatrixFactorization
+
+    if numba is None:
+        return
+    g = torch.Generator().manual_seed(0)
+    users_ext, items_ext = torch.randn(4, 6, generator=g), torch.randn(40, 6, generator=g)
+    counts = torch.tensor([2, 0, 1, 3])
+    e, _, z, _, _, _ = mf_softmax(users_ext, items_ext, 1.0, counts, g, out=torch.empty(4 * 40))
+    draw(e, z, counts, g)
+    model = MatrixFactorization(4, 40, 5, 0.1, generator=g)
+    pointwise_sgd(model, torch.tensor([0, 1]), torch.tensor([3, 4]), torch.tensor([1.0, 0.0]), 0.1, 0.1, {})
+    contains(torch.tensor([0, 2]), torch.tensor([2, 1]), torch.tensor([1, 5, 7]), torch.tensor([0, 1]),
+             torch.tensor([5, 7]))
+    for index in (torch.int32, torch.int64):
+        sorted_batches(torch.randperm(10, generator=g, dtype=index), 3)
+    train, test = sp.csr_matrix(np.eye(4, 40, 1)), sp.csr_matrix(np.eye(4, 40, 2))
+    for dtype in (torch.float32, torch.float64):
+        scores = torch.randn(4, 40, generator=g, dtype=dtype)
+        rank_rows(scores, train, test, 3)
+        ranks(scores, torch.tensor([0, 1]), torch.zeros(2, dtype=dtype), torch.tensor([1, 2]))

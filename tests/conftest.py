@@ -24,6 +24,15 @@ def shared_data() -> Path:
     pytest.skip("real data not found: set IRGAN_DATA to a folder holding ml-100k/u.data")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def compiled_kernels():
+    """Compile the kernels once, first: the CLI runs the tests start in subprocesses then load them
+    from numba's cache instead of each compiling them (seconds each in a fresh clone)."""
+    from irgan import kernels
+
+    kernels.warm()
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
