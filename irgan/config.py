@@ -75,16 +75,23 @@ def _check_fields(config: typing.Any, at_least_one: tuple[str, ...] = (), counts
             raise ValueError(f"{name} must be at most {MAX_COUNT:,}, got {value}")
 
 
+def check_count(name: str, value: typing.Any, optional: bool = False) -> None:
+    """ValueError in one line unless ``value`` is an integer >= 1 (a bool is no number; a numpy
+    integer is one), or None where ``optional``: the configs' and the estimators' counts."""
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1{' or None' if optional else ''}, got {value!r}")
+
+
 def _check_optional_counts(config: typing.Any, names: tuple[str, ...]) -> None:
-    """ValueError in one line unless each of ``names`` is None or an integer >= 1 (``_check_fields``
-    knows plain types only); a numpy integer from a grid becomes an int."""
+    """``check_count`` for each of ``names``, None allowed (``_check_fields`` knows plain types only);
+    a numpy integer from a grid becomes an int."""
     for name in names:
         value = getattr(config, name)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1 or None, got {value!r}")
-        object.__setattr__(config, name, int(value))
+        check_count(name, value, optional=True)
+        if value is not None:
+            object.__setattr__(config, name, int(value))
 
 
 def _positive(config: typing.Any, names: tuple[str, ...], note: str = "") -> None:

@@ -10,7 +10,6 @@ of ``irgan.recommender.Recommender``, so swapping a model is one line::
 """
 from __future__ import annotations
 
-from numbers import Integral
 from typing import Any
 
 import torch
@@ -18,7 +17,7 @@ from torch import nn
 
 from irgan.checkpoint import ModelFile
 from irgan.config import SCORERS as SCORERS_BY_NAME
-from irgan.config import SELECT_METRICS, BPRConfig, IRGANConfig
+from irgan.config import SELECT_METRICS, BPRConfig, IRGANConfig, check_count
 from irgan.data import Interactions
 from irgan.metrics import KeepBest, eval_ks, evaluate
 from irgan.adversarial.irgan.players import Discriminator, Generator
@@ -134,10 +133,8 @@ def check_selection(own: dict[str, Any]) -> None:
     """ValueError in one line unless ``own``'s SELECTION_PARAMS are valid."""
     if own["select_metric"] not in SELECT_METRICS:
         raise ValueError(f"select_metric must be one of {SELECT_METRICS}, got {own['select_metric']!r}")
-    for name, optional in (("eval_every", False), ("patience", True)):
-        value = own[name]
-        if not ((optional and value is None) or (isinstance(value, Integral) and not isinstance(value, bool) and value >= 1)):
-            raise ValueError(f"{name} must be an integer >= 1{' or None' if optional else ''}, got {value!r}")
+    check_count("eval_every", own["eval_every"])
+    check_count("patience", own["patience"], optional=True)
 
 
 class EpochSelection:
