@@ -222,20 +222,18 @@ def _pointwise_sgd(users, items, labels, user_emb, item_emb, item_bias, lr, l2, 
     return loss + l2 * penalty / 2
 
 
-def pointwise_sgd(model, users: torch.Tensor, items: torch.Tensor, labels: torch.Tensor, lr: float, l2: float,
-                  scratch: dict) -> tuple[float, torch.Tensor]:
-    """One SGD step of D's pointwise loss (``fast_mf.pointwise_loss``): user rows stepped in place,
-    the items' summed gradient and their counts in the batch, [item_emb | item_bias | count]
-    (n_items, dim + 2), returned for the caller to sum over processes (in one call) and apply.
-    ``scratch`` keeps the zeroed user buffers between calls."""
-    user_emb = model.user_emb.detach()
+def pointwise_sgd(user_emb: torch.Tensor, item_emb: torch.Tensor, item_bias: torch.Tensor, users: torch.Tensor,
+                  items: torch.Tensor, labels: torch.Tensor, lr: float, l2: float, scratch: dict) -> tuple[float, torch.Tensor]:
+    """One SGD step of D's pointwise loss (``fast_mf.pointwise_loss``) on MF tables (float32, no
+    grad): user rows stepped in place, the items' summed gradient and their counts in the batch,
+    [item_emb | item_bias | count] (n_items, dim + 2), returned for the caller to sum over processes
+    (in one call) and apply. ``scratch`` keeps the zeroed user buffers between calls."""
     if scratch.get("shape") != tuple(user_emb.shape):
         scratch.update(shape=tuple(user_emb.shape), grad=np.zeros(tuple(user_emb.shape), user_emb.numpy().dtype),
                        n=np.zeros(user_emb.shape[0], np.int64))
-    item_grad = torch.zeros(model.n_items, model.dim + 2, dtype=user_emb.dtype)
+    item_grad = torch.zeros(item_emb.shape[0], item_emb.shape[1] + 2, dtype=user_emb.dtype)
     loss = _pointwise_sgd(users.numpy(), items.numpy(), labels.to(user_emb.dtype).numpy(), user_emb.numpy(),
-                          model.item_emb.detach().numpy(), model.item_bias.detach().numpy(), lr, l2,
-                          scratch["grad"], scratch["n"], item_grad.numpy())
+                          item_emb.numpy(), item_bias.numpy(), lr, l2, scratch["grad"], scratch["n"], item_grad.numpy())
     return float(loss), item_grad
 
 
@@ -279,7 +277,7 @@ def _mf_softmax(users_ext, items_t, inv_t, e, m, z, expected, starts, counts, u,
     """Per row r: e[r] = exp(l - max l) for l = users_ext[r] . items_t / T, its max m[r], its sum
     z[r], expected[r] = sum_i e[r, i] items_t[:, i] / z[r], and counts[r] draws from it (``_draw_row``
     with u[starts[r]:][:counts[r]]): all while the row stays in cache; rows first..stop-1."""
-    d1, n = items_t.shape
+    n = items_t.shape[1]
     bits = np.empty(n, np.int32)
     lanes = np.empty(LANES, np.float32)
     blocks = np.empty(-(-n // BLOCK), np.float32)
@@ -371,27 +369,6 @@ def draw(e: torch.Tensor, z: torch.Tensor, counts: torch.Tensor, generator: torc
     out = torch.empty(len(u), dtype=torch.long)
     _draw(e.numpy(), (counts.cumsum(0) - counts).numpy(), counts.numpy(), z.to(torch.float64).numpy(),
           u.to(torch.float64).numpy(), out.numpy())
-    return out
-
-
-@_jit(fastmath=NOT_FINITE)
-def _ranks(scores, rows, best, best_item, out, first, stop):
-    for j in range(first, stop):
-        row = scores[rows[j]]
-        score, item = best[j], best_item[j]
-        above = 0
-        for i in range(row.shape[0]):
-            value = row[i]
-            above += (value > score) | ((value == score) & (i < item))
-        out[j] = 1 + above
-
-
-def ranks(scores: torch.Tensor, rows: torch.Tensor, best: torch.Tensor, best_item: torch.Tensor) -> torch.Tensor:
-    """Full-ranking position (1-based) of item best_item[j], scored best[j], in row rows[j] of
-    ``scores``: 1 + the items scoring higher + those scoring the same with a lower index; one read
-    of each row (the torch path compares, then sums, twice)."""
-    out = torch.empty(len(rows), dtype=torch.long)
-    _over_rows(_ranks, len(rows), scores.numpy(), rows.numpy(), best.to(scores.dtype).numpy(), best_item.numpy(), out.numpy())
     return out
 
 
@@ -535,8 +512,6 @@ def warm() -> None:
     float64 scores), so that later processes load them from numba's cache instead of compiling."""
     import scipy.sparse as sp
 
-    from irgan.models.mf import MatrixFactorization
-
     if numba is None:
         return
     g = torch.Generator().manual_seed(0)
@@ -544,14 +519,12 @@ def warm() -> None:
     counts = torch.tensor([2, 0, 1, 3])
     e, _, z, _, _, _ = mf_softmax(users_ext, items_ext, 1.0, counts, g, out=torch.empty(4 * 40))
     draw(e, z, counts, g)
-    model = MatrixFactorization(4, 40, 5, 0.1, generator=g)
-    pointwise_sgd(model, torch.tensor([0, 1]), torch.tensor([3, 4]), torch.tensor([1.0, 0.0]), 0.1, 0.1, {})
+    pointwise_sgd(torch.randn(4, 5, generator=g), torch.randn(40, 5, generator=g), torch.zeros(40), torch.tensor([0, 1]),
+                  torch.tensor([3, 4]), torch.tensor([1.0, 0.0]), 0.1, 0.1, {})
     contains(torch.tensor([0, 2]), torch.tensor([2, 1]), torch.tensor([1, 5, 7]), torch.tensor([0, 1]),
              torch.tensor([5, 7]))
     for index in (torch.int32, torch.int64):
         sorted_batches(torch.randperm(10, generator=g, dtype=index), 3)
     train, test = sp.csr_matrix(np.eye(4, 40, 1)), sp.csr_matrix(np.eye(4, 40, 2))
     for dtype in (torch.float32, torch.float64):
-        scores = torch.randn(4, 40, generator=g, dtype=dtype)
-        rank_rows(scores, train, test, 3)
-        ranks(scores, torch.tensor([0, 1]), torch.zeros(2, dtype=dtype), torch.tensor([1, 2]))
+        rank_rows(torch.randn(4, 40, generator=g, dtype=dtype), train, test, 3)

@@ -227,9 +227,6 @@ def _first_hit_rank(
     best_item = torch.full((n_batch,), n_items, device=dev, dtype=torch.long)
     best_item = best_item.scatter_reduce(0, test_rows[is_best], test_pos[is_best] % n_items, "amin")
 
-    if kernels.enabled(scores) and scores.dtype in (torch.float32, torch.float64):
-        rank[rest] = kernels.ranks(scores, rest, best[rest], best_item[rest])
-        return rank
     if 2 * rest.numel() > n_batch:  # compare every row rather than copy most of them
         part, part_best, rows = scores, best.unsqueeze(1), rest
     else:

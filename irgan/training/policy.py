@@ -14,6 +14,13 @@ from irgan import kernels
 from irgan.training.sampling import sample_rows
 
 
+def rows_buffer(buffer: torch.Tensor | None, size: int) -> torch.Tensor:
+    """``buffer`` if it holds ``size`` float32 elements, else a new one: a caller keeps one for every
+    batch's policy rows (a fresh users x items tensor per batch costs page faults, and under
+    ``keep_freed_memory`` heap that batches of other sizes cannot reuse)."""
+    return buffer if buffer is not None and buffer.numel() >= size else torch.empty(size, dtype=torch.float32)
+
+
 class Policy:
     """p = e / z row-wise for e (B, n_items) >= 0, z (B,) its row sums, m (B,) the logits' row max."""
 

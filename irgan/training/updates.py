@@ -12,7 +12,7 @@ from torch import nn
 from irgan.distributed import Shard
 from irgan import kernels
 from irgan.training.fast_mf import RowOptimizer, packed_items, packed_users, pointwise_loss, policy_gradient_loss
-from irgan.training.policy import Policy
+from irgan.training.policy import Policy, rows_buffer
 from irgan.models.mf import MatrixFactorization
 from irgan.training.objectives import (exact_policy_gradient_objective, l2_term, pointwise_objective,
                               policy_gradient_objective)
@@ -77,6 +77,10 @@ class FastDUpdate(DUpdate):
 
     kernel = True
 
+    def __init__(self, scorer: nn.Module, optimizer: str, lr: float, shard: Shard) -> None:
+        super().__init__(scorer, optimizer, lr, shard)
+        self._scratch: dict = {}  # the D kernel's zeroed user buffers, kept between steps
+
     def _optimizer(self, name: str, lr: float):
         return RowOptimizer(name, list(self.scorer.parameters()), lr, self.shard, local=[self.scorer.user_emb])
 
@@ -93,9 +97,8 @@ class FastDUpdate(DUpdate):
         """``pointwise_loss`` and an SGD step in one compiled pass over the pairs; the items' gradients
         and counts summed over processes, each item shrunk as its count of SGD steps would."""
         D, lr = self.scorer, self.sgd_lr
-        if not hasattr(self, "_scratch"):
-            self._scratch = {}
-        loss, item_sums = kernels.pointwise_sgd(D, users, items, labels, lr, l2, self._scratch)
+        loss, item_sums = kernels.pointwise_sgd(D.user_emb.detach(), D.item_emb.detach(), D.item_bias.detach(),
+                                                users, items, labels, lr, l2, self._scratch)
         if self.shard.active:
             self.shard.sum(item_sums)  # gradients and counts in one all-reduce
         shrink = (1 - lr * l2) ** item_sums[:, -1]
@@ -142,12 +145,8 @@ class FastGUpdate(GUpdate):
 
     @torch.no_grad()
     def policy(self, users: torch.Tensor, temperature: float) -> Policy:
-        """G's softmax for the batch, valid until the next call: its rows are written into one buffer
-        kept for every batch (a fresh users x items tensor per batch costs page faults, and under
-        ``keep_freed_memory`` heap that batches of other sizes cannot reuse)."""
-        size = len(users) * self.scorer.n_items
-        if getattr(self, "_rows", None) is None or self._rows.numel() < size:
-            self._rows = torch.empty(size, dtype=torch.float32)
+        """G's softmax for the batch, valid until the next call: its rows go into one ``rows_buffer``."""
+        self._rows = rows_buffer(getattr(self, "_rows", None), len(users) * self.scorer.n_items)
         return Policy.of_mf(packed_users(self.scorer, users), packed_items(self.scorer), temperature, self._rows)
 
     @torch.no_grad()

@@ -14,7 +14,7 @@ from torch import nn
 from irgan.models.build import check_scorer
 from irgan.models.mf import MatrixFactorization
 from irgan.training.fast_mf import packed_items, packed_users
-from irgan.training.policy import Policy
+from irgan.training.policy import Policy, rows_buffer
 from irgan.training.sampling import sample_rows
 
 REWARDS = ("code", "paper")
@@ -64,9 +64,7 @@ class Generator(Player):
         Returns a LongTensor of shape (counts.sum(),), the items of users[0] first.
         """
         if exclude is None and type(self.scorer) is MatrixFactorization:  # the MF fast path's softmax
-            size = len(users) * self.scorer.n_items  # its rows written into one buffer kept between batches
-            if getattr(self, "_rows", None) is None or self._rows.numel() < size:
-                self._rows = torch.empty(size, dtype=torch.float32)
+            self._rows = rows_buffer(getattr(self, "_rows", None), len(users) * self.scorer.n_items)
             policy = Policy.of_mf(packed_users(self.scorer, users), packed_items(self.scorer), temperature, self._rows)
             return policy.sample(counts, generator)
         return sample_rows(self.log_probs(users, temperature, exclude).exp(), counts, generator)
