@@ -106,6 +106,33 @@ def test_draws_are_sample_rows_draws_for_the_same_uniforms():
     assert not (w.view(-1)[torch.repeat_interleave(torch.arange(30), counts) * 200 + fast] == 0).any()
 
 
+def test_a_threshold_on_a_running_sum_takes_the_next_column():
+    row = np.ones(64, np.float32)  # four blocks: thresholds 0..63 fall on every running sum and cell start
+    blocks = np.full(4, 16, np.float32)
+    u = np.arange(64) / 64
+    out, picked = np.empty(64, np.int64), np.empty(64, np.float32)
+    kernels._draw_row(row, blocks, 64.0, u, out, picked, np.empty(5), np.empty(4, np.int64))
+    assert out.tolist() == list(range(64))  # the first column whose running sum exceeds u total
+
+
+@pytest.mark.parametrize("shape", ["peaked", "sparse", "last"])
+def test_draws_from_uneven_rows_are_sample_rows_draws(shape):
+    g = seeded(3)
+    w = torch.zeros(8, 1000)
+    if shape == "peaked":  # a few heavy columns among many light ones: cells of the guide hold many blocks
+        w += torch.rand(8, 1000, generator=g) * 1e-3
+        w[:, torch.randint(0, 1000, (5,), generator=g)] = 50.0
+    elif shape == "sparse":  # whole blocks without weight between the columns that have some
+        w.view(-1)[torch.randint(0, 8000, (60,), generator=g)] = torch.randint(1, 4, (60,), generator=g).float()
+        w[:, 997] = 1.0
+    else:  # all the weight in the last column
+        w[:, -1] = 2.0
+    counts = torch.randint(1, 300, (8,), generator=g)
+    fast = kernels.draw(w, w.sum(1), counts, seeded(11))
+    assert torch.equal(fast, sample_rows(w, counts, seeded(11)))
+    assert (w.view(-1)[torch.repeat_interleave(torch.arange(8), counts) * 1000 + fast] > 0).all()
+
+
 def test_draws_made_with_the_softmax_are_the_draws_made_from_it_after():
     users_ext, items_ext = tables(n_items=1000)
     counts = torch.randint(0, 50, (40,), generator=seeded(2))
@@ -133,7 +160,7 @@ def test_a_threshold_left_at_the_total_takes_the_last_column_with_weight():
     row = np.array([0, 1, 2, 0, 0], np.float32)
     blocks = np.array([3], np.float32)
     out, picked = np.empty(2, np.int64), np.empty(2, np.float32)
-    kernels._draw_row(row, blocks, 3.5, np.array([0.999999, 0.1]), out, picked)  # a total overstated by rounding
+    kernels._draw_row(row, blocks, 3.5, np.array([0.999999, 0.1]), out, picked, np.empty(2), np.empty(1, np.int64))  # a total overstated by rounding
     assert out.tolist() == [2, 1] and picked.tolist() == [2, 1]
 
 
@@ -304,3 +331,31 @@ def test_rank_rows_puts_train_items_last_and_ties_by_lower_column():
     assert top.tolist() == [[3, 2], [0, 1]] and rank.tolist() == [3, 4]  # ranked past the top k
     assert kernels.rank_rows(scores.index_fill(1, torch.tensor([2]), float("nan")), train, test, 2)[2]
     assert kernels.rank_rows(scores.index_fill(1, torch.tensor([4]), -float("inf")), train, test, 2)[2]
+
+
+@pytest.mark.parametrize("k", [1, 5, 10, 200])
+def test_ranking_a_large_catalog_walks_only_the_blocks_it_needs_and_leaves_the_scores_as_found(k):
+    import scipy.sparse as sp
+
+    g = seeded(k)
+    scores = torch.randn(50, 2000, generator=g) + torch.linspace(0, 3, 2000)  # the best items cluster at the end
+    scores[:, 1500:1510] = scores[:, 1500:1502].amax()  # ties across blocks
+    train = sp.random(50, 2000, density=0.02, format="csr", random_state=3)
+    train = train.tolil()
+    train[:, 1960:] = 1  # the best-scored items are train items
+    train[7] = 1  # a row with every item in train
+    train = sp.csr_matrix(train)
+    test = sp.random(50, 2000, density=0.01, format="csr", random_state=4)
+    test = sp.csr_matrix(test - test.multiply(train.astype(bool)))
+    test.eliminate_zeros()
+    before = scores.clone()
+    fast = evaluate(scores, train, test, (k,), per_user=True)[1]
+    top, rank, bad = kernels.rank_rows(scores, train, test, k)
+    assert torch.equal(scores, before) and not bad
+    with kernels.use(False):
+        slow = evaluate(scores, train, test, (k,), per_user=True)[1]
+    assert fast.equals(slow)
+    assert (top[7] == torch.arange(k)).all()  # all train, ranked last in column order
+    scores[3, train[3].indices[0]] = float("nan")  # a NaN at a train item is still a NaN
+    assert kernels.rank_rows(scores, train, test, k)[2]
+    assert torch.isnan(scores[3, train[3].indices[0]])
