@@ -531,8 +531,8 @@ def rank_rows(scores: torch.Tensor, train, test, k: int) -> tuple[torch.Tensor, 
     B = scores.shape[0]
     top, rank = torch.empty(B, k, dtype=torch.long), torch.empty(B, dtype=torch.long)
     bad = np.empty(B, np.int64)
-    _over_rows(_rank_rows, B, scores.contiguous().numpy(), train.indptr.astype(np.int64), train.indices.astype(np.int64),
-               test.indptr.astype(np.int64), test.indices.astype(np.int64), k, top.numpy(), rank.numpy(), bad)
+    index = [np.asarray(a, dtype=np.int64) for a in (train.indptr, train.indices, test.indptr, test.indices)]
+    _over_rows(_rank_rows, B, scores.contiguous().numpy(), *index, k, top.numpy(), rank.numpy(), bad)
     return top, rank, bool(bad.any())
 
 

@@ -89,48 +89,80 @@ def evaluate(
     P@r over the ranks r <= k that hold a hit, divided by min(k, n); MRR = 1 / the rank of the
     first hit in the full ranking. (Long for this docstring, which defines every metric.)
     """
-    train, test = _as_csr(train, "train"), _as_csr(test, "test")
-    if train.shape != test.shape:
-        raise ValueError(f"train has shape {train.shape} but test has shape {test.shape}")
-    n_users, n_items = train.shape
-    ks = sorted({int(k) for k in ks})
-    if not ks or ks[0] < 1 or ks[-1] > n_items:
-        raise ValueError(f"ks must be non-empty cut-offs in 1..{n_items} (n_items), got {ks}")
-    if batch_size is None:
-        batch_size = max(1, min(4096, BATCH_ELEMENTS // n_items))
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if train.astype(bool).multiply(test.astype(bool)).nnz:
-        raise ValueError("leakage: some (user, item) pairs are in both train and test")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    device = None if device is None else torch.device(device)
-    score_batch = _scorer(scores, n_users, n_items, device)
+    return Evaluation(train, test, ks, batch_size, device)(scores, per_user)
 
-    users = np.flatnonzero(np.diff(test.indptr))
-    if users.size == 0:
-        raise ValueError("no user has a test item: nothing to evaluate")
 
-    # One float buffer for the rank counts, reused by every batch: on CPU, the page faults of
-    # a fresh large tensor can cost more than the arithmetic done in it.
-    buffer = torch.empty(
-        min(batch_size, users.size),
-        n_items,
-        dtype=torch.float32 if n_items < 2**24 else torch.float64,
-        device=device or "cpu",
-    )
-    parts = []
-    with torch.no_grad():
-        for start in range(0, users.size, batch_size):
-            batch = users[start : start + batch_size]
-            scores_batch = score_batch(batch)
-            buffer = buffer.to(scores_batch.device)
-            parts.append(_evaluate_batch(scores_batch, train[batch], test[batch], ks, buffer))
-    values = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
-    summary = {name: float(v.mean()) for name, v in values.items()}
-    if not per_user:
-        return summary
-    return summary, pd.DataFrame(values, index=pd.Index(users, name="user"))
+class Evaluation:
+    """``evaluate`` prepared once for one train/test pair: the checks, the users with test items
+    and each batch's rows done here, so that a model evaluated at every epoch pays only for its
+    scores and their ranking. Call it with scores as ``evaluate`` takes them."""
+
+    def __init__(self, train: sp.spmatrix, test: sp.spmatrix, ks: Sequence[int] = (3, 5, 10),
+                 batch_size: int | None = None, device: str | torch.device | None = None) -> None:
+        train, test = _as_csr(train, "train"), _as_csr(test, "test")
+        if train.shape != test.shape:
+            raise ValueError(f"train has shape {train.shape} but test has shape {test.shape}")
+        self.n_users, self.n_items = n_users, n_items = train.shape
+        self.ks = ks = sorted({int(k) for k in ks})
+        if not ks or ks[0] < 1 or ks[-1] > n_items:
+            raise ValueError(f"ks must be non-empty cut-offs in 1..{n_items} (n_items), got {ks}")
+        if batch_size is None:
+            batch_size = max(1, min(4096, BATCH_ELEMENTS // n_items))
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if train.astype(bool).multiply(test.astype(bool)).nnz:
+            raise ValueError("leakage: some (user, item) pairs are in both train and test")
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = None if device is None else torch.device(device)
+        self.train, self.test = train, test
+        self.users = np.flatnonzero(np.diff(test.indptr))
+        self.batches = [(batch, _int64_rows(train[batch]), _int64_rows(test[batch]))
+                        for batch in np.array_split(self.users, range(batch_size, self.users.size, batch_size))]
+        self.buffer = None
+
+    def __call__(self, scores: Scores, per_user: bool = False) -> dict[str, float] | tuple[dict[str, float], pd.DataFrame]:
+        """``evaluate(scores, train, test, ks, batch_size, per_user, device)`` for the prepared pair."""
+        score_batch = _scorer(scores, self.n_users, self.n_items, self.device)
+        if self.users.size == 0:
+            raise ValueError("no user has a test item: nothing to evaluate")
+        if self.buffer is None:
+            # One float buffer for the rank counts, reused by every batch and call: on CPU, the page
+            # faults of a fresh large tensor can cost more than the arithmetic done in it.
+            self.buffer = torch.empty(len(self.batches[0][0]), self.n_items,
+                                      dtype=torch.float32 if self.n_items < 2**24 else torch.float64,
+                                      device=self.device or "cpu")
+        parts = []
+        with torch.no_grad():
+            for batch, train, test in self.batches:
+                scores_batch = score_batch(batch)
+                self.buffer = self.buffer.to(scores_batch.device)
+                parts.append(_evaluate_batch(scores_batch, train, test, self.ks, self.buffer))
+        values = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+        summary = {name: float(v.mean()) for name, v in values.items()}
+        if not per_user:
+            return summary
+        return summary, pd.DataFrame(values, index=pd.Index(self.users, name="user"))
+
+    def over_processes(self, scores: Scores, shard: Shard = Shard()) -> dict[str, float]:
+        """The mean metrics over every process's users, for an evaluation of this process's own
+        (``Shard.rows`` of the test matrix; a process may have none)."""
+        if not shard.active:
+            return self(scores)
+        names = metric_names(self.ks)
+        if self.users.size:
+            _, per_user = self(scores, per_user=True)
+            sums = per_user[names].to_numpy().sum(0).tolist() + [len(per_user)]
+        else:
+            sums = [0.0] * (len(names) + 1)
+        sums = shard.sum(torch.tensor(sums, dtype=torch.float64))
+        return dict(zip(names, (sums[:-1] / sums[-1]).tolist()))
+
+
+def _int64_rows(matrix: sp.csr_matrix) -> sp.csr_matrix:
+    """``matrix`` with int64 index arrays, as the ranking kernel reads them (converted once, not per call)."""
+    matrix.indptr, matrix.indices = matrix.indptr.astype(np.int64), matrix.indices.astype(np.int64)
+    return matrix
 
 
 def _evaluate_batch(
@@ -333,17 +365,12 @@ def _as_float(scores: torch.Tensor, device: torch.device | None) -> torch.Tensor
 def evaluate_sharded(model, train: sp.csr_matrix, test: sp.csr_matrix, ks: Sequence[int],
                      shard: Shard = Shard()) -> dict[str, float]:
     """``evaluate`` over all users, each process of a torch.distributed job ranking only its own users."""
-    if not shard.active:
-        return evaluate(model, train, test, ks)
-    mine = shard.rows(test)
-    names = metric_names(ks)
-    if mine.nnz:
-        _, per_user = evaluate(model, train, mine, ks, per_user=True)
-        sums = per_user[names].to_numpy().sum(0).tolist() + [len(per_user)]
-    else:
-        sums = [0.0] * (len(names) + 1)
-    sums = shard.sum(torch.tensor(sums, dtype=torch.float64))
-    return dict(zip(names, (sums[:-1] / sums[-1]).tolist()))
+    return sharded_evaluation(train, test, ks, shard).over_processes(model, shard)
+
+
+def sharded_evaluation(train: sp.csr_matrix, test: sp.csr_matrix, ks: Sequence[int], shard: Shard = Shard()) -> Evaluation:
+    """An ``Evaluation`` of this process's users of ``test`` (all of them when alone), for ``over_processes``."""
+    return Evaluation(train, shard.rows(test) if shard.active else test, ks)
 
 
 class KeepBest:

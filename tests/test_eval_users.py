@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-import irgan.adversarial.irgan.game as game
 from helpers import planted
 from irgan.adversarial.irgan.game import fit_irgan, sampled_users
 from irgan.config import IRGANConfig
-from irgan.metrics import evaluate
+from irgan.metrics import Evaluation, evaluate
 from irgan.train import config_from_args, config_parser
 
 TINY = IRGANConfig(init="random", epochs=2, d_epochs=1, g_epochs=2, dim=3, d_batch_size=64, g_batch_users=8)
@@ -41,13 +40,13 @@ def test_a_sample_keeps_whole_rows_of_that_many_users_drawn_by_the_seed(data):
 def test_the_game_selects_on_its_sample_at_every_evaluation(data, monkeypatch):
     train, selection = data
     seen = []
-    real = game.evaluate_sharded
+    real = Evaluation.over_processes
 
-    def evaluate_sharded(model, train_, selection_, ks, shard):
-        seen.append(selection_)
-        return real(model, train_, selection_, ks, shard)
+    def over_processes(evaluation, model, shard):
+        seen.append(evaluation.test)
+        return real(evaluation, model, shard)
 
-    monkeypatch.setattr(game, "evaluate_sharded", evaluate_sharded)
+    monkeypatch.setattr(Evaluation, "over_processes", over_processes)
     result = fit_irgan(train, selection, IRGANConfig(**{**TINY.__dict__, "eval_users": 12}), seed=5)
     expected = sampled_users(selection, 12, seed=5)
     assert len(seen) == 2 + 2 * 2 + 2  # G and D at the start, G after each G-epoch, D after each outer epoch

@@ -2,7 +2,7 @@
 resumes with its count, keeps the unpatient run's selection when the best comes first, records the
 stop, stops every process of a distributed run together, and leaves pretraining alone.
 
-Most tests script the selection figures (a patched ``evaluate_sharded``), so that the epoch a right
+Most tests script the selection figures (a patched ``Evaluation.over_processes``), so that the epoch a right
 count stops at differs from the ones an off-by-one, a tie counted as a gain or a reset count give;
 the others play a small real game whose best outer epoch is checked before it is relied on.
 """
@@ -30,6 +30,7 @@ from irgan.adversarial.irgan.game import fit_irgan
 from irgan.adversarial.irgan.players import Generator
 from irgan.config import BPRConfig, IRGANConfig
 from irgan.data import Interactions
+from irgan.metrics import Evaluation
 from irgan.train import config_from_args, config_parser, main
 
 # Adam at a high G rate on planted groups: G's best is in outer epoch 0 (G-epoch 1) and stays the best.
@@ -52,13 +53,13 @@ def script(monkeypatch, figures: list[float]) -> list[int]:
     """Give G the ``figures`` in turn as its selection P@5 (D always 0.5); the count of G's evaluations."""
     calls = [0]
 
-    def evaluate_sharded(model, train, selection, ks, shard):
+    def over_processes(evaluation, model, shard):
         if not isinstance(model, Generator):
             return {"P@5": 0.5}
         calls[0] += 1
         return {"P@5": figures[min(calls[0], len(figures)) - 1]}
 
-    monkeypatch.setattr(game, "evaluate_sharded", evaluate_sharded)
+    monkeypatch.setattr(Evaluation, "over_processes", over_processes)
     return calls
 
 
@@ -277,10 +278,10 @@ def _patient_game(rank: int) -> tuple[dict | None, int]:
     keep rising. The stop record and the outer epochs played."""
     figures = iter(FIGURES if rank == 0 else [0.1 * (k + 1) for k in range(20)])
 
-    def evaluate_sharded(model, train, selection, ks, shard):
+    def over_processes(evaluation, model, shard):
         return {"P@5": next(figures) if isinstance(model, Generator) else 0.5}
 
-    game.evaluate_sharded = evaluate_sharded  # this process is the test's own
+    Evaluation.over_processes = over_processes  # this process is the test's own
     train, selection = planted(0, n_groups=3, users_per_group=10, items_per_group=10)
     result = fit_irgan(train, selection, dataclasses.replace(SCRIPTED, patience=2), seed=0, device="cpu")
     return result.stopped, len(result.history)

@@ -28,7 +28,7 @@ from irgan.device import resolve_device
 from irgan.adversarial.irgan.diagnostics import diagnose
 from irgan.distributed import Shard, current, keep_rows
 from irgan.memory import check_fits
-from irgan.metrics import KeepBest, NonFiniteScores, eval_ks, evaluate_sharded
+from irgan.metrics import Evaluation, KeepBest, NonFiniteScores, eval_ks, sharded_evaluation
 from irgan.adversarial.irgan.players import Discriminator, Generator
 from irgan.models.build import ScorerSpec, build_scorer
 from irgan.training.objectives import sample_weights
@@ -68,6 +68,7 @@ class _Game:
     best_d: KeepBest | None
     rng: torch.Generator
     shard: Shard
+    selection: Evaluation | None = None  # this process's selection users, prepared once
     fake_items: torch.Tensor | None = None
     history: list[dict] = field(default_factory=list)
     first_epoch: int = 0
@@ -125,7 +126,7 @@ def fit_irgan(
         (game.g_step if model is game.G else game.d_step).gather_owned()  # a kept copy holds every user
         _check_finite(game, epoch, state_path)  # before evaluation, which would fail on NaN scores first
         try:
-            return evaluate_sharded(model, train, selection, eval_ks(train.shape[1], config.select_metric), game.shard)
+            return game.selection.over_processes(model, game.shard)
         except NonFiniteScores:  # finite parameters whose scores overflow
             raise _diverged(epoch, state_path, "its scores overflow to NaN or inf") from None
 
@@ -264,9 +265,9 @@ def _setup(train: sp.csr_matrix, selection: sp.csr_matrix, config: IRGANConfig, 
                  KeepBest(config.select_metric), KeepBest(config.select_metric),
                  torch.Generator(device).manual_seed(seed + SHARD_SEED_STRIDE * shard.rank), shard)
     if selection is not None:
-        ks = eval_ks(n_items, config.select_metric)
-        game.best_g.offer(G, evaluate_sharded(G, train, selection, ks, shard), epoch=-1, g_epoch=-1)
-        game.best_d.offer(D, evaluate_sharded(D, train, selection, ks, shard), epoch=-1)
+        game.selection = sharded_evaluation(train, selection, eval_ks(n_items, config.select_metric), shard)
+        game.best_g.offer(G, game.selection.over_processes(G, shard), epoch=-1, g_epoch=-1)
+        game.best_d.offer(D, game.selection.over_processes(D, shard), epoch=-1)
     return game
 
 
