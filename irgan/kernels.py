@@ -59,25 +59,34 @@ def _jit(function=None, *, fastmath=FINITE):
 _POOL: list[ThreadPoolExecutor] = []
 
 
-def _over_rows(kernel, n_rows: int, *args) -> None:
+def _over_rows(kernel, n_rows: int, *args, part: bool = False) -> None:
     """``kernel(*args, start, stop)`` on runs of rows split over as many threads as torch uses
     (``torch.set_num_threads``): the kernels release the GIL, and each row's result is the same for
     any count. Python threads rather than numba's own: its parallel kernels took seconds more to
-    compile each, and its OpenMP layer reset torch's thread count (one thread became two)."""
-    threads = max(1, min(torch.get_num_threads(), os.cpu_count() or 1, n_rows))
-    if threads == 1:
-        kernel(*args, 0, n_rows)
+    compile each, and its OpenMP layer reset torch's thread count (one thread became two). With
+    ``part``, ``kernel(*args, index of the run, start, stop)``, for a kernel keeping sums per run
+    (``row_runs(n_rows)`` of them)."""
+    bounds = _parts(n_rows, row_runs(n_rows))
+    run = (lambda i: kernel(*args, i, bounds[i], bounds[i + 1])) if part else (lambda i: kernel(*args, bounds[i], bounds[i + 1]))
+    if len(bounds) <= 2:
+        run(0)
         return
     if not _POOL:
         _POOL.append(ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="irgan-kernels"))
-    bounds = _parts(n_rows, 4 * threads)
-    for _ in _POOL[0].map(lambda i: kernel(*args, bounds[i], bounds[i + 1]), range(len(bounds) - 1)):
+    for _ in _POOL[0].map(run, range(len(bounds) - 1)):
         pass
 
 
+def row_runs(n_rows: int) -> int:
+    """How many runs ``_over_rows`` splits ``n_rows`` rows into: one per thread torch uses, four per thread
+    when there are several (uneven rows even out), at most one per row and at least one."""
+    threads = max(1, min(torch.get_num_threads(), os.cpu_count() or 1, n_rows))
+    return 1 if threads == 1 else min(n_rows, 4 * threads)
+
+
 def _parts(n: int, parts: int) -> np.ndarray:
-    """Bounds splitting range(n) into ``parts`` near-equal runs (n + 1 when fewer rows)."""
-    return np.linspace(0, n, min(n, parts) + 1).astype(np.int64)
+    """Bounds splitting range(n) into ``parts`` near-equal runs (n when fewer rows; one, empty, for none)."""
+    return np.linspace(0, n, max(1, min(n, parts)) + 1).astype(np.int64)
 
 
 # Cephes' single-precision exp: exp(x) = 2^k exp(r), |r| <= ln 2 / 2, exp(r) by a degree-7
@@ -238,6 +247,42 @@ def pointwise_sgd(user_emb: torch.Tensor, item_emb: torch.Tensor, item_bias: tor
 
 
 @_jit
+def _bpr_sgd(users_ext, items_ext, users, pos, neg, batch, lr, l2, p, qi, qj, g):
+    """``fast_mf.bpr_sgd_step`` on each run of ``batch`` triples in turn: the gradients from the
+    tables as the batch found them (held in the scratch p, qi, qj, g), then the users' rows (but
+    their constant column) and the items' stepped, repeated rows adding up as ``index_add_``."""
+    width = users_ext.shape[1]
+    for s in range(0, users.shape[0], batch):
+        m = min(batch, users.shape[0] - s)
+        for t in range(m):
+            x = np.float32(0)
+            for d in range(width):
+                p[t, d], qi[t, d], qj[t, d] = users_ext[users[s + t], d], items_ext[pos[s + t], d], items_ext[neg[s + t], d]
+                x += p[t, d] * (qi[t, d] - qj[t, d])
+            g[t] = lr / (np.float32(1) + np.exp(x))  # -lr d/dx of -log sigmoid(x)
+        for t in range(m):
+            for d in range(width - 1):
+                users_ext[users[s + t], d] += g[t] * (qi[t, d] - qj[t, d]) - lr * l2 * p[t, d]
+        for t in range(m):
+            for d in range(width):
+                items_ext[pos[s + t], d] += g[t] * p[t, d] - lr * l2 * qi[t, d]
+        for t in range(m):
+            for d in range(width):
+                items_ext[neg[s + t], d] += -g[t] * p[t, d] - lr * l2 * qj[t, d]
+
+
+def bpr_sgd(users_ext: torch.Tensor, items_ext: torch.Tensor, users: torch.Tensor, pos: torch.Tensor,
+            neg: torch.Tensor, batch_size: int, lr: float, l2: float) -> None:
+    """One pass of BPR's SGD over (users, pos, neg) in batches of ``batch_size`` on packed MF
+    tables ([user_emb | 1], [item_emb | item_bias], float32), in place: ``fast_mf.bpr_sgd_step``
+    per batch, without a dozen tensor operations per step."""
+    width = users_ext.shape[1]
+    scratch = [np.empty((batch_size, width), np.float32) for _ in range(3)]
+    _bpr_sgd(users_ext.numpy(), items_ext.numpy(), users.numpy(), pos.numpy(), neg.numpy(), batch_size,
+             np.float32(lr), np.float32(l2), *scratch, np.empty(batch_size, np.float32))
+
+
+@_jit
 def _draw_row(row, blocks, total, u, out, picked, prefix, guide):
     """out[k] = the first column of ``row`` whose running sum exceeds u[k] total (u in [0, 1)), and
     picked[k] its value in ``row``. Each draw starts at the block a guide table names for its
@@ -365,6 +410,118 @@ def mf_softmax(users_ext: torch.Tensor, items_ext: torch.Tensor, temperature: fl
                 (counts.cumsum(0) - counts).numpy(), counts.numpy(), u.to(torch.float64).numpy(), draws.numpy(),
                picked.numpy())
     return e, m, z, expected[:, :k], draws, picked
+
+
+@_jit
+def _g_step(users_ext, items_t, items_ext, inv_t, e, m, z, expected, starts, counts, u, draws, picked, coin, offsets,
+            mix, users, pos_starts, pos_counts, pos_items, member, d_users, d_items, d_bias, paper, snis, rewards, weights,
+            c, sparse_user, sparse, part, first, stop):
+    """Rows first..stop-1 of ``g_step``: each row's softmax and draws as ``_mf_softmax``, then, while
+    the row is in cache, the mixture's picks among the user's positives, p and the proposal at each
+    draw, D's reward, the weights, their sum c[r], sum_k w_k item_k (``sparse_user[r]``) and
+    sum_k w_k e_(item_k) (x) user[r], added to ``sparse[part]`` (n, k), this run's own sums. ``member``:
+    the positives as a dense (n_users, n_items) mask, or an empty one (then a search in pos_items)."""
+    n, k_ext = items_t.shape[1], items_ext.shape[1]
+    bits = np.empty(n, np.int32)
+    lanes = np.empty(LANES, np.float32)
+    blocks = np.empty(-(-n // BLOCK), np.float32)
+    prefix, guide = np.empty(blocks.shape[0] + 1), np.empty(blocks.shape[0], np.int64)
+    most = 0
+    for r in range(first, stop):
+        most = max(most, counts[r])
+    xs, ts, ratio = np.empty(most, np.float32), np.empty(most, np.float32), np.empty(most, np.float32)
+    draw_bits = np.empty(most, np.int32)
+    scatter = sparse[part]
+    keep = np.float32(1) - mix
+    for r in range(first, stop):
+        row = e[r]
+        _softmax_row(users_ext[r], items_t, inv_t, row, m, z, expected[r], r, bits, lanes, blocks)
+        s, count = starts[r], counts[r]
+        _draw_row(row, blocks, float(z[r]), u[s:s + count], draws[s:s + count], picked[s:s + count], prefix, guide)
+        user, total = users[r], z[r]
+        low, n_pos = pos_starts[user], pos_counts[user]
+        for j in range(count):
+            item, e_at = draws[s + j], picked[s + j]
+            if coin[s + j] < mix:
+                item = pos_items[low + min(np.int64(offsets[s + j] * np.float32(n_pos)), n_pos - 1)]
+                e_at = row[item]
+                draws[s + j] = item
+            if member.shape[0]:
+                is_pos = member[user, item]
+            else:  # a search of the user's sorted positives, without branches
+                base, size = low, n_pos
+                while size > 1:
+                    half = size >> 1
+                    base = base + half if pos_items[base + half] <= item else base
+                    size -= half
+                is_pos = size > 0 and pos_items[base] == item
+            p = e_at / total
+            q = keep * p + (mix / np.float32(n_pos) if is_pos else np.float32(0))
+            ratio[j] = p / q
+            x = d_bias[item]
+            for d in range(d_users.shape[1]):
+                x += d_users[user, d] * d_items[item, d]
+            xs[j], ts[j] = x, -abs(x)
+        _exp_in_place(ts[:count], np.float32(0), draw_bits[:count])  # t = exp(-|x|)
+        ratios = 0.0
+        for j in range(count):
+            x, t = xs[j], ts[j]
+            if paper:  # log(1 + exp(x))
+                reward = max(x, np.float32(0)) + np.float32(_log1p_unit(np.float64(t)))
+            else:  # 2 (sigmoid(x) - 1/2)
+                reward = (np.float32(1) - t) / (np.float32(1) + t) * (np.float32(1) if x >= 0 else np.float32(-1))
+            rewards[s + j] = reward
+            weights[s + j] = reward * ratio[j]
+            ratios += ratio[j]
+        denominator = ratios if snis else np.float64(count)
+        row_sum = np.float32(0)
+        sparse_user[r] = 0
+        for j in range(count):
+            w = np.float32(weights[s + j] / denominator)
+            weights[s + j] = w
+            row_sum += w
+            item = draws[s + j]
+            for d in range(k_ext):
+                sparse_user[r, d] += w * items_ext[item, d]
+                scatter[item, d] += w * users_ext[r, d]
+        c[r] = row_sum
+
+
+def g_step(users_ext: torch.Tensor, items_ext: torch.Tensor, temperature: float, counts: torch.Tensor,
+           generator: torch.Generator | None, out: torch.Tensor | None, mix: float, users: torch.Tensor,
+           positives, d_users: torch.Tensor, d_items: torch.Tensor, d_bias: torch.Tensor, reward: str,
+           estimator: str) -> dict[str, torch.Tensor]:
+    """G's policy-gradient pass for a batch of ``users`` on MF tables, D an MF too, in one read of
+    each softmax row: ``mf_softmax``, the draws from the mixture (1 - mix) p + mix uniform(positives),
+    D's ``reward`` ('code' or 'paper') at each and the ``estimator``'s weights ('reinforce' or
+    'snis'), as ``game._g_draws`` makes them from the same uniforms of ``generator`` (the draws, the
+    coin flips, the positives' picks); with the sparse parts of the gradient
+    ``fast_mf.policy_gradient_loss`` forms: c (B,) the rows' weight sums, ``sparse_user`` (B, k)
+    sum_k w_k item_k and ``sparse_item`` (n, k) sum_k w_k e_(item_k) (x) user_(row k).
+    ``positives`` is a ``sampling.PositiveSet``."""
+    B, n, k = users_ext.shape[0], items_ext.shape[0], items_ext.shape[1]
+    e = torch.empty(B, n, dtype=torch.float32) if out is None else out.view(-1)[:B * n].view(B, n)
+    m, z = torch.empty(B, dtype=torch.float32), torch.empty(B, dtype=torch.float32)
+    width = -(-k // WIDTH) * WIDTH
+    users_wide, items_t = torch.zeros(B, width), torch.zeros(width, n)
+    users_wide[:, :k], items_t[:k] = users_ext, items_ext.T
+    expected, sparse_user = torch.empty(B, width), torch.empty(B, width)
+    N = int(counts.sum())
+    u = torch.rand(N, dtype=torch.float32, generator=generator)
+    coin = torch.rand(N, generator=generator)
+    offsets = torch.rand(N, generator=generator)
+    draws, picked = torch.empty(N, dtype=torch.long), torch.empty(N, dtype=torch.float32)
+    rewards, weights, c = torch.empty(N), torch.empty(N), torch.empty(B)
+    sparse = np.zeros((row_runs(B), n, k), np.float32)
+    member = positives.dense.numpy() if positives.dense is not None else np.zeros((0, 0), np.bool_)
+    _over_rows(_g_step, B, users_wide.numpy(), items_t.numpy(), items_ext.contiguous().numpy(), np.float32(1 / temperature),
+               e.numpy(), m.numpy(), z.numpy(), expected.numpy(), (counts.cumsum(0) - counts).numpy(), counts.numpy(),
+               u.to(torch.float64).numpy(), draws.numpy(), picked.numpy(), coin.numpy(), offsets.numpy(),
+               np.float32(mix), users.numpy(), positives.starts.numpy(), positives.counts.numpy(),
+               positives.items.numpy(), member, d_users.numpy(), d_items.numpy(), d_bias.numpy(), reward == "paper",
+               estimator == "snis", rewards.numpy(), weights.numpy(), c.numpy(), sparse_user.numpy(), sparse, part=True)
+    return {"e": e, "m": m, "z": z, "expected": expected[:, :k], "items": draws, "rewards": rewards,
+            "weights": weights, "c": c, "sparse_user": sparse_user[:, :k], "sparse_item": torch.from_numpy(sparse.sum(0))}
 
 
 @_jit
@@ -550,6 +707,8 @@ def warm() -> None:
     draw(e, z, counts, g)
     pointwise_sgd(torch.randn(4, 5, generator=g), torch.randn(40, 5, generator=g), torch.zeros(40), torch.tensor([0, 1]),
                   torch.tensor([3, 4]), torch.tensor([1.0, 0.0]), 0.1, 0.1, {})
+    bpr_sgd(torch.randn(4, 6, generator=g), torch.randn(40, 6, generator=g), torch.tensor([0, 1, 3]), torch.tensor([2, 5, 7]),
+            torch.tensor([9, 8, 1]), 2, 0.05, 0.1)
     contains(torch.tensor([0, 2]), torch.tensor([2, 1]), torch.tensor([1, 5, 7]), torch.tensor([0, 1]),
              torch.tensor([5, 7]))
     for index in (torch.int32, torch.int64):

@@ -359,3 +359,72 @@ def test_ranking_a_large_catalog_walks_only_the_blocks_it_needs_and_leaves_the_s
     scores[3, train[3].indices[0]] = float("nan")  # a NaN at a train item is still a NaN
     assert kernels.rank_rows(scores, train, test, k)[2]
     assert torch.isnan(scores[3, train[3].indices[0]])
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 64, 1000])
+def test_bpr_pass_is_the_torch_steps(batch_size):
+    from irgan.training.fast_mf import bpr_sgd_step
+
+    g = seeded(batch_size)
+    users_ext, items_ext = tables(n_users=30, n_items=50, scale=0.3)
+    users = torch.randint(0, 30, (500,), generator=g)
+    pos, neg = torch.randint(0, 50, (500,), generator=g), torch.randint(0, 50, (500,), generator=g)
+    neg[:20] = pos[:20]  # an item on both sides of a triple
+    slow_users, slow_items = users_ext.clone(), items_ext.clone()
+    for u, i, j in zip(users.split(batch_size), pos.split(batch_size), neg.split(batch_size)):
+        bpr_sgd_step(slow_users, slow_items, u, i, j, 0.05, 0.1)
+    kernels.bpr_sgd(users_ext, items_ext, users, pos, neg, batch_size, 0.05, 0.1)
+    torch.testing.assert_close(users_ext, slow_users, rtol=0, atol=2e-6)
+    torch.testing.assert_close(items_ext, slow_items, rtol=0, atol=2e-6)
+    assert (users_ext[:, -1] == 1).all()
+
+
+@pytest.mark.parametrize("extra, dense", [
+    ({}, True), ({}, False), (dict(g_estimator="snis", reward="paper", g_temperature=0.5), True),
+    (dict(g_mix=0.0, g_l2=0.1, optimizer="adam"), False), (dict(g_mix=0.6, g_sample_factor=3), True),
+])
+def test_the_fused_g_step_is_the_draws_then_the_step(extra, dense):
+    import copy
+
+    from irgan.adversarial.irgan.game import _g_draws
+    from irgan.adversarial.irgan.players import Discriminator
+    from irgan.training.sampling import PositiveSet
+    from irgan.training.updates import g_update
+    from helpers import planted
+
+    train, _ = planted(1, n_groups=4, users_per_group=12, items_per_group=40)
+    config = IRGANConfig(**{"g_lr": 0.5, **extra})
+    positives = PositiveSet(train)
+    if not dense:
+        positives.dense = None  # a catalog too large for the dense mask: a search per draw
+    G = MatrixFactorization(*train.shape, 5, 0.5, generator=seeded(1))
+    D = Discriminator(MatrixFactorization(*train.shape, 5, 0.5, generator=seeded(2)))
+    users = torch.tensor([5, 0, 17, 40, 33, 2])
+    before = copy.deepcopy(G)
+    fused_step, plain_step = g_update(G, config.optimizer, config.g_lr, True), g_update(copy.deepcopy(G), config.optimizer, config.g_lr, True)
+    assert fused_step.fuses(D)
+    entropy, rewards, items = fused_step.fused(users, D, positives, config, seeded(3))
+    rng = seeded(3)
+    policy, rows, plain_items, plain_rewards, weights = _g_draws(plain_step, D, users, positives, config, rng)
+    plain_entropy = plain_step(users, config.g_temperature, config.g_l2, rows, plain_items, weights, policy)
+    assert torch.equal(items, plain_items)  # the same uniforms give the same draws
+    torch.testing.assert_close(rewards, plain_rewards, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(entropy, plain_entropy, rtol=1e-5, atol=1e-6)
+    for name, fast in G.named_parameters():
+        slow, start = plain_step.scorer.get_parameter(name), before.get_parameter(name)
+        tol = 1e-5 * slow.abs().max().item()
+        assert (slow - start).abs().max() > 100 * tol, name  # the step moved it, far beyond the tolerance
+        assert (fast - slow).abs().max() <= tol, name
+
+
+def test_g_fuses_its_step_only_against_an_mf_discriminator_on_the_kernels():
+    from irgan.adversarial.irgan.players import Discriminator
+    from irgan.models.itemitem import ItemItemScorer
+    from irgan.training.updates import g_update
+
+    step = g_update(MatrixFactorization(6, 9, 3), "sgd", 0.1, True)
+    assert step.fuses(Discriminator(MatrixFactorization(6, 9, 3)))
+    assert not step.fuses(Discriminator(ItemItemScorer(6, 9)))
+    assert not step.fuses(Discriminator(MatrixFactorization(6, 9, 3).double()))
+    with kernels.use(False):
+        assert not step.fuses(Discriminator(MatrixFactorization(6, 9, 3)))

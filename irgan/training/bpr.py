@@ -14,6 +14,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from irgan import kernels
 from irgan.config import BPRConfig
 from irgan.device import resolve_device
 from irgan.training.fast_mf import RowOptimizer, bpr_loss, bpr_sgd_step, packed_items, packed_users
@@ -68,7 +69,7 @@ def fit_bpr(
     for epoch in epochs:
         negatives = dns_negatives(scorer, positives, users, candidates, generator)
         order = torch.randperm(len(users), generator=generator, device=device)
-        step(*(t[order].split(config.batch_size) for t in (users, items, negatives)))
+        step(users[order], items[order], negatives[order])
         if (epoch + 1) % every == 0 or epoch + 1 == config.epochs:
             log.log(logging.INFO if epochs.disable else logging.DEBUG, "BPR-%s: epoch %d/%d, %.1f s",
                     config.negatives, epoch + 1, config.epochs, time.perf_counter() - start)
@@ -78,12 +79,16 @@ def fit_bpr(
 
 
 def _step(scorer: nn.Module, config: BPRConfig, fast: bool) -> Callable:
-    """One pass of updates over batches of triples, on the fast MF path or by autograd."""
+    """One pass of updates over the triples (users, pos, neg) in batches, on the fast MF path (a
+    compiled pass on the CPU) or by autograd."""
     if fast and config.optimizer == "sgd":  # packed tables stepped in place: the fastest
         def packed_pass(users, pos, neg) -> None:
             users_ext, items_ext = packed_users(scorer), packed_items(scorer)
-            for u, i, j in zip(users, pos, neg):
-                bpr_sgd_step(users_ext, items_ext, u, i, j, config.lr, config.l2)
+            if kernels.enabled(users_ext) and users_ext.dtype == torch.float32:
+                kernels.bpr_sgd(users_ext, items_ext, users, pos, neg, config.batch_size, config.lr, config.l2)
+            else:
+                for u, i, j in zip(*(t.split(config.batch_size) for t in (users, pos, neg))):
+                    bpr_sgd_step(users_ext, items_ext, u, i, j, config.lr, config.l2)
             with torch.no_grad():
                 scorer.user_emb.copy_(users_ext[:, :-1])
                 scorer.item_emb.copy_(items_ext[:, :-1])
@@ -93,13 +98,13 @@ def _step(scorer: nn.Module, config: BPRConfig, fast: bool) -> Callable:
         row_optimizer = RowOptimizer(config.optimizer, list(scorer.parameters()), config.lr)
 
         def row_pass(users, pos, neg) -> None:
-            for u, i, j in zip(users, pos, neg):
+            for u, i, j in zip(*(t.split(config.batch_size) for t in (users, pos, neg))):
                 row_optimizer.step(bpr_loss(scorer, u, i, j, config.l2)[1])
         return row_pass
     optimizer = torch_optimizer(config.optimizer, scorer.parameters(), config.lr)
 
     def autograd_pass(users, pos, neg) -> None:
-        for u, i, j in zip(users, pos, neg):
+        for u, i, j in zip(*(t.split(config.batch_size) for t in (users, pos, neg))):
             optimizer.zero_grad(set_to_none=True)
             bpr_objective(scorer, u, i, j, config.l2).backward()
             optimizer.step()

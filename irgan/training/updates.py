@@ -154,13 +154,43 @@ class FastGUpdate(GUpdate):
                  weights: torch.Tensor, policy: Policy) -> torch.Tensor:
         G = self.scorer
         _, grads = policy_gradient_loss(G, users, rows, items, weights, temperature, policy=policy)
+        return self._step(users, grads, policy, policy.expected(packed_items(G)), temperature, l2)
+
+    def _step(self, users: torch.Tensor, grads: list, policy: Policy, expected: torch.Tensor, temperature: float,
+              l2: float) -> torch.Tensor:
+        """Apply ``grads`` (with G's L2 on the users' rows); the rows' entropy before the step, from
+        the policy and its expected item row (B, dim + 1)."""
+        G = self.scorer
         if l2 > 0:
             grads.append((G.user_emb, users, l2 * G.user_emb[users].detach()))
-        expected = policy.expected(packed_items(G))
         entropy = policy.entropy(((G.user_emb.index_select(0, users) * expected[:, :-1]).sum(1) + expected[:, -1])
                                  / temperature)
         self.optimizer.step(grads)
         return entropy
+
+    def fuses(self, D: nn.Module) -> bool:
+        """Whether ``fused`` can play G's step against the discriminator ``D``: both MF, on the kernels."""
+        return type(D.scorer) is MatrixFactorization and all(
+            kernels.enabled(t) and t.dtype == torch.float32 for t in (self.scorer.item_emb, D.scorer.item_emb))
+
+    @torch.no_grad()
+    def fused(self, users: torch.Tensor, D: nn.Module, positives, config, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``game._g_draws`` then this step in one compiled pass per softmax row (``kernels.g_step``),
+        from the same uniforms of ``rng``. Returns the rows' entropy before the step, D's rewards and
+        the items drawn."""
+        G, temperature = self.scorer, config.g_temperature
+        self._rows = rows_buffer(getattr(self, "_rows", None), len(users) * G.n_items)
+        counts = config.g_sample_factor * positives.counts.index_select(0, users)
+        users_ext = packed_users(G, users)
+        out = kernels.g_step(users_ext, packed_items(G), temperature, counts, rng, self._rows, config.g_mix, users,
+                             positives, D.scorer.user_emb.detach(), D.scorer.item_emb.detach(),
+                             D.scorer.item_bias.detach(), config.reward, config.g_estimator)
+        policy = Policy(out["e"], out["z"], out["m"])
+        user_grad = (out["c"][:, None] * out["expected"] - out["sparse_user"])[:, :-1] / temperature
+        item_grad = (policy.item_sum(users_ext * out["c"][:, None]) - out["sparse_item"]) / temperature
+        grads = [(G.user_emb, users, user_grad), (G.item_emb, None, item_grad[:, :-1]),
+                 (G.item_bias, None, item_grad[:, -1])]
+        return self._step(users, grads, policy, out["expected"], temperature, config.g_l2), out["rewards"], out["items"]
 
     def exact(self, users: torch.Tensor, temperature: float, l2: float,
               reward: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -34,7 +34,7 @@ from irgan.models.build import ScorerSpec, build_scorer
 from irgan.training.objectives import sample_weights
 from irgan.progress import bar as progress_bar
 from irgan.training.sampling import PositiveSet, positive_pairs, sample_fake, sample_mixture
-from irgan.training.updates import DUpdate, GUpdate, d_update, g_update
+from irgan.training.updates import DUpdate, FastGUpdate, GUpdate, d_update, g_update
 
 log = logging.getLogger(__name__)
 SHARD_SEED_STRIDE = 104_729  # process r of a distributed run draws with seed + r * this
@@ -367,12 +367,17 @@ def g_epoch(
     rewards, entropy, sampled = [], 0.0, torch.zeros(n_items, dtype=torch.bool, device=users.device)
     shard = step.shard
     order = users[torch.randperm(len(users), generator=rng, device=users.device)]
+    fused = config.g_estimator != "exact" and isinstance(step, FastGUpdate) and step.fuses(D)
     for batch in order.tensor_split(n_steps(len(users), config.g_batch_users, shard)):
         if config.g_estimator == "exact":
             with torch.no_grad():
                 reward = D.reward_users(batch, config.reward)
             row_entropy, expected_reward = step.exact(batch, config.g_temperature, config.g_l2, reward)
             rewards.append(expected_reward)
+        elif fused:
+            row_entropy, reward, items = step.fused(batch, D, positives, config, rng)
+            rewards.append(reward)
+            sampled[items] = True
         else:
             policy, rows, items, reward, weights = _g_draws(step, D, batch, positives, config, rng)
             row_entropy = step(batch, config.g_temperature, config.g_l2, rows, items, weights, policy)
