@@ -428,3 +428,23 @@ def test_g_fuses_its_step_only_against_an_mf_discriminator_on_the_kernels():
     assert not step.fuses(Discriminator(MatrixFactorization(6, 9, 3).double()))
     with kernels.use(False):
         assert not step.fuses(Discriminator(MatrixFactorization(6, 9, 3)))
+
+
+@pytest.mark.parametrize("batch", [None, "int32", "int64"])
+def test_d_steps_on_triples_are_the_steps_on_their_pairs(batch):
+    from irgan.training.updates import DUpdate
+
+    g = seeded(4)
+    users = torch.sort(torch.randint(0, 25, (300,), generator=g)).values
+    real, fake = torch.randint(0, 40, (300,), generator=g), torch.randint(0, 40, (300,), generator=g)
+    index = None if batch is None else torch.sort(torch.randperm(300, generator=g)[:120]).values.to(getattr(torch, batch))
+    steps = [d_update(MatrixFactorization(25, 40, 5, 0.5, generator=seeded(1)), "sgd", 0.05, True) for _ in range(3)]
+    losses = [steps[0].triples(users, real, fake, index, 0.2),  # the kernel reads the triples where they are
+              DUpdate.triples(steps[1], users, real, fake, index, 0.2)]  # the pairs built, then the kernel
+    with kernels.use(False):
+        losses.append(steps[2].triples(users, real, fake, index, 0.2))  # the torch fast path
+    first, second, reference = (dict(step.scorer.named_parameters()) for step in steps)
+    assert losses[0] == losses[1] and losses[0] == pytest.approx(losses[2], rel=1e-5)
+    for name, value in first.items():
+        assert torch.equal(value, second[name]), name
+        torch.testing.assert_close(value, reference[name], rtol=0, atol=1e-6)

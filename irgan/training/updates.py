@@ -71,6 +71,17 @@ class DUpdate(_Update):
     def __call__(self, users: torch.Tensor, items: torch.Tensor, labels: torch.Tensor, l2: float) -> float:
         return self._backward_step(pointwise_objective(self.scorer, users, items, labels, l2, self.sgd_lr, self.shard))
 
+    def triples(self, users: torch.Tensor, real: torch.Tensor, fake: torch.Tensor, batch: torch.Tensor | None,
+                l2: float) -> float:
+        """One step on the pairs (users[k], real[k], 1) and (users[k], fake[k], 0) of the triples k in
+        ``batch``, all reals then all fakes; ``batch`` None: every triple, its two pairs side by side."""
+        if batch is None:
+            labels = torch.tensor([1.0, 0.0], device=users.device).repeat(len(users))
+            return self(users.repeat_interleave(2), torch.stack([real, fake], 1).view(-1), labels, l2)
+        labels = torch.cat([torch.ones(len(batch), device=users.device), torch.zeros(len(batch), device=users.device)])
+        return self(users.index_select(0, batch).repeat(2),
+                    torch.cat([real.index_select(0, batch), fake.index_select(0, batch)]), labels, l2)
+
 
 class FastDUpdate(DUpdate):
     """D's step on the MF fast path; with plain SGD on the CPU, one compiled pass (``kernel``)."""
@@ -86,19 +97,31 @@ class FastDUpdate(DUpdate):
 
     @torch.no_grad()
     def __call__(self, users: torch.Tensor, items: torch.Tensor, labels: torch.Tensor, l2: float) -> float:
-        if (self.kernel and self.sgd_lr is not None and kernels.enabled(self.scorer.item_emb)
-                and self.scorer.item_emb.dtype == torch.float32):
-            return self._kernel_step(users, items, labels, l2)
+        if self._on_kernel():
+            return self._kernel_step(l2, users, items, labels)
         loss, grads = pointwise_loss(self.scorer, users, items, labels, l2, self.sgd_lr, self.shard)
         self.optimizer.step(grads)
         return loss
 
-    def _kernel_step(self, users: torch.Tensor, items: torch.Tensor, labels: torch.Tensor, l2: float) -> float:
-        """``pointwise_loss`` and an SGD step in one compiled pass over the pairs; the items' gradients
-        and counts summed over processes, each item shrunk as its count of SGD steps would."""
+    @torch.no_grad()
+    def triples(self, users: torch.Tensor, real: torch.Tensor, fake: torch.Tensor, batch: torch.Tensor | None,
+                l2: float) -> float:
+        if self._on_kernel() and users.dtype == real.dtype == fake.dtype == torch.long:
+            return self._kernel_step(l2, users, real, None, fake, batch, interleave=batch is None)
+        return super().triples(users, real, fake, batch, l2)
+
+    def _on_kernel(self) -> bool:
+        return (self.kernel and self.sgd_lr is not None and kernels.enabled(self.scorer.item_emb)
+                and self.scorer.item_emb.dtype == torch.float32)
+
+    def _kernel_step(self, l2: float, users: torch.Tensor, items: torch.Tensor, labels: torch.Tensor | None,
+                     second: torch.Tensor | None = None, index: torch.Tensor | None = None,
+                     interleave: bool = False) -> float:
+        """``pointwise_loss`` and an SGD step in one compiled pass over the pairs (``kernels.pointwise_sgd``'s);
+        the items' gradients and counts summed over processes, each item shrunk as its count of SGD steps would."""
         D, lr = self.scorer, self.sgd_lr
         loss, item_sums = kernels.pointwise_sgd(D.user_emb.detach(), D.item_emb.detach(), D.item_bias.detach(),
-                                                users, items, labels, lr, l2, self._scratch)
+                                                users, items, labels, lr, l2, self._scratch, second, index, interleave)
         if self.shard.active:
             self.shard.sum(item_sums)  # gradients and counts in one all-reduce
         shrink = (1 - lr * l2) ** item_sums[:, -1]

@@ -303,9 +303,7 @@ def d_epoch(
     """One pass of D over (user, real item, G's item) triples: real labelled 1, G's labelled 0."""
     shard, n = step.shard, len(users)
     if config.d_batch_size >= shard.max(n):  # one step on every pair: the order does not matter, keep users sorted
-        labels = torch.tensor([1.0, 0.0], device=users.device).repeat(n)
-        loss = step(users.repeat_interleave(2), torch.stack([real, fake], 1).view(-1), labels, config.d_l2)
-        return {"d_loss": _mean(loss, 2 * n, shard)}
+        return {"d_loss": _mean(step.triples(users, real, fake, None, config.d_l2), 2 * n, shard)}
     total = 0.0
     # int32 where it fits: the same permutation from the same generator, in half the memory
     index = torch.int32 if n < 2**31 else torch.long
@@ -313,10 +311,7 @@ def d_epoch(
     batches = kernels.sorted_batches(perm, steps) if kernels.enabled(perm) else perm.tensor_split(steps)
     del perm
     for batch in batches:
-        u = users.index_select(0, batch).repeat(2)
-        items = torch.cat([real.index_select(0, batch), fake.index_select(0, batch)])
-        labels = torch.cat([torch.ones(len(batch), device=u.device), torch.zeros(len(batch), device=u.device)])
-        total += step(u, items, labels, config.d_l2)
+        total += step.triples(users, real, fake, batch, config.d_l2)
     return {"d_loss": _mean(total, 2 * n, shard)}
 
 
