@@ -174,20 +174,17 @@ CHUNK = 256  # D's pairs per chunk: gathered, then their exp/log in one vector l
 
 
 @_jit
-def _pointwise_sgd(users, first, second, index, labels, interleave, user_emb, item_emb, item_bias, lr, l2, user_grad,
-                   user_n, item_grad):
+def _pointwise_sgd(users, first, second, labels, user_emb, item_emb, item_bias, lr, l2, user_grad, user_n, item_grad):
     """D's summed BCE gradient over the pairs from the parameters before the step: (users[p],
-    first[p], labels[p]) when ``labels`` is given; else from the triples k that ``index`` lists (or
-    all), (users[k], first[k], 1) and (users[k], second[k], 0), side by side (``interleave``) or all
-    firsts then all seconds. The
-    users' rows stepped in place (each shrunk as n SGD steps of its L2 would), the items' gradients
-    and counts added to ``item_grad`` (n_items, dim + 2). ``user_grad``/``user_n`` are zero scratch,
-    left zero; a run of pairs of one user (the pairs come grouped by user) sums its gradient in
-    ``running`` before one write. Returns the loss, BCE plus l2/2 of the squared rows per pair (float64)."""
+    first[p], labels[p]) when ``labels`` is given; else each triple k's (users[k], first[k], 1) and
+    (users[k], second[k], 0), side by side. The users' rows stepped in place (each shrunk as n SGD
+    steps of its L2 would), the items' gradients and counts added to ``item_grad`` (n_items, dim + 2).
+    ``user_grad``/``user_n`` are zero scratch, left zero; a run of pairs of one user (the pairs come
+    grouped by user) sums its gradient in ``running`` before one write. Returns the loss, BCE plus
+    l2/2 of the squared rows per pair (float64)."""
     dim = user_emb.shape[1]
-    given, indexed = labels.shape[0] > 0, index.shape[0] > 0
-    triples = index.shape[0] if indexed else users.shape[0]
-    n_pairs = labels.shape[0] if given else 2 * triples
+    given = labels.shape[0] > 0
+    n_pairs = labels.shape[0] if given else 2 * users.shape[0]
     xs = np.empty(CHUNK, np.float32)
     ts = np.empty(CHUNK, np.float32)
     gs = np.empty(CHUNK, np.float32)
@@ -206,9 +203,7 @@ def _pointwise_sgd(users, first, second, index, labels, interleave, user_emb, it
             if given:
                 u, i, label = users[p], first[p], labels[p]
             else:
-                is_first = (p & 1) == 0 if interleave else p < triples
-                k = p >> 1 if interleave else (p if is_first else p - triples)
-                k = index[k] if indexed else k
+                k, is_first = p >> 1, (p & 1) == 0
                 u, i, label = users[k], first[k] if is_first else second[k], np.float32(1 if is_first else 0)
             us[j], items[j], ys[j] = u, i, label
             x = item_bias[i]
@@ -227,10 +222,11 @@ def _pointwise_sgd(users, first, second, index, labels, interleave, user_emb, it
         for j in range(m):
             u, i, g = us[j], items[j], gs[j]
             if u != current:
-                if current >= 0:
-                    user_grad[current] = running
+                for d in range(dim):  # element by element: numba's slice copies cost more than the sums
+                    if current >= 0:
+                        user_grad[current, d] = running[d]
+                    running[d] = user_grad[u, d]
                 current = u
-                running[:] = user_grad[u]
             for d in range(dim):
                 running[d] += g * item_emb[i, d]
                 item_grad[i, d] += g * user_emb[u, d]
@@ -238,16 +234,17 @@ def _pointwise_sgd(users, first, second, index, labels, interleave, user_emb, it
             item_grad[i, dim + 1] += 1
             user_n[u] += 1
     if current >= 0:
-        user_grad[current] = running
+        for d in range(dim):
+            user_grad[current, d] = running[d]
     most = 0
-    for p in range(n_pairs if given else triples):  # every user a pair has, found through its pairs
-        most = max(most, user_n[users[p] if given else users[index[p] if indexed else p]])
+    for p in range(users.shape[0]):  # every user a pair has
+        most = max(most, user_n[users[p]])
     shrinks = np.empty(most + 1)  # (1 - lr l2)^n by table: a power per user costs more than its update
     shrinks[0] = 1.0
     for n in range(1, most + 1):
         shrinks[n] = shrinks[n - 1] * (1.0 - lr * l2)
-    for p in range(n_pairs if given else triples):
-        u = users[p] if given else users[index[p] if indexed else p]
+    for p in range(users.shape[0]):
+        u = users[p]
         n = user_n[u]
         if n == 0:
             continue
@@ -261,25 +258,21 @@ def _pointwise_sgd(users, first, second, index, labels, interleave, user_emb, it
 
 def pointwise_sgd(user_emb: torch.Tensor, item_emb: torch.Tensor, item_bias: torch.Tensor, users: torch.Tensor,
                   items: torch.Tensor, labels: torch.Tensor | None, lr: float, l2: float, scratch: dict,
-                  second: torch.Tensor | None = None, index: torch.Tensor | None = None,
-                  interleave: bool = False) -> tuple[float, torch.Tensor]:
+                  fake: torch.Tensor | None = None) -> tuple[float, torch.Tensor]:
     """One SGD step of D's pointwise loss (``fast_mf.pointwise_loss``) on MF tables (float32, no
     grad): user rows stepped in place, the items' summed gradient and their counts in the batch,
     [item_emb | item_bias | count] (n_items, dim + 2), returned for the caller to sum over processes
-    (in one call) and apply. The pairs are (users, items, labels); or, with ``labels`` None, the
-    triples (users, items = real, ``second`` = fake) that ``index`` lists (None: all): each triple's
-    real pair labelled 1 and fake pair 0, side by side (``interleave``) or all reals first, as
-    ``DUpdate.triples`` orders them, without gathering them. ``scratch`` keeps the zeroed user buffers between calls."""
+    (in one call) and apply. The pairs are (users, items, labels); or, with ``labels`` None, each
+    triple's (users[k], items[k], 1) and (users[k], fake[k], 0) side by side, as ``DUpdate.triples``
+    orders a full step, read where they are. ``scratch`` keeps the zeroed user buffers between calls."""
     if scratch.get("shape") != tuple(user_emb.shape):
         scratch.update(shape=tuple(user_emb.shape), grad=np.zeros(tuple(user_emb.shape), user_emb.numpy().dtype),
                        n=np.zeros(user_emb.shape[0], np.int64))
     item_grad = torch.zeros(item_emb.shape[0], item_emb.shape[1] + 2, dtype=user_emb.dtype)
-    none = np.zeros(0, np.int64)
-    loss = _pointwise_sgd(users.numpy(), items.numpy(), none if second is None else second.numpy(),
-                          none if index is None else index.numpy(),
-                          np.zeros(0, np.float32) if labels is None else labels.to(torch.float32).numpy(), interleave,
-                          user_emb.numpy(), item_emb.numpy(), item_bias.numpy(), lr, l2, scratch["grad"], scratch["n"],
-                          item_grad.numpy())
+    pairs = (users, items, torch.zeros(0, dtype=torch.long), labels.to(torch.float32)) if labels is not None \
+        else (users, items, fake, torch.zeros(0))
+    loss = _pointwise_sgd(*(t.numpy() for t in pairs), user_emb.numpy(), item_emb.numpy(), item_bias.numpy(), lr, l2,
+                          scratch["grad"], scratch["n"], item_grad.numpy())
     return float(loss), item_grad
 
 
@@ -742,9 +735,9 @@ def warm() -> None:
     counts = torch.tensor([2, 0, 1, 3])
     e, _, z, _, _, _ = mf_softmax(users_ext, items_ext, 1.0, counts, g, out=torch.empty(4 * 40))
     draw(e, z, counts, g)
-    for index in (None, torch.tensor([1, 0], dtype=torch.int32)):  # a D minibatch's order is int32 where it fits
+    for labels in (None, torch.tensor([1.0, 0.0])):
         pointwise_sgd(torch.randn(4, 5, generator=g), torch.randn(40, 5, generator=g), torch.zeros(40),
-                      torch.tensor([0, 1]), torch.tensor([3, 4]), None, 0.1, 0.1, {}, torch.tensor([5, 6]), index)
+                      torch.tensor([0, 1]), torch.tensor([3, 4]), labels, 0.1, 0.1, {}, torch.tensor([5, 6]))
     bpr_sgd(torch.randn(4, 6, generator=g), torch.randn(40, 6, generator=g), torch.tensor([0, 1, 3]), torch.tensor([2, 5, 7]),
             torch.tensor([9, 8, 1]), 2, 0.05, 0.1)
     contains(torch.tensor([0, 2]), torch.tensor([2, 1]), torch.tensor([1, 5, 7]), torch.tensor([0, 1]),

@@ -106,22 +106,21 @@ class FastDUpdate(DUpdate):
     @torch.no_grad()
     def triples(self, users: torch.Tensor, real: torch.Tensor, fake: torch.Tensor, batch: torch.Tensor | None,
                 l2: float) -> float:
-        if self._on_kernel() and users.dtype == real.dtype == fake.dtype == torch.long:
-            return self._kernel_step(l2, users, real, None, fake, batch, interleave=batch is None)
-        return super().triples(users, real, fake, batch, l2)
+        if batch is None and self._on_kernel() and users.dtype == real.dtype == fake.dtype == torch.long:
+            return self._kernel_step(l2, users, real, None, fake)  # a full step: the kernel reads the triples
+        return super().triples(users, real, fake, batch, l2)  # a minibatch's pairs gathered first: faster at scale
 
     def _on_kernel(self) -> bool:
         return (self.kernel and self.sgd_lr is not None and kernels.enabled(self.scorer.item_emb)
                 and self.scorer.item_emb.dtype == torch.float32)
 
     def _kernel_step(self, l2: float, users: torch.Tensor, items: torch.Tensor, labels: torch.Tensor | None,
-                     second: torch.Tensor | None = None, index: torch.Tensor | None = None,
-                     interleave: bool = False) -> float:
+                     fake: torch.Tensor | None = None) -> float:
         """``pointwise_loss`` and an SGD step in one compiled pass over the pairs (``kernels.pointwise_sgd``'s);
         the items' gradients and counts summed over processes, each item shrunk as its count of SGD steps would."""
         D, lr = self.scorer, self.sgd_lr
         loss, item_sums = kernels.pointwise_sgd(D.user_emb.detach(), D.item_emb.detach(), D.item_bias.detach(),
-                                                users, items, labels, lr, l2, self._scratch, second, index, interleave)
+                                                users, items, labels, lr, l2, self._scratch, fake)
         if self.shard.active:
             self.shard.sum(item_sums)  # gradients and counts in one all-reduce
         shrink = (1 - lr * l2) ** item_sums[:, -1]
