@@ -416,6 +416,19 @@ def _softmax_row(user, items_t, inv_t, row, m, z, expected, r, bits, lanes, bloc
         expected[g + 4], expected[g + 5], expected[g + 6], expected[g + 7] = a4 / total, a5 / total, a6 / total, a7 / total
 
 
+def _softmax_arrays(users_ext: torch.Tensor, items_ext: torch.Tensor, out: torch.Tensor | None) -> tuple:
+    """What the softmax kernels write and read for a batch: e (B, n) (in ``out`` when given), m and z
+    (B,), the expected item rows (B, width), and the tables padded to width, a multiple of WIDTH
+    columns: users (B, width) and items transposed (width, n)."""
+    B, n, k = users_ext.shape[0], items_ext.shape[0], items_ext.shape[1]
+    e = torch.empty(B, n, dtype=torch.float32) if out is None else out.view(-1)[:B * n].view(B, n)
+    width = -(-k // WIDTH) * WIDTH
+    users_wide, items_t = torch.zeros(B, width, dtype=torch.float32), torch.zeros(width, n, dtype=torch.float32)
+    users_wide[:, :k], items_t[:k] = users_ext, items_ext.T
+    m, z, expected = (torch.empty(shape, dtype=torch.float32) for shape in ((B,), (B,), (B, width)))
+    return e, m, z, expected, users_wide, items_t
+
+
 def mf_softmax(users_ext: torch.Tensor, items_ext: torch.Tensor, temperature: float,
                counts: torch.Tensor | None = None, generator: torch.Generator | None = None,
                out: torch.Tensor | None = None):
@@ -424,13 +437,8 @@ def mf_softmax(users_ext: torch.Tensor, items_ext: torch.Tensor, temperature: fl
     rule and uniforms) with e at each: (B, n) (B,) (B,) (B, dim + 1) (counts.sum(),) (counts.sum(),);
     float32 (the model's tables).
     ``out``, a float32 buffer of at least B x n elements, holds e when given."""
-    B, n, k = users_ext.shape[0], items_ext.shape[0], items_ext.shape[1]
-    e = torch.empty(B, n, dtype=torch.float32) if out is None else out.view(-1)[:B * n].view(B, n)
-    m, z = torch.empty(B, dtype=torch.float32), torch.empty(B, dtype=torch.float32)
-    width = -(-k // WIDTH) * WIDTH
-    users_wide, items_t = torch.zeros(B, width), torch.zeros(width, n)
-    users_wide[:, :k], items_t[:k] = users_ext, items_ext.T
-    expected = torch.empty(B, width, dtype=torch.float32)
+    B, k = users_ext.shape[0], items_ext.shape[1]
+    e, m, z, expected, users_wide, items_t = _softmax_arrays(users_ext, items_ext, out)
     if counts is None:
         counts = torch.zeros(B, dtype=torch.long)
     u = torch.rand(int(counts.sum()), dtype=torch.float32, generator=generator)
@@ -530,18 +538,14 @@ def g_step(users_ext: torch.Tensor, items_ext: torch.Tensor, temperature: float,
     sum_k w_k item_k and ``sparse_item`` (n, k) sum_k w_k e_(item_k) (x) user_(row k).
     ``positives`` is a ``sampling.PositiveSet``."""
     B, n, k = users_ext.shape[0], items_ext.shape[0], items_ext.shape[1]
-    e = torch.empty(B, n, dtype=torch.float32) if out is None else out.view(-1)[:B * n].view(B, n)
-    m, z = torch.empty(B, dtype=torch.float32), torch.empty(B, dtype=torch.float32)
-    width = -(-k // WIDTH) * WIDTH
-    users_wide, items_t = torch.zeros(B, width), torch.zeros(width, n)
-    users_wide[:, :k], items_t[:k] = users_ext, items_ext.T
-    expected, sparse_user = torch.empty(B, width), torch.empty(B, width)
+    e, m, z, expected, users_wide, items_t = _softmax_arrays(users_ext, items_ext, out)
+    sparse_user = torch.empty(B, users_wide.shape[1], dtype=torch.float32)
     N = int(counts.sum())
     u = torch.rand(N, dtype=torch.float32, generator=generator)
-    coin = torch.rand(N, generator=generator)
-    offsets = torch.rand(N, generator=generator)
+    coin = torch.rand(N, dtype=torch.float32, generator=generator)
+    offsets = torch.rand(N, dtype=torch.float32, generator=generator)
     draws, picked = torch.empty(N, dtype=torch.long), torch.empty(N, dtype=torch.float32)
-    rewards, weights, c = torch.empty(N), torch.empty(N), torch.empty(B)
+    rewards, weights, c = (torch.empty(size, dtype=torch.float32) for size in (N, N, B))
     sparse = np.zeros((row_runs(B), n, k), np.float32)
     member = positives.dense.numpy() if positives.dense is not None else np.zeros((0, 0), np.bool_)
     _over_rows(_g_step, B, users_wide.numpy(), items_t.numpy(), items_ext.contiguous().numpy(), np.float32(1 / temperature),

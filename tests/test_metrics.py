@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from irgan.distributed import Shard
 from irgan.model_files import load_arrays
 import irgan.metrics
-from irgan.metrics import METRICS, KeepBest, NonFiniteScores, eval_ks, evaluate, evaluate_sharded, metric_names
+from irgan.metrics import (METRICS, Evaluation, KeepBest, NonFiniteScores, eval_ks, evaluate, evaluate_sharded,
+                           metric_names)
 
 KS = (1, 3, 5, 10)
 
@@ -377,6 +378,20 @@ class OtherProcess:
     def sum(self, tensor: torch.Tensor) -> torch.Tensor:
         self.given = tensor.clone()
         return tensor if self.other is None else tensor + self.other
+
+
+def test_a_prepared_evaluation_is_evaluate_for_every_model_it_is_given():
+    scores, train, test = random_case(12, n_users=60, n_items=50, tied=False)
+    prepared = Evaluation(train, test, ks=KS, batch_size=7)  # batches of 7 users: the rows kept per batch
+    for model in (scores, -scores, torch.from_numpy(scores[:, ::-1].copy())):  # one preparation, several models
+        summary, per_user = prepared(model, per_user=True)
+        expected, expected_per_user = evaluate(model, train, test, ks=KS, per_user=True)
+        assert summary == expected and per_user.equals(expected_per_user)
+    with pytest.raises(ValueError, match="leakage"):  # checked once, when prepared
+        Evaluation(train, train)
+    empty = Evaluation(train, sp.csr_matrix(test.shape, dtype=np.float32), ks=KS)
+    with pytest.raises(ValueError, match="no user has a test item"):
+        empty(scores)
 
 
 @pytest.mark.parametrize("odd_users_tested", [True, False])
