@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 from typing import Iterator
 
 import numpy as np
@@ -746,6 +747,12 @@ def warm() -> None:
             torch.tensor([9, 8, 1]), 2, 0.05, 0.1)
     contains(torch.tensor([0, 2]), torch.tensor([2, 1]), torch.tensor([1, 5, 7]), torch.tensor([0, 1]),
              torch.tensor([5, 7]))
+    dense = torch.zeros(4, 40, dtype=torch.bool)
+    dense[[0, 0, 2], [1, 5, 7]] = True
+    positives = SimpleNamespace(starts=torch.tensor([0, 2, 2, 3]), counts=torch.tensor([2, 0, 1, 0], dtype=torch.int32),
+                                items=torch.tensor([1, 5, 7]), dense=dense)  # as sampling.PositiveSet holds them
+    g_step(users_ext[[0, 2]], items_ext, 1.0, torch.tensor([4, 2]), g, None, 0.2, torch.tensor([0, 2]), positives,
+           torch.randn(4, 5, generator=g), torch.randn(40, 5, generator=g), torch.zeros(40), "code", "reinforce")
     for index in (torch.int32, torch.int64):
         sorted_batches(torch.randperm(10, generator=g, dtype=index), 3)
     train, test = sp.csr_matrix(np.eye(4, 40, 1)), sp.csr_matrix(np.eye(4, 40, 2))
