@@ -199,12 +199,23 @@ def policy_gradient_loss(
     loss = -(weights * policy.at(rows, items).log()).sum()
     c = torch.zeros(len(users), dtype=weights.dtype, device=weights.device).index_add_(0, rows, weights)
     sparse_user, sparse_item = pair_products(rows, items, weights, policy.e.shape, users_ext, items_ext)
-    user_grad = (c[:, None] * policy.expected(items_ext) - sparse_user)[:, :-1]
+    return loss.item(), policy_gradient_updates(model, users, users_ext, policy, c, policy.expected(items_ext),
+                                                sparse_user, sparse_item, temperature)
+
+
+def policy_gradient_updates(model: MatrixFactorization, users: torch.Tensor, users_ext: torch.Tensor, policy: Policy,
+                            c: torch.Tensor, expected: torch.Tensor, sparse_user: torch.Tensor,
+                            sparse_item: torch.Tensor, temperature: float) -> list[Update]:
+    """The parameters' gradients of the policy-gradient surrogate from its parts: the rows' weight
+    sums c (B,), their expected item rows (B, dim + 1), sum_k w_k item_k per row (B, dim + 1) and
+    sum_k w_k e_(item_k) (x) user_(row k) (n_items, dim + 1); the dense part of the items' gradient
+    is one product with the policy."""
+    user_grad = (c[:, None] * expected - sparse_user)[:, :-1]
     item_grad = policy.item_sum(users_ext * c[:, None]) - sparse_item
     if temperature != 1:
         user_grad /= temperature
         item_grad /= temperature
-    return loss.item(), [
+    return [
         (model.user_emb, users, user_grad),
         (model.item_emb, None, item_grad[:, :-1]),
         (model.item_bias, None, item_grad[:, -1]),

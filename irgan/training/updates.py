@@ -9,11 +9,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from irgan.distributed import Shard
 from irgan import kernels
-from irgan.training.fast_mf import RowOptimizer, packed_items, packed_users, pointwise_loss, policy_gradient_loss
+from irgan.config import IRGANConfig
+from irgan.distributed import Shard
+from irgan.training.fast_mf import (RowOptimizer, packed_items, packed_users, pointwise_loss, policy_gradient_loss,
+                                   policy_gradient_updates)
 from irgan.training.policy import Policy, rows_buffer
 from irgan.models.mf import MatrixFactorization
+from irgan.training.sampling import PositiveSet
 from irgan.training.objectives import (exact_policy_gradient_objective, l2_term, pointwise_objective,
                               policy_gradient_objective)
 
@@ -196,7 +199,8 @@ class FastGUpdate(GUpdate):
             kernels.enabled(t) and t.dtype == torch.float32 for t in (self.scorer.item_emb, D.scorer.item_emb))
 
     @torch.no_grad()
-    def fused(self, users: torch.Tensor, D: nn.Module, positives, config, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def fused(self, users: torch.Tensor, D: nn.Module, positives: PositiveSet, config: IRGANConfig,
+              rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``game._g_draws`` then this step in one compiled pass per softmax row (``kernels.g_step``),
         from the same uniforms of ``rng``. Returns the rows' entropy before the step, D's rewards and
         the items drawn."""
@@ -208,10 +212,8 @@ class FastGUpdate(GUpdate):
                              positives, D.scorer.user_emb.detach(), D.scorer.item_emb.detach(),
                              D.scorer.item_bias.detach(), config.reward, config.g_estimator)
         policy = Policy(out["e"], out["z"], out["m"])
-        user_grad = (out["c"][:, None] * out["expected"] - out["sparse_user"])[:, :-1] / temperature
-        item_grad = (policy.item_sum(users_ext * out["c"][:, None]) - out["sparse_item"]) / temperature
-        grads = [(G.user_emb, users, user_grad), (G.item_emb, None, item_grad[:, :-1]),
-                 (G.item_bias, None, item_grad[:, -1])]
+        grads = policy_gradient_updates(G, users, users_ext, policy, out["c"], out["expected"], out["sparse_user"],
+                                        out["sparse_item"], temperature)
         return self._step(users, grads, policy, out["expected"], temperature, config.g_l2), out["rewards"], out["items"]
 
     def exact(self, users: torch.Tensor, temperature: float, l2: float,
