@@ -641,7 +641,7 @@ def _insert(values, columns, count, value, column):
 
 
 @_jit(fastmath=NOT_FINITE)
-def _rank_rows(scores, train_ptr, train_items, test_ptr, test_items, k, top, rank, bad, first, stop):
+def _rank_rows(scores, train_ptr, train_items, test_ptr, test_items, k, top, rank, hit, bad, first, stop):
     """Rows first..stop-1 of ``rank_rows``. Each row's train items are set to -inf while it is ranked
     and put back after; the k-th largest block maximum bounds the k-th score from below, so only the
     blocks that reach it are walked for the top k."""
@@ -694,13 +694,13 @@ def _rank_rows(scores, train_ptr, train_items, test_ptr, test_items, k, top, ran
             columns[j] = n
         top[r] = columns
         rank[r] = 0
-        for j in range(count):  # the first hit in the exact top k
+        for j in range(k):  # the hits in the exact top k, and the first of them
+            hit[r, j] = False
             for q in range(test_ptr[r], test_ptr[r + 1]):
                 if test_items[q] == columns[j]:
-                    rank[r] = j + 1
+                    hit[r, j] = True
+                    rank[r] = j + 1 if rank[r] == 0 else rank[r]
                     break
-            if rank[r]:
-                break
         if rank[r] == 0 and test_ptr[r] < test_ptr[r + 1]:
             score, item = -np.inf, n
             for q in range(test_ptr[r], test_ptr[r + 1]):  # the best test item, the lowest-indexed among equals
@@ -715,17 +715,18 @@ def _rank_rows(scores, train_ptr, train_items, test_ptr, test_items, k, top, ran
             row[train_items[q]] = saved[q - t]
 
 
-def rank_rows(scores: torch.Tensor, train, test, k: int) -> tuple[torch.Tensor, torch.Tensor, bool]:
+def rank_rows(scores: torch.Tensor, train, test, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
     """Each row's top k columns (best first, ties to the lower column; ``train``'s columns ranked
-    last, as at -inf) and the full-ranking position of its first ``test`` column (1-based; 0 for
-    a row without test columns), in one read of the row: (B, k) (B,), and whether any score was
-    NaN or -inf. ``train``/``test`` are the batch's CSR rows (sorted columns)."""
+    last, as at -inf), which of them are ``test`` columns, and the full-ranking position of its first
+    ``test`` column (1-based; 0 for a row without test columns), in one read of the row: (B, k)
+    (B, k) bool (B,), and whether any score was NaN or -inf. ``train``/``test`` are the batch's CSR
+    rows (sorted columns); the scores are left as found."""
     B = scores.shape[0]
     top, rank = torch.empty(B, k, dtype=torch.long), torch.empty(B, dtype=torch.long)
-    bad = np.empty(B, np.int64)
+    hit, bad = torch.empty(B, k, dtype=torch.bool), np.empty(B, np.int64)
     index = [np.asarray(a, dtype=np.int64) for a in (train.indptr, train.indices, test.indptr, test.indices)]
-    _over_rows(_rank_rows, B, scores.contiguous().numpy(), *index, k, top.numpy(), rank.numpy(), bad)
-    return top, rank, bool(bad.any())
+    _over_rows(_rank_rows, B, scores.contiguous().numpy(), *index, k, top.numpy(), rank.numpy(), hit.numpy(), bad)
+    return top, hit, rank, bool(bad.any())
 
 
 def warm() -> None:

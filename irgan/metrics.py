@@ -176,12 +176,9 @@ def _evaluate_batch(
     n_batch, n_items = scores.shape
     dev = scores.device
     if kernels.enabled(scores) and scores.dtype in (torch.float32, torch.float64):
-        top, rank, bad = kernels.rank_rows(scores, train, test, ks[-1])
+        _, hit, rank, bad = kernels.rank_rows(scores, train, test, ks[-1])
         if bad:
             raise NonFiniteScores("scores contain NaN or -inf; -inf is reserved for excluded train items")
-        _, test_pos = _positions(test, dev)
-        rows = torch.arange(n_batch, device=dev).unsqueeze(1)
-        hit = (top < n_items) & _isin_sorted(rows * n_items + top, test_pos)
         return _summarize(hit, rank, torch.from_numpy(np.diff(test.indptr)), ks)
     low = scores.amin()  # NaN propagates through amin, so one pass checks both
     if torch.isnan(low) or low == -torch.inf:

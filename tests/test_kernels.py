@@ -239,7 +239,7 @@ def test_row_kernels_give_the_same_rows_on_one_thread_and_on_two():
         for threads in (1, 2):
             torch.set_num_threads(threads)
             out[threads] = kernels.mf_softmax(users_ext, items_ext, 0.8, counts, seeded(4))
-            out[threads] += kernels.rank_rows(out[threads][0], train, test, 5)[:2]
+            out[threads] += kernels.rank_rows(out[threads][0], train, test, 5)[:3]
     finally:
         torch.set_num_threads(before)
     assert all(torch.equal(a, b) for a, b in zip(out[1], out[2]))
@@ -325,12 +325,14 @@ def test_rank_rows_puts_train_items_last_and_ties_by_lower_column():
     scores = torch.tensor([[1.0, 5.0, 3.0, 5.0, 0.0], [2.0, 2.0, 2.0, 2.0, 2.0]])
     train = sp.csr_matrix(np.array([[0, 1, 0, 0, 0], [0, 0, 0, 0, 0]]))
     test = sp.csr_matrix(np.array([[1, 0, 0, 0, 0], [0, 0, 0, 1, 0]]))
-    top, rank, bad = kernels.rank_rows(scores, train, test, 4)
+    top, hit, rank, bad = kernels.rank_rows(scores, train, test, 4)
     assert top.tolist() == [[3, 2, 0, 4], [0, 1, 2, 3]] and rank.tolist() == [3, 4] and not bad
-    top, rank, _ = kernels.rank_rows(scores, train, test, 2)
+    assert hit.tolist() == [[False, False, True, False], [False, False, False, True]]
+    top, hit, rank, _ = kernels.rank_rows(scores, train, test, 2)
     assert top.tolist() == [[3, 2], [0, 1]] and rank.tolist() == [3, 4]  # ranked past the top k
-    assert kernels.rank_rows(scores.index_fill(1, torch.tensor([2]), float("nan")), train, test, 2)[2]
-    assert kernels.rank_rows(scores.index_fill(1, torch.tensor([4]), -float("inf")), train, test, 2)[2]
+    assert not hit.any()
+    assert kernels.rank_rows(scores.index_fill(1, torch.tensor([2]), float("nan")), train, test, 2)[3]
+    assert kernels.rank_rows(scores.index_fill(1, torch.tensor([4]), -float("inf")), train, test, 2)[3]
 
 
 @pytest.mark.parametrize("k", [1, 5, 10, 200])
@@ -350,14 +352,17 @@ def test_ranking_a_large_catalog_walks_only_the_blocks_it_needs_and_leaves_the_s
     test.eliminate_zeros()
     before = scores.clone()
     fast = evaluate(scores, train, test, (k,), per_user=True)[1]
-    top, rank, bad = kernels.rank_rows(scores, train, test, k)
+    top, hit, rank, bad = kernels.rank_rows(scores, train, test, k)
     assert torch.equal(scores, before) and not bad
+    in_test = torch.tensor([[bool(test[r, c]) if c < 2000 else False for c in row] for r, row in enumerate(top.tolist())])
+    assert torch.equal(hit, in_test)  # every hit marked, not only the first
+    assert int(hit.sum()) == round(float(fast[f"P@{k}"].sum()) * k)
     with kernels.use(False):
         slow = evaluate(scores, train, test, (k,), per_user=True)[1]
     assert fast.equals(slow)
     assert (top[7] == torch.arange(k)).all()  # all train, ranked last in column order
     scores[3, train[3].indices[0]] = float("nan")  # a NaN at a train item is still a NaN
-    assert kernels.rank_rows(scores, train, test, k)[2]
+    assert kernels.rank_rows(scores, train, test, k)[3]
     assert torch.isnan(scores[3, train[3].indices[0]])
 
 
