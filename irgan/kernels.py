@@ -363,20 +363,32 @@ def _draw_row(row, blocks, total, u, out, picked, prefix, guide):
 
 
 @_jit
+def _row_scratch(n):
+    """Scratch for rows of n columns: the exp's bits, the max's lanes, the block sums, their running
+    sums and the draws' guide table."""
+    blocks = np.empty(-(-n // BLOCK), np.float32)
+    return (np.empty(n, np.int32), np.empty(LANES, np.float32), blocks, np.empty(blocks.shape[0] + 1),
+            np.empty(blocks.shape[0], np.int64))
+
+
+@_jit
+def _softmax_draws_row(r, users_ext, items_t, inv_t, e, m, z, expected, starts, counts, u, draws, picked, scratch):
+    """Row r of ``_mf_softmax``: its softmax (``_softmax_row``), then its counts[r] draws (``_draw_row``
+    with u[starts[r]:][:counts[r]]) while it is in cache."""
+    bits, lanes, blocks, prefix, guide = scratch
+    _softmax_row(users_ext[r], items_t, inv_t, e[r], m, z, expected[r], r, bits, lanes, blocks)
+    s, end = starts[r], starts[r] + counts[r]
+    _draw_row(e[r], blocks, float(z[r]), u[s:end], draws[s:end], picked[s:end], prefix, guide)
+
+
+@_jit
 def _mf_softmax(users_ext, items_t, inv_t, e, m, z, expected, starts, counts, u, draws, picked, first, stop):
     """Per row r: e[r] = exp(l - max l) for l = users_ext[r] . items_t / T, its max m[r], its sum
     z[r], expected[r] = sum_i e[r, i] items_t[:, i] / z[r], and counts[r] draws from it (``_draw_row``
     with u[starts[r]:][:counts[r]]): all while the row stays in cache; rows first..stop-1."""
-    n = items_t.shape[1]
-    bits = np.empty(n, np.int32)
-    lanes = np.empty(LANES, np.float32)
-    blocks = np.empty(-(-n // BLOCK), np.float32)
-    prefix, guide = np.empty(blocks.shape[0] + 1), np.empty(blocks.shape[0], np.int64)
+    scratch = _row_scratch(items_t.shape[1])
     for r in range(first, stop):
-        _softmax_row(users_ext[r], items_t, inv_t, e[r], m, z, expected[r], r, bits, lanes, blocks)
-        s = starts[r]
-        _draw_row(e[r], blocks, float(z[r]), u[s:s + counts[r]], draws[s:s + counts[r]], picked[s:s + counts[r]], prefix,
-                  guide)
+        _softmax_draws_row(r, users_ext, items_t, inv_t, e, m, z, expected, starts, counts, u, draws, picked, scratch)
 
 
 WIDTH = 8  # the item table's columns are read 8 at a time: one pass writes a row's logits, one reads its expected item
@@ -460,11 +472,8 @@ def _g_step(users_ext, items_t, items_ext, inv_t, e, m, z, expected, starts, cou
     draw, D's reward, the weights, their sum c[r], sum_k w_k item_k (``sparse_user[r]``) and
     sum_k w_k e_(item_k) (x) user[r], added to ``sparse[part]`` (n, k), this run's own sums. ``member``:
     the positives as a dense (n_users, n_items) mask, or an empty one (then a search in pos_items)."""
-    n, k_ext = items_t.shape[1], items_ext.shape[1]
-    bits = np.empty(n, np.int32)
-    lanes = np.empty(LANES, np.float32)
-    blocks = np.empty(-(-n // BLOCK), np.float32)
-    prefix, guide = np.empty(blocks.shape[0] + 1), np.empty(blocks.shape[0], np.int64)
+    k_ext = items_ext.shape[1]
+    scratch = _row_scratch(items_t.shape[1])
     most = 0
     for r in range(first, stop):
         most = max(most, counts[r])
@@ -473,10 +482,8 @@ def _g_step(users_ext, items_t, items_ext, inv_t, e, m, z, expected, starts, cou
     scatter = sparse[part]
     keep = np.float32(1) - mix
     for r in range(first, stop):
-        row = e[r]
-        _softmax_row(users_ext[r], items_t, inv_t, row, m, z, expected[r], r, bits, lanes, blocks)
-        s, count = starts[r], counts[r]
-        _draw_row(row, blocks, float(z[r]), u[s:s + count], draws[s:s + count], picked[s:s + count], prefix, guide)
+        _softmax_draws_row(r, users_ext, items_t, inv_t, e, m, z, expected, starts, counts, u, draws, picked, scratch)
+        row, s, count = e[r], starts[r], counts[r]
         user, total = users[r], z[r]
         low, n_pos = pos_starts[user], pos_counts[user]
         for j in range(count):
@@ -485,15 +492,7 @@ def _g_step(users_ext, items_t, items_ext, inv_t, e, m, z, expected, starts, cou
                 item = pos_items[low + min(np.int64(offsets[s + j] * np.float32(n_pos)), n_pos - 1)]
                 e_at = row[item]
                 draws[s + j] = item
-            if member.shape[0]:
-                is_pos = member[user, item]
-            else:  # a search of the user's sorted positives, without branches
-                base, size = low, n_pos
-                while size > 1:
-                    half = size >> 1
-                    base = base + half if pos_items[base + half] <= item else base
-                    size -= half
-                is_pos = size > 0 and pos_items[base] == item
+            is_pos = member[user, item] if member.shape[0] else _among(pos_items, low, n_pos, item)
             p = e_at / total
             q = keep * p + (mix / np.float32(n_pos) if is_pos else np.float32(0))
             ratio[j] = p / q
@@ -561,8 +560,7 @@ def g_step(users_ext: torch.Tensor, items_ext: torch.Tensor, temperature: float,
 
 @_jit
 def _draw(e, starts, counts, z, u, out):
-    blocks = np.empty(-(-e.shape[1] // BLOCK), np.float32)
-    prefix, guide = np.empty(blocks.shape[0] + 1), np.empty(blocks.shape[0], np.int64)
+    _, _, blocks, prefix, guide = _row_scratch(e.shape[1])
     picked = np.empty(u.shape[0], e.dtype)
     for r in range(e.shape[0]):
         if counts[r]:
@@ -604,18 +602,21 @@ def sorted_batches(perm: torch.Tensor, n_batches: int) -> list[torch.Tensor]:
 
 
 @_jit
+def _among(sorted_items, low, count, x):
+    """Is x in sorted_items[low:low + count] (ascending)? A binary search without branches: its steps
+    depend only on count."""
+    base, size = low, count
+    while size > 1:
+        half = size >> 1
+        base = base + half if sorted_items[base + half] <= x else base
+        size -= half
+    return size > 0 and sorted_items[base] == x
+
+
+@_jit
 def _contains(starts, counts, sorted_items, users, items, out):
     for q in range(users.shape[0]):
-        low = starts[users[q]]
-        end = low + counts[users[q]]
-        high, x = end, items[q]
-        while low < high:
-            middle = (low + high) >> 1
-            if sorted_items[middle] < x:
-                low = middle + 1
-            else:
-                high = middle
-        out[q] = low < end and sorted_items[low] == x
+        out[q] = _among(sorted_items, starts[users[q]], counts[users[q]], items[q])
 
 
 def contains(starts: torch.Tensor, counts: torch.Tensor, sorted_items: torch.Tensor, users: torch.Tensor,
