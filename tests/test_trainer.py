@@ -160,6 +160,21 @@ def peaked_generator(train: sp.csr_matrix) -> Generator:
                                                      np.zeros(dense.shape[1])))
 
 
+def test_g_keeps_no_rows_of_its_draws_so_a_kept_copy_holds_only_its_tables():
+    import copy
+    import pickle
+
+    rng = np.random.default_rng(1)
+    train = sp.csr_matrix((rng.random((30, 40)) < 0.3).astype(np.float32))
+    positives, users = PositiveSet(train), torch.arange(30)
+    G = peaked_generator(train)
+    before = len(pickle.dumps(copy.deepcopy(G)))
+    first = sample_fake(G, positives, users, 1.0, False, torch.Generator().manual_seed(0), batch_users=7)
+    assert len(pickle.dumps(copy.deepcopy(G))) == before  # no batch x items buffer rides along with G
+    again = sample_fake(G, positives, users, 1.0, False, torch.Generator().manual_seed(0), batch_users=30)
+    assert torch.equal(first, again)  # one buffer reused across batches draws as one batch does
+
+
 def test_sample_fake_excludes_positives_when_asked():
     rng = np.random.default_rng(0)
     train = sp.csr_matrix((rng.random((6, 8)) < 0.4).astype(np.float32))

@@ -154,9 +154,10 @@ def sample_fake(
     if exclude_positives and bool((positives.counts[users] >= positives.n_items).any()):
         raise ValueError("d_exclude_positives: a user has interacted with every item, so no negative exists for D")
     out = []
+    rows = torch.empty(min(batch_users, len(users)) * positives.n_items) if users.device.type == "cpu" else None
     for batch in users.split(batch_users):
         exclude = positives.mask(batch) if exclude_positives else None
-        out.append(G.sample(batch, positives.counts[batch], temperature, exclude, rng))
+        out.append(G.sample(batch, positives.counts[batch], temperature, exclude, rng, out=rows))
     return torch.cat(out)
 
 

@@ -170,9 +170,14 @@ class FastGUpdate(GUpdate):
 
     @torch.no_grad()
     def policy(self, users: torch.Tensor, temperature: float) -> Policy:
-        """G's softmax for the batch, valid until the next call: its rows go into one ``rows_buffer``."""
+        """G's softmax for the batch, valid until the next call: its rows go into ``_policy_rows``."""
+        return Policy.of_mf(packed_users(self.scorer, users), packed_items(self.scorer), temperature,
+                            self._policy_rows(users))
+
+    def _policy_rows(self, users: torch.Tensor) -> torch.Tensor:
+        """The one buffer every batch's softmax rows go into (``rows_buffer``), grown when a batch needs more."""
         self._rows = rows_buffer(getattr(self, "_rows", None), len(users) * self.scorer.n_items)
-        return Policy.of_mf(packed_users(self.scorer, users), packed_items(self.scorer), temperature, self._rows)
+        return self._rows
 
     @torch.no_grad()
     def __call__(self, users: torch.Tensor, temperature: float, l2: float, rows: torch.Tensor, items: torch.Tensor,
@@ -205,11 +210,10 @@ class FastGUpdate(GUpdate):
         from the same uniforms of ``rng``. Returns the rows' entropy before the step, D's rewards and
         the items drawn."""
         G, temperature = self.scorer, config.g_temperature
-        self._rows = rows_buffer(getattr(self, "_rows", None), len(users) * G.n_items)
         counts = config.g_sample_factor * positives.counts.index_select(0, users)
         users_ext = packed_users(G, users)
-        out = kernels.g_step(users_ext, packed_items(G), temperature, counts, rng, self._rows, config.g_mix, users,
-                             positives, D.scorer.user_emb.detach(), D.scorer.item_emb.detach(),
+        out = kernels.g_step(users_ext, packed_items(G), temperature, counts, rng, self._policy_rows(users),
+                             config.g_mix, users, positives, D.scorer.user_emb.detach(), D.scorer.item_emb.detach(),
                              D.scorer.item_bias.detach(), config.reward, config.g_estimator)
         policy = Policy(out["e"], out["z"], out["m"])
         grads = policy_gradient_updates(G, users, users_ext, policy, out["c"], out["expected"], out["sparse_user"],

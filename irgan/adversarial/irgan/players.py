@@ -14,7 +14,7 @@ from torch import nn
 from irgan.models.build import check_scorer
 from irgan.models.mf import MatrixFactorization
 from irgan.training.fast_mf import packed_items, packed_users
-from irgan.training.policy import Policy, rows_buffer
+from irgan.training.policy import Policy
 from irgan.training.sampling import sample_rows
 
 REWARDS = ("code", "paper")
@@ -58,14 +58,17 @@ class Generator(Player):
         temperature: float = 1.0,
         exclude: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
+        out: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Draw ``counts[k]`` items (with replacement) for each ``users[k]`` from p(. | u).
 
+        ``out``: a float32 buffer of at least len(users) x n_items elements that may hold an MF
+        generator's softmax rows; a caller drawing batch after batch passes one, so that each batch
+        writes into memory already paged in (G holds none: a kept copy of G copies only its tables).
         Returns a LongTensor of shape (counts.sum(),), the items of users[0] first.
         """
         if exclude is None and type(self.scorer) is MatrixFactorization:  # the MF fast path's softmax
-            self._rows = rows_buffer(getattr(self, "_rows", None), len(users) * self.scorer.n_items)
-            policy = Policy.of_mf(packed_users(self.scorer, users), packed_items(self.scorer), temperature, self._rows)
+            policy = Policy.of_mf(packed_users(self.scorer, users), packed_items(self.scorer), temperature, out)
             return policy.sample(counts, generator)
         return sample_rows(self.log_probs(users, temperature, exclude).exp(), counts, generator)
 
