@@ -453,3 +453,13 @@ def test_d_steps_on_triples_are_the_steps_on_their_pairs(batch):
     for name, value in first.items():
         assert torch.equal(value, second[name]), name
         torch.testing.assert_close(value, reference[name], rtol=0, atol=1e-6)
+
+
+def test_a_kernel_policys_expected_item_is_of_the_table_it_was_built_from():
+    users_ext, items_ext = tables(n_items=60)
+    fast = Policy.of_mf(users_ext, items_ext, 0.7)
+    with kernels.use(False):
+        slow = Policy.of_mf(users_ext, items_ext, 0.7)
+    torch.testing.assert_close(fast.expected(items_ext), slow.expected(items_ext), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="built from an item table of shape"):
+        fast.expected(items_ext[:10])

@@ -149,6 +149,12 @@ class _KernelPolicy(Policy):
         return self._m
 
     def expected(self, items_ext: torch.Tensor) -> torch.Tensor:
+        """As ``Policy.expected``, made in the softmax's pass from the item table the policy was built
+        from: ``items_ext`` must be that table (its shape is checked; a step that has moved it since
+        would need a plain ``Policy``)."""
+        if items_ext.shape != self._args[1].shape:
+            raise ValueError(f"this policy was built from an item table of shape {tuple(self._args[1].shape)}, "
+                             f"not {tuple(items_ext.shape)}")
         if self._e is None:
             self._make()
         return self._expected
