@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from irgan.config import BPRConfig
-from irgan.models import Popularity
+from irgan.models import MatrixFactorization, Popularity
 from irgan.metrics import evaluate
 from irgan.training.bpr import fit_bpr
 from irgan.training.sampling import PositiveSet, dns_negatives, positive_pairs
@@ -219,3 +219,45 @@ def test_uniform_negatives_seeded():
     a = ps.uniform_negatives(users, torch.Generator().manual_seed(9))
     b = ps.uniform_negatives(users, torch.Generator().manual_seed(9))
     assert torch.equal(a, b)
+
+
+def test_uniform_negatives_redraw_as_a_whole_mask_redraw_would():
+    """Only the rejected entries are checked again, but the draws are those of redrawing every
+    entry a mask of all entries marks, round by round, from the same generator."""
+    dense = random_csr(2, density=0.6).toarray()
+    dense[:, 3] = 0
+    m = sp.csr_matrix(dense)
+    ps = PositiveSet(m)
+    users = torch.arange(m.shape[0]).repeat(500)
+    g = torch.Generator().manual_seed(5)
+    expected = torch.randint(m.shape[1], users.shape, generator=g)
+    bad = ps.contains(users, expected)
+    rounds = 0
+    while bad.any():
+        expected[bad] = torch.randint(m.shape[1], (int(bad.sum()),), generator=g)
+        bad, rounds = ps.contains(users, expected), rounds + 1
+    assert rounds > 2
+    assert torch.equal(ps.uniform_negatives(users, torch.Generator().manual_seed(5)), expected)
+
+
+@pytest.mark.parametrize("dim", [5, 16])
+def test_dns_on_the_kernel_picks_what_the_torch_path_picks(dim):
+    from irgan import kernels
+
+    train = random_csr(3, density=0.1)
+    model = MatrixFactorization(train.shape[0], train.shape[1], dim)
+    with torch.no_grad():
+        model.item_bias.copy_(torch.randn(train.shape[1], generator=torch.Generator().manual_seed(1)))
+        model.item_bias[:4] = 2.0  # ties: the first of equals wins on both paths
+        model.item_emb[:4] = 0.0
+    users = torch.arange(train.shape[0]).repeat(400)
+    fast = dns_negatives(model, PositiveSet(train), users, 5, torch.Generator().manual_seed(0))
+    with kernels.use(False):
+        slow = dns_negatives(model, PositiveSet(train), users, 5, torch.Generator().manual_seed(0))
+    assert torch.equal(fast, slow)
+    drawn = torch.tensor([[1, 2, 3], [2, 3, 1]])
+    with torch.no_grad():
+        model.item_bias[3] = float("nan")
+    assert kernels.best_of(model.user_emb, model.item_emb, model.item_bias, torch.tensor([0, 1]), drawn).tolist() == [3, 3]
+    assert torch.equal(drawn.gather(1, model.score(torch.tensor([[0], [1]]).expand(-1, 3), drawn).argmax(1, keepdim=True)).squeeze(1),
+                       torch.tensor([3, 3]))

@@ -8,6 +8,7 @@ import scipy.sparse as sp
 import torch
 
 from irgan import kernels
+from irgan.models.mf import MatrixFactorization
 
 
 def positive_pairs(matrix: sp.csr_matrix, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
@@ -81,10 +82,11 @@ class PositiveSet:
         if (self.counts[users] >= self.n_items).any():
             raise ValueError("a user has interacted with every item: no negative item exists")
         items = torch.randint(self.n_items, users.shape, generator=generator, device=users.device)
-        bad = self.contains(users, items)
-        while bad.any():
-            items[bad] = torch.randint(self.n_items, (int(bad.sum()),), generator=generator, device=users.device)
-            bad = self.contains(users, items)
+        bad = self.contains(users, items).nonzero().squeeze(1)  # ascending: redrawn in the order a mask gives
+        while len(bad):  # only the redrawn entries are checked again
+            redrawn = torch.randint(self.n_items, bad.shape, generator=generator, device=users.device)
+            items[bad] = redrawn
+            bad = bad[self.contains(users.index_select(0, bad), redrawn)]
         return items
 
     def random_positives(self, users: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -140,6 +142,8 @@ def dns_negatives(
     if candidates == 1:
         return positives.uniform_negatives(users, generator)
     drawn = positives.uniform_negatives(users.repeat_interleave(candidates), generator).view(-1, candidates)
+    if isinstance(scorer, MatrixFactorization) and kernels.enabled(scorer.user_emb) and scorer.user_emb.dtype == torch.float32:
+        return kernels.best_of(scorer.user_emb, scorer.item_emb, scorer.item_bias, users, drawn)
     scores = scorer.score(users[:, None].expand(-1, candidates).reshape(-1), drawn.view(-1)).view(-1, candidates)
     return drawn.gather(1, scores.argmax(1, keepdim=True)).squeeze(1)
 
