@@ -13,7 +13,9 @@ split them over torch's thread count with the same result for any count.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 from typing import Iterator
@@ -58,11 +60,42 @@ def _jit(function=None, *, fastmath=FINITE):
 
 
 _POOL: list[ThreadPoolExecutor] = []
+_SERIAL = {"depth": 0, "threads": 1}  # inside ``serial_torch``: how deep, and the count the kernels keep
+_SERIAL_LOCK = threading.Lock()
+
+
+def threads() -> int:
+    """Threads the kernels split rows over: torch's count (``torch.set_num_threads``), or inside
+    ``serial_torch`` the count torch had on entry."""
+    return _SERIAL["threads"] if _SERIAL["depth"] else torch.get_num_threads()
+
+
+def serial_torch(function):
+    """Decorate a training function: while it runs, torch's own operations use one thread and the
+    kernels split their rows over the threads torch had; the count is put back after. Where the
+    kernels do the work, torch's small parallel operations gain little, and the OpenMP threads they
+    wake keep spinning on the cores the kernels' threads need: on ml-100k two threads were slower
+    than one before this, and faster after (RESULTS.md). Results do not change: torch then runs
+    as with one thread, and the kernels give the same rows on any count."""
+    @functools.wraps(function)
+    def serially(*args, **kwargs):
+        with _SERIAL_LOCK:
+            if _SERIAL["depth"] == 0:
+                _SERIAL["threads"] = torch.get_num_threads()
+                torch.set_num_threads(1)
+            _SERIAL["depth"] += 1
+        try:
+            return function(*args, **kwargs)
+        finally:
+            with _SERIAL_LOCK:
+                _SERIAL["depth"] -= 1
+                if _SERIAL["depth"] == 0:
+                    torch.set_num_threads(_SERIAL["threads"])
+    return serially
 
 
 def _over_rows(kernel, n_rows: int, *args, part: bool = False) -> None:
-    """``kernel(*args, start, stop)`` on runs of rows split over as many threads as torch uses
-    (``torch.set_num_threads``): the kernels release the GIL, and each row's result is the same for
+    """``kernel(*args, start, stop)`` on runs of rows split over ``threads()`` threads: the kernels release the GIL, and each row's result is the same for
     any count. Python threads rather than numba's own: its parallel kernels took seconds more to
     compile each, and its OpenMP layer reset torch's thread count (one thread became two). With
     ``part``, ``kernel(*args, index of the run, start, stop)``, for a kernel keeping sums per run
@@ -79,10 +112,10 @@ def _over_rows(kernel, n_rows: int, *args, part: bool = False) -> None:
 
 
 def row_runs(n_rows: int) -> int:
-    """How many runs ``_over_rows`` splits ``n_rows`` rows into: one per thread torch uses, four per thread
+    """How many runs ``_over_rows`` splits ``n_rows`` rows into: one per thread (``threads()``), four per thread
     when there are several (uneven rows even out), at most one per row and at least one."""
-    threads = max(1, min(torch.get_num_threads(), os.cpu_count() or 1, n_rows))
-    return 1 if threads == 1 else min(n_rows, 4 * threads)
+    count = max(1, min(threads(), os.cpu_count() or 1, n_rows))
+    return 1 if count == 1 else min(n_rows, 4 * count)
 
 
 def _parts(n: int, parts: int) -> np.ndarray:

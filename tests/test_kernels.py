@@ -463,3 +463,64 @@ def test_a_kernel_policys_expected_item_is_of_the_table_it_was_built_from():
     torch.testing.assert_close(fast.expected(items_ext), slow.expected(items_ext), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="built from an item table of shape"):
         fast.expected(items_ext[:10])
+
+
+def test_serial_torch_runs_torch_on_one_thread_and_the_kernels_on_the_threads_it_had():
+    import os
+
+    seen = []
+
+    @kernels.serial_torch
+    def inner(fail: bool = False):
+        seen.append((torch.get_num_threads(), kernels.threads(), kernels.row_runs(100)))
+        if fail:
+            raise RuntimeError("inner failed")
+
+    @kernels.serial_torch
+    def outer():
+        inner()
+        seen.append((torch.get_num_threads(), kernels.threads()))
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        outer()
+        runs = 1 if min(2, os.cpu_count() or 1) == 1 else 8
+        assert seen == [(1, 2, runs), (1, 2)]
+        assert torch.get_num_threads() == 2 and kernels.threads() == 2
+        with pytest.raises(RuntimeError, match="inner failed"):
+            inner(fail=True)
+        assert torch.get_num_threads() == 2 and kernels.threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_a_game_plays_the_same_on_one_thread_and_on_two_and_puts_the_count_back():
+    """fit_irgan and fit_bpr run torch's operations on one thread (the kernels on the count given):
+    the same players and history for any count, and the count as the caller set it after."""
+    from helpers import planted
+    from irgan.adversarial.irgan.game import fit_irgan
+    from irgan.training.bpr import fit_bpr
+    from irgan.config import BPRConfig
+
+    train, selection = planted(0, n_groups=3, users_per_group=10, items_per_group=40)
+    config = IRGANConfig(epochs=2, d_epochs=2, g_epochs=2, dim=4)
+    before, out = torch.get_num_threads(), {}
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            inside = []
+            init = fit_bpr(train, BPRConfig(epochs=3, dim=4), seed=1)
+            result = fit_irgan(train, selection, config, init=init, seed=1, device="cpu",
+                               on_evaluate=lambda row: inside.append((torch.get_num_threads(), kernels.threads())))
+            assert torch.get_num_threads() == threads
+            assert set(inside) == {(1, threads)}
+            out[threads] = result
+    finally:
+        torch.set_num_threads(before)
+    for player in ("generator", "discriminator"):
+        one, two = getattr(out[1], player).scorer, getattr(out[2], player).scorer
+        assert all(torch.equal(a, b) for a, b in zip(one.parameters(), two.parameters()))
+    untimed = [[{k: v for k, v in row.items() if k != "seconds"} for row in out[t].history] for t in (1, 2)]
+    assert untimed[0] == untimed[1] and len(untimed[0]) == 2 * 2  # a row per G-epoch
+    assert out[1].best_generator == out[2].best_generator

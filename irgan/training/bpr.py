@@ -28,6 +28,7 @@ from irgan.training.updates import torch_optimizer
 log = logging.getLogger(__name__)
 
 
+@kernels.serial_torch
 def fit_bpr(
     train: sp.csr_matrix,
     config: BPRConfig = BPRConfig(),

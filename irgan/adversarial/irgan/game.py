@@ -75,6 +75,7 @@ class _Game:
     elapsed: float = 0.0
 
 
+@kernels.serial_torch
 def fit_irgan(
     train: sp.csr_matrix,
     selection: sp.csr_matrix | None,
