@@ -524,3 +524,46 @@ def test_a_game_plays_the_same_on_one_thread_and_on_two_and_puts_the_count_back(
     untimed = [[{k: v for k, v in row.items() if k != "seconds"} for row in out[t].history] for t in (1, 2)]
     assert untimed[0] == untimed[1] and len(untimed[0]) == 2 * 2  # a row per G-epoch
     assert out[1].best_generator == out[2].best_generator
+
+
+@pytest.mark.parametrize("triples", [True, False])
+def test_d_kernel_step_is_the_same_on_one_thread_and_on_two(triples):
+    """The pairs' gradients split over threads by chunks, the users' and items' sums side by side:
+    the same tables, item sums and loss as on one thread, for pairs given with labels and as triples."""
+    g = seeded(0)
+    n = 3 * kernels.CHUNK + 17  # several chunks, the last one short
+    users = torch.sort(torch.randint(0, 60, (n,), generator=g)).values
+    real, fake = torch.randint(0, 90, (n,), generator=g), torch.randint(0, 90, (n,), generator=g)
+    out = {}
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            D = MatrixFactorization(60, 90, 5, 0.5, generator=seeded(1))
+            tables = [D.user_emb.detach(), D.item_emb.detach(), D.item_bias.detach()]
+            if triples:
+                loss, sums = kernels.pointwise_sgd(*tables, users, real, None, 0.3, 0.1, {}, fake)
+            else:
+                labels = (torch.rand(n, generator=seeded(3)) < 0.5).float()
+                loss, sums = kernels.pointwise_sgd(*tables, users, real, labels, 0.3, 0.1, {})
+            out[threads] = (loss, sums, D.user_emb.detach().clone())
+    finally:
+        torch.set_num_threads(before)
+    assert out[1][0] == out[2][0] and torch.equal(out[1][1], out[2][1]) and torch.equal(out[1][2], out[2][2])
+    assert out[1][1][:, -1].sum() == (2 * n if triples else n)  # every pair counted once
+
+
+def test_run_all_calls_every_task_once_and_raises_what_one_raised():
+    calls = []
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        kernels._run_all([lambda i=i: calls.append(i) for i in range(50)])
+        assert sorted(calls) == list(range(50))
+
+        def fails():
+            raise ValueError("task failed")
+        with pytest.raises(ValueError, match="task failed"):
+            kernels._run_all([fails, lambda: calls.append("after")])
+    finally:
+        torch.set_num_threads(before)
