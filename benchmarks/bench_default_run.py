@@ -1,6 +1,7 @@
 """Whole-process time of the default ``python -m irgan.train --dataset ml-100k``: this tree's code
 on the fast MF path and on autograd (``--no-fast-path``), against another checkout (``--old``),
-runs interleaved so that machine load hits all alike; median of ``--repeats``.
+runs interleaved so that machine load hits all alike; median of ``--repeats``. Each process runs
+on ``--threads`` threads (OMP_NUM_THREADS; one by default, torch's own default is the core count).
 
     python -m benchmarks.bench_default_run --old /path/to/old/checkout --data-dir DATA
     python -m benchmarks.bench_default_run --old . --data-dir DATA --tiny --repeats 1  # a smoke run
@@ -22,13 +23,13 @@ HERE = Path(__file__).resolve().parents[1]
 TINY = ["--pretrain-epochs", "1", "--epochs", "1", "--d-epochs", "1", "--g-epochs", "1"]
 
 
-def one_run(tree: Path, data_dir: str, extra: list[str]) -> tuple[float, str]:
-    """Seconds of one whole CLI process run in ``tree`` (one thread), and its table's G row."""
+def one_run(tree: Path, data_dir: str, extra: list[str], threads: int = 1) -> tuple[float, str]:
+    """Seconds of one whole CLI process run in ``tree`` on ``threads`` threads, and its table's G row."""
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         done = subprocess.run([sys.executable, "-m", "irgan.train", "--dataset", "ml-100k", "--data-dir", data_dir,
                                "--quiet", "--out", str(Path(tmp) / "run"), *extra], cwd=tree, capture_output=True,
-                              text=True, env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(tree)})
+                              text=True, env={**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(tree)})
         seconds = time.perf_counter() - start
     if done.returncode:
         raise SystemExit(f"run in {tree} failed: {done.stderr[-500:]}")
@@ -43,6 +44,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-autograd", action="store_true", help="skip the (several times slower) autograd runs")
     parser.add_argument("--tiny", action="store_true", help="runs of one epoch of each kind: a smoke run")
+    parser.add_argument("--threads", type=int, default=1, help="threads of each run (OMP_NUM_THREADS)")
     args = parser.parse_args(argv)
     common = TINY if args.tiny else []
     variants = {"old": (Path(args.old), common), "new (fast MF path)": (HERE, common)}
@@ -52,7 +54,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     rows: dict[str, str] = {}
     for _ in range(args.repeats):
         for name, (tree, extra) in variants.items():
-            seconds, rows[name] = one_run(tree, args.data_dir, extra)
+            seconds, rows[name] = one_run(tree, args.data_dir, extra, args.threads)
             times[name].append(seconds)
             print(f"{name}: {seconds:.1f} s", flush=True)
     old = statistics.median(times["old"])

@@ -96,10 +96,10 @@ def serial_torch(function):
 
 def _over_rows(kernel, n_rows: int, *args, part: bool = False) -> None:
     """``kernel(*args, start, stop)`` on runs of rows split over ``threads()`` threads: the kernels
-    release the GIL, and each row's result is the same for any count. Python threads rather than numba's own: its parallel kernels took seconds more to
-    compile each, and its OpenMP layer reset torch's thread count (one thread became two). With
-    ``part``, ``kernel(*args, index of the run, start, stop)``, for a kernel keeping sums per run
-    (``row_runs(n_rows)`` of them)."""
+    release the GIL, and each row's result is the same for any count. Python threads rather than
+    numba's own: its parallel kernels took seconds more to compile each, and its OpenMP layer reset
+    torch's thread count (one thread became two). With ``part``, ``kernel(*args, index of the run,
+    start, stop)``, for a kernel keeping sums per run (``row_runs(n_rows)`` of them)."""
     bounds = _parts(n_rows, row_runs(n_rows))
     _run_all([(lambda i=i: kernel(*args, i, bounds[i], bounds[i + 1])) if part else
               (lambda i=i: kernel(*args, bounds[i], bounds[i + 1])) for i in range(len(bounds) - 1)])
@@ -115,18 +115,14 @@ def _run_all(tasks: list) -> None:
     def drain() -> None:
         for task in left:
             task()
-    later = [_pool().submit(drain) for _ in range(max(0, helpers))]
+    if helpers > 0 and not _POOL:
+        _POOL.append(ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="irgan-kernels"))
+    later = [_POOL[0].submit(drain) for _ in range(max(0, helpers))]
     try:
         drain()
     finally:
         for future in later:
             future.result()
-
-
-def _pool() -> ThreadPoolExecutor:
-    if not _POOL:
-        _POOL.append(ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="irgan-kernels"))
-    return _POOL[0]
 
 
 def row_runs(n_rows: int) -> int:
@@ -226,30 +222,38 @@ CHUNK = 256  # D's pairs per chunk: gathered, then their exp/log in one vector l
 
 
 @_jit
-def _pair_shift(labels):
-    """How pair p is read, in the D kernels' loops: with ``labels`` given, (users[p], first[p],
-    labels[p]) (shift 0); else triple k = p >> 1's real pair (users[k], first[k], 1) for even p and
-    its fake pair (users[k], second[k], 0) for odd p (shift 1). Written out in each loop: a helper
-    returning the pair made them seven times slower."""
-    return 0 if labels.shape[0] > 0 else 1
-
-
-@_jit
-def _pair_gradients(users, first, second, labels, user_emb, item_emb, item_bias, gs, losses, first_chunk, stop_chunk):
-    """For the pairs of chunks first..stop-1 (CHUNK pairs each): gs[p] = sigmoid(x_p) - label_p,
-    x_p D's score before the step; losses[c] = chunk c's BCE sum and its pairs' squared rows."""
-    dim, shift = user_emb.shape[1], _pair_shift(labels)
-    xs, ts, ys = np.empty(CHUNK, np.float32), np.empty(CHUNK, np.float32), np.empty(CHUNK, np.float32)
+def _pointwise_sgd(users, first, second, labels, user_emb, item_emb, item_bias, lr, l2, user_grad, user_n, item_grad):
+    """D's summed BCE gradient over the pairs from the parameters before the step: (users[p],
+    first[p], labels[p]) when ``labels`` is given; else each triple k's (users[k], first[k], 1) and
+    (users[k], second[k], 0), side by side. The users' rows stepped in place (each shrunk as n SGD
+    steps of its L2 would), the items' gradients and counts added to ``item_grad`` (n_items, dim + 2).
+    ``user_grad``/``user_n`` are zero scratch, left zero; a run of pairs of one user (the pairs come
+    grouped by user) sums its gradient in ``running`` before one write. Returns the loss, BCE plus
+    l2/2 of the squared rows per pair (float64)."""
+    dim = user_emb.shape[1]
+    given = labels.shape[0] > 0
+    n_pairs = labels.shape[0] if given else 2 * users.shape[0]
+    xs = np.empty(CHUNK, np.float32)
+    ts = np.empty(CHUNK, np.float32)
+    gs = np.empty(CHUNK, np.float32)
+    us = np.empty(CHUNK, np.int64)
+    items = np.empty(CHUNK, np.int64)
+    ys = np.empty(CHUNK, np.float32)
     bits = np.empty(CHUNK, np.int32)
-    for c in range(first_chunk, stop_chunk):
-        start = c * CHUNK
-        m = min(CHUNK, gs.shape[0] - start)
-        penalty = 0.0
+    running = np.zeros(dim, np.float32)
+    current = -1
+    loss = 0.0
+    penalty = 0.0
+    for c in range(0, n_pairs, CHUNK):
+        m = min(CHUNK, n_pairs - c)
         for j in range(m):
-            p = start + j
-            k = p >> shift
-            u, i = users[k], first[k] if shift == 0 or p & 1 == 0 else second[k]
-            ys[j] = labels[p] if shift == 0 else np.float32(1 - (p & 1))
+            p = c + j
+            if given:
+                u, i, label = users[p], first[p], labels[p]
+            else:
+                k, is_first = p >> 1, (p & 1) == 0
+                u, i, label = users[k], first[k] if is_first else second[k], np.float32(1 if is_first else 0)
+            us[j], items[j], ys[j] = u, i, label
             x = item_bias[i]
             square = item_bias[i] * item_bias[i]
             for d in range(dim):
@@ -259,58 +263,29 @@ def _pair_gradients(users, first, second, labels, user_emb, item_emb, item_bias,
             xs[j] = x
             ts[j] = -abs(x)
         _exp_in_place(ts[:m], np.float32(0), bits[:m])  # t = exp(-|x|)
-        loss = 0.0
         for j in range(m):  # BCE with logits, stable: max(x, 0) - label x + log(1 + t)
             x, t, label = xs[j], ts[j], ys[j]
             loss += max(x, np.float32(0)) - label * x + _log1p_unit(np.float64(t))
-            gs[start + j] = (np.float32(1) if x >= 0 else t) / (np.float32(1) + t) - label  # sigmoid(x) - label
-        losses[c, 0], losses[c, 1] = loss, penalty
-
-
-@_jit
-def _user_sums(users, first, second, labels, item_emb, gs, user_grad, user_n):
-    """user_grad[u] += g_p item_p and user_n[u] += 1 over u's pairs, in pair order; a run of pairs
-    of one user (they come grouped by user) sums in ``running`` before one write."""
-    dim, shift = item_emb.shape[1], _pair_shift(labels)
-    running = np.zeros(dim, np.float32)
-    current = -1
-    for p in range(gs.shape[0]):
-        k = p >> shift
-        u, i, g = users[k], first[k] if shift == 0 or p & 1 == 0 else second[k], gs[p]
-        if u != current:
-            for d in range(dim):  # element by element: numba's slice copies cost more than the sums
-                if current >= 0:
-                    user_grad[current, d] = running[d]
-                running[d] = user_grad[u, d]
-            current = u
-        for d in range(dim):
-            running[d] += g * item_emb[i, d]
-        user_n[u] += 1
+            gs[j] = (np.float32(1) if x >= 0 else t) / (np.float32(1) + t) - label  # sigmoid(x) - label
+        for j in range(m):
+            u, i, g = us[j], items[j], gs[j]
+            if u != current:
+                for d in range(dim):  # element by element: numba's slice copies cost more than the sums
+                    if current >= 0:
+                        user_grad[current, d] = running[d]
+                    running[d] = user_grad[u, d]
+                current = u
+            for d in range(dim):
+                running[d] += g * item_emb[i, d]
+                item_grad[i, d] += g * user_emb[u, d]
+            item_grad[i, dim] += g
+            item_grad[i, dim + 1] += 1
+            user_n[u] += 1
     if current >= 0:
         for d in range(dim):
             user_grad[current, d] = running[d]
-
-
-@_jit
-def _item_sums(users, first, second, labels, user_emb, gs, item_grad):
-    """item_grad[i] += [g_p user_p | g_p | 1] over i's pairs, in pair order."""
-    dim, shift = user_emb.shape[1], _pair_shift(labels)
-    for p in range(gs.shape[0]):
-        k = p >> shift
-        u, i, g = users[k], first[k] if shift == 0 or p & 1 == 0 else second[k], gs[p]
-        for d in range(dim):
-            item_grad[i, d] += g * user_emb[u, d]
-        item_grad[i, dim] += g
-        item_grad[i, dim + 1] += 1
-
-
-@_jit
-def _step_users(users, user_emb, lr, l2, user_grad, user_n):
-    """Each user of ``users`` with pairs stepped once: shrunk as n SGD steps of its L2 would, then
-    moved along its summed gradient; the scratch ``user_grad``/``user_n`` left zero."""
-    dim = user_emb.shape[1]
     most = 0
-    for p in range(users.shape[0]):
+    for p in range(users.shape[0]):  # every user a pair has
         most = max(most, user_n[users[p]])
     shrinks = np.empty(most + 1)  # (1 - lr l2)^n by table: a power per user costs more than its update
     shrinks[0] = 1.0
@@ -326,6 +301,7 @@ def _step_users(users, user_emb, lr, l2, user_grad, user_n):
             user_emb[u, d] = shrink * user_emb[u, d] - lr * user_grad[u, d]
             user_grad[u, d] = 0.0
         user_n[u] = 0
+    return loss + l2 * penalty / 2
 
 
 def pointwise_sgd(user_emb: torch.Tensor, item_emb: torch.Tensor, item_bias: torch.Tensor, users: torch.Tensor,
@@ -336,24 +312,16 @@ def pointwise_sgd(user_emb: torch.Tensor, item_emb: torch.Tensor, item_bias: tor
     [item_emb | item_bias | count] (n_items, dim + 2), returned for the caller to sum over processes
     (in one call) and apply. The pairs are (users, items, labels); or, with ``labels`` None, each
     triple's (users[k], items[k], 1) and (users[k], fake[k], 0) side by side, as ``DUpdate.triples``
-    orders a full step, read where they are. ``scratch`` keeps the zeroed user buffers between calls.
-    Three passes: the pairs' gradients (runs of chunks over the threads), then the users' and the
-    items' sums side by side, each in pair order (the same sums on any thread count), then the users'
-    step. Returns the loss, BCE plus l2/2 of the squared rows per pair."""
+    orders a full step, read where they are. ``scratch`` keeps the zeroed user buffers between calls."""
     if scratch.get("shape") != tuple(user_emb.shape):
         scratch.update(shape=tuple(user_emb.shape), grad=np.zeros(tuple(user_emb.shape), user_emb.numpy().dtype),
                        n=np.zeros(user_emb.shape[0], np.int64))
     item_grad = torch.zeros(item_emb.shape[0], item_emb.shape[1] + 2, dtype=user_emb.dtype)
-    pairs = tuple(t.numpy() for t in ((users, items, torch.zeros(0, dtype=torch.long), labels.to(torch.float32))
-                                      if labels is not None else (users, items, fake, torch.zeros(0))))
-    n_pairs = len(labels) if labels is not None else 2 * len(users)
-    gs, losses = np.empty(n_pairs, np.float32), np.empty((-(-n_pairs // CHUNK), 2))
-    tables = user_emb.numpy(), item_emb.numpy()
-    _over_rows(_pair_gradients, len(losses), *pairs, *tables, item_bias.numpy(), gs, losses)
-    _run_all([lambda: _user_sums(*pairs, tables[1], gs, scratch["grad"], scratch["n"]),
-              lambda: _item_sums(*pairs, tables[0], gs, item_grad.numpy())])
-    _step_users(pairs[0], tables[0], lr, l2, scratch["grad"], scratch["n"])
-    return float(losses[:, 0].sum() + l2 * losses[:, 1].sum() / 2), item_grad
+    pairs = (users, items, torch.zeros(0, dtype=torch.long), labels.to(torch.float32)) if labels is not None \
+        else (users, items, fake, torch.zeros(0))
+    loss = _pointwise_sgd(*(t.numpy() for t in pairs), user_emb.numpy(), item_emb.numpy(), item_bias.numpy(), lr, l2,
+                          scratch["grad"], scratch["n"], item_grad.numpy())
+    return float(loss), item_grad
 
 
 @_jit

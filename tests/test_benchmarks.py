@@ -176,7 +176,8 @@ def test_bench_batching(fake_data, fake_split, tmp_path):
 
 def test_bench_default_run(fake_data, capsys):
     """This tree against itself as the old checkout, and on autograd: the same seed gives each the same G row."""
-    runs = bench_default_run.main(["--old", str(REPO), "--data-dir", str(fake_data), "--tiny", "--repeats", "1"])
+    runs = bench_default_run.main(["--old", str(REPO), "--data-dir", str(fake_data), "--tiny", "--repeats", "1",
+                                   "--threads", "2"])
     assert list(runs) == ["old", "new (fast MF path)", "new (autograd, --no-fast-path)"]
     assert runs["old"]["row"] == runs["new (fast MF path)"]["row"] == runs["new (autograd, --no-fast-path)"]["row"]
     name, *figures = runs["old"]["row"].split()[1:]

@@ -528,8 +528,8 @@ def test_a_game_plays_the_same_on_one_thread_and_on_two_and_puts_the_count_back(
 
 @pytest.mark.parametrize("triples", [True, False])
 def test_d_kernel_step_is_the_same_on_one_thread_and_on_two(triples):
-    """The pairs' gradients split over threads by chunks, the users' and items' sums side by side:
-    the same tables, item sums and loss as on one thread, for pairs given with labels and as triples."""
+    """The same tables, item sums and loss on one thread and on two, for pairs given with labels and
+    as triples (a split of the pairs over threads must keep each sum's order)."""
     g = seeded(0)
     n = 3 * kernels.CHUNK + 17  # several chunks, the last one short
     users = torch.sort(torch.randint(0, 60, (n,), generator=g)).values
