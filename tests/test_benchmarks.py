@@ -123,10 +123,12 @@ def test_bench_processes_tiny(tmp_path):
     """Two gloo processes against one on the tiny catalog: the item tables are summed every step,
     the user tables only in the set-up that sums every gradient (irgan before issue 22)."""
     out = tmp_path / "R.md"
-    rows = bench_processes.main(["--size", "tiny", "--results", str(out)])
+    rows = bench_processes.main(["--size", "tiny", "--d-repeats", "3", "--results", str(out)])
     one, items, every = (rows[name] for name in bench_processes.SETUPS)
+    assert all(len(r["d_epochs_s"]) == 3 and r["d_epoch_s"] == sorted(r["d_epochs_s"])[1] for r in (one, items, every))
     assert (one["processes"], items["processes"], every["processes"]) == (1, 2, 2)
-    assert one["d_bytes"] == one["g_bytes"] == 0
+    assert one["d_bytes"] == one["g_bytes"] == one["d_reduce_s"] == one["g_reduce_s"] == 0
+    assert 0 < items["d_reduce_s"] < max(items["d_epochs_s"]) and 0 < items["g_reduce_s"] < items["g_epoch_s"]
     dim = IRGANConfig().dim
     user_table = 200 * dim * 4  # float32 user embeddings of the 200 x 300 catalog
     assert every["g_bytes"] - items["g_bytes"] == user_table
