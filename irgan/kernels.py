@@ -1,14 +1,15 @@
 """Compiled CPU kernels (numba) for the hot loops: G's softmax for a batch of users (logits,
 exp, sums, expected item and the draws, row by row in cache), D's SGD step over pairs, the
-evaluation's top k and first-hit ranks, membership in a user's positives, and D's minibatches in
-index order.
+evaluation's top k and first-hit ranks, membership in a user's positives, DNS's best candidate,
+and D's minibatches in index order.
 
 Each kernel does in one read what the torch path (``irgan.training.fast_mf``, ``policy``,
 ``sampling`` and ``metrics``: the reference the tests compare against) does in several full passes
 or in per-pair scatters: RESULTS.md ("Compiled kernels") has the measurements. ``enabled(tensor)``
 says whether a tensor takes them: numba is installed with irgan, the tensor is on the CPU, and
 ``use(False)`` has not switched them off. They are deterministic; kernels over independent rows
-split them over torch's thread count with the same result for any count.
+split them over ``threads()`` threads (torch's count, kept for them by ``serial_torch`` while
+torch's own operations run on one) with the same result for any count.
 """
 from __future__ import annotations
 
@@ -74,9 +75,10 @@ def serial_torch(function):
     """Decorate a training function: while it runs, torch's own operations use one thread and the
     kernels split their rows over the threads torch had; the count is put back after. Where the
     kernels do the work, torch's small parallel operations gain little, and the OpenMP threads they
-    wake keep spinning on the cores the kernels' threads need: on ml-100k two threads were slower
-    than one before this, and faster after (RESULTS.md). Results do not change: torch then runs
-    as with one thread, and the kernels give the same rows on any count."""
+    wake keep spinning on the cores the kernels' threads need: on ml-100k two threads were no faster
+    than one before this, often slower, and a quarter faster after (RESULTS.md). The count is the
+    process's: other threads' torch operations run on one thread meanwhile too. Results do not
+    change: torch then runs as with one thread, and the kernels give the same rows on any count."""
     @functools.wraps(function)
     def serially(*args, **kwargs):
         with _SERIAL_LOCK:
