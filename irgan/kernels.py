@@ -503,13 +503,19 @@ def mf_softmax(users_ext: torch.Tensor, items_ext: torch.Tensor, temperature: fl
     e, m, z, expected, users_wide, items_t = _softmax_arrays(users_ext, items_ext, out)
     if counts is None:
         counts = torch.zeros(B, dtype=torch.long)
-    u = torch.rand(int(counts.sum()), dtype=torch.float32, generator=generator)
-    draws, picked = torch.empty(len(u), dtype=torch.long), torch.empty(len(u), dtype=torch.float32)
+    starts, u, draws, picked = _draw_arrays(counts, generator)
     _over_rows(_mf_softmax, B, users_wide.numpy(), items_t.numpy(), np.float32(1 / temperature), e.numpy(), m.numpy(),
-               z.numpy(), expected.numpy(),
-                (counts.cumsum(0) - counts).numpy(), counts.numpy(), u.to(torch.float64).numpy(), draws.numpy(),
-               picked.numpy())
+               z.numpy(), expected.numpy(), starts, counts.numpy(), u, draws.numpy(), picked.numpy())
     return e, m, z, expected[:, :k], draws, picked
+
+
+def _draw_arrays(counts: torch.Tensor, generator: torch.Generator | None) -> tuple:
+    """For counts[r] draws from each row r: each row's first draw's index, the uniforms (drawn as
+    float32 from ``generator``, as ``sampling.sample_rows`` draws them; float64 as the kernels read
+    them), and the columns drawn and their values, (counts.sum(),) each, for the kernel to write."""
+    u = torch.rand(int(counts.sum()), dtype=torch.float32, generator=generator)
+    return ((counts.cumsum(0) - counts).numpy(), u.to(torch.float64).numpy(), torch.empty(len(u), dtype=torch.long),
+            torch.empty(len(u), dtype=torch.float32))
 
 
 @_jit
@@ -589,17 +595,16 @@ def g_step(users_ext: torch.Tensor, items_ext: torch.Tensor, temperature: float,
     B, n, k = users_ext.shape[0], items_ext.shape[0], items_ext.shape[1]
     e, m, z, expected, users_wide, items_t = _softmax_arrays(users_ext, items_ext, out)
     sparse_user = torch.empty(B, users_wide.shape[1], dtype=torch.float32)
-    N = int(counts.sum())
-    u = torch.rand(N, dtype=torch.float32, generator=generator)
+    starts, u, draws, picked = _draw_arrays(counts, generator)
+    N = len(draws)
     coin = torch.rand(N, dtype=torch.float32, generator=generator)
     offsets = torch.rand(N, dtype=torch.float32, generator=generator)
-    draws, picked = torch.empty(N, dtype=torch.long), torch.empty(N, dtype=torch.float32)
     rewards, weights, c = (torch.empty(size, dtype=torch.float32) for size in (N, N, B))
     sparse = np.zeros((row_runs(B), n, k), np.float32)
     member = positives.dense.numpy() if positives.dense is not None else np.zeros((0, 0), np.bool_)
     _over_rows(_g_step, B, users_wide.numpy(), items_t.numpy(), items_ext.contiguous().numpy(), np.float32(1 / temperature),
-               e.numpy(), m.numpy(), z.numpy(), expected.numpy(), (counts.cumsum(0) - counts).numpy(), counts.numpy(),
-               u.to(torch.float64).numpy(), draws.numpy(), picked.numpy(), coin.numpy(), offsets.numpy(),
+               e.numpy(), m.numpy(), z.numpy(), expected.numpy(), starts, counts.numpy(), u, draws.numpy(),
+               picked.numpy(), coin.numpy(), offsets.numpy(),
                np.float32(mix), users.numpy(), positives.starts.numpy(), positives.counts.numpy(),
                positives.items.numpy(), member, d_users.numpy(), d_items.numpy(), d_bias.numpy(), reward == "paper",
                estimator == "snis", rewards.numpy(), weights.numpy(), c.numpy(), sparse_user.numpy(), sparse, part=True)

@@ -82,13 +82,16 @@ def fit_bpr(
 def _step(scorer: nn.Module, config: BPRConfig, fast: bool) -> Callable:
     """One pass of updates over the triples (users, pos, neg) in batches, on the fast MF path (a
     compiled pass on the CPU) or by autograd."""
+    def batches(*triples: torch.Tensor):
+        return zip(*(t.split(config.batch_size) for t in triples))
+
     if fast and config.optimizer == "sgd":  # packed tables stepped in place: the fastest
         def packed_pass(users, pos, neg) -> None:
             users_ext, items_ext = packed_users(scorer), packed_items(scorer)
             if kernels.enabled(users_ext) and users_ext.dtype == torch.float32:
                 kernels.bpr_sgd(users_ext, items_ext, users, pos, neg, config.batch_size, config.lr, config.l2)
             else:
-                for u, i, j in zip(*(t.split(config.batch_size) for t in (users, pos, neg))):
+                for u, i, j in batches(users, pos, neg):
                     bpr_sgd_step(users_ext, items_ext, u, i, j, config.lr, config.l2)
             with torch.no_grad():
                 scorer.user_emb.copy_(users_ext[:, :-1])
@@ -99,13 +102,13 @@ def _step(scorer: nn.Module, config: BPRConfig, fast: bool) -> Callable:
         row_optimizer = RowOptimizer(config.optimizer, list(scorer.parameters()), config.lr)
 
         def row_pass(users, pos, neg) -> None:
-            for u, i, j in zip(*(t.split(config.batch_size) for t in (users, pos, neg))):
+            for u, i, j in batches(users, pos, neg):
                 row_optimizer.step(bpr_loss(scorer, u, i, j, config.l2)[1])
         return row_pass
     optimizer = torch_optimizer(config.optimizer, scorer.parameters(), config.lr)
 
     def autograd_pass(users, pos, neg) -> None:
-        for u, i, j in zip(*(t.split(config.batch_size) for t in (users, pos, neg))):
+        for u, i, j in batches(users, pos, neg):
             optimizer.zero_grad(set_to_none=True)
             bpr_objective(scorer, u, i, j, config.l2).backward()
             optimizer.step()
